@@ -1,0 +1,34 @@
+# Quick start:  make demo   (set up .venv, build the sample database, search it)
+#               make test   (set up .venv, run every test; what CI runs)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast browser-deps clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/similar-images demo
+
+# Headless Chromium for the notebook's browser test (Debian's package; needs root or sudo).
+browser-deps:
+	@bash scripts/install-browser.sh
+
+test: setup browser-deps
+	$(PY) -m pytest
+
+# Skips the slow and browser tests: for a quick local loop only; CI runs everything.
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not browser"
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,50 @@
+"""The ``similar-images`` command.
+
+Each subcommand lives in its own module of this package and is imported only when it
+is run (Click's lazy-group pattern), so ``similar-images --help`` starts fast and a
+heavy import (TensorFlow, torch) is paid only by the commands that need it.
+Commands parse and check their arguments, then call the package; they hold no logic.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+# command name -> "module:attribute" (a click.Command)
+COMMANDS: dict[str, str] = {
+    "extract": "similar_images.cli.extract:extract",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="similar-images")
+def main() -> None:
+    """Find the most similar images (and short texts) in a collection."""
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log to stderr: warnings by default, everything with -v."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    # TensorFlow's C++ logging is not ours to show unless asked.
+    if not verbose:
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
