@@ -16,6 +16,7 @@ import click
 # command name -> "module:attribute" (a click.Command)
 COMMANDS: dict[str, str] = {
     "extract": "similar_images.cli.extract:extract",
+    "text": "similar_images.cli.text:text",
 }
 
 
