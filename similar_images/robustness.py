@@ -1,0 +1,114 @@
+"""Robustness (copy detection): do edited copies of a photo find the original?
+
+Each sampled image of a database is edited in each way of :data:`edits.EDITS` (crop,
+resize, JPEG, flip, rotation, brightness and contrast, grayscale, text); every edited
+copy is searched against the unedited database and the rank of its original is
+recorded. The report gives, per edit type and system, recall@1 (the original came
+first), recall@10 and the mean rank (an original missing from the ``k`` results counts
+as rank ``k + 1``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from . import metrics
+from .edits import select_edits
+from .evaluate import Report, bar_chart, ranked_ids
+
+logger = logging.getLogger(__name__)
+
+MAX_K = 100
+
+
+def sample_ids(n_images: int, queries: int | None, seed: int) -> list[int]:
+    """Row ids of the images to edit: all of them, or ``queries`` drawn with ``seed``."""
+    if queries is None or queries >= n_images:
+        return list(range(n_images))
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(n_images, size=queries, replace=False))
+
+
+def load_original(db, row: int):
+    """The database's image ``row`` as an RGB PIL image (EXIF orientation applied)."""
+    from .images import load_image
+
+    return load_image(db.image_path(row))
+
+
+def edit_ranks(db, ids: list[int], edit_names: list[str] | None = None, *, k: int = MAX_K,
+               batch_size: int = 16, show_progress: bool = True, desc: str = "robustness") -> dict[str, np.ndarray]:
+    """Rank of the original for each edited copy, per edit.
+
+    Returns:
+        ``{edit name: (len(ids),) int64}`` 1-based ranks, 0 where the original was not in
+        the first ``k`` results.
+    """
+    from tqdm.auto import tqdm
+
+    chosen = select_edits(edit_names)
+    ranks = {name: np.zeros(len(ids), dtype=np.int64) for name in chosen}
+    with tqdm(total=len(ids) * len(chosen), desc=desc, unit="query", disable=not show_progress) as bar:
+        for start in range(0, len(ids), batch_size):
+            batch_ids = ids[start:start + batch_size]
+            originals = [load_original(db, row) for row in batch_ids]
+            for name, edit in chosen.items():
+                queries = [edit(image) for image in originals]
+                found = ranked_ids(db, queries, k, batch_size=len(queries), show_progress=False)
+                ranks[name][start:start + len(batch_ids)] = metrics.ranks_of(batch_ids, found)
+                bar.update(len(batch_ids))
+    return ranks
+
+
+def summarise(ranks: dict[str, np.ndarray], k: int) -> dict[str, dict[str, float]]:
+    """Per edit (and ``"all"``): recall@1, recall@10 and mean rank (missing = ``k + 1``)."""
+    out = {}
+    everything = np.concatenate(list(ranks.values())) if ranks else np.zeros(0, dtype=np.int64)
+    for name, r in {**ranks, "all": everything}.items():
+        out[name] = {
+            "recall@1": metrics.recall_at_k_from_ranks(r, 1),
+            "recall@10": metrics.recall_at_k_from_ranks(r, 10),
+            "mean rank": metrics.mean_rank(r, missing_rank=k + 1),
+            "missing": int((r == 0).sum()),
+        }
+    return out
+
+
+def robustness_report(systems: dict, *, queries: int | None = 200, edits: list[str] | None = None,
+                      seed: int = 0, show_progress: bool = True) -> Report:
+    """Copy detection per edit type for each system.
+
+    Args:
+        systems: label -> opened database built from the unedited images.
+        queries: how many of the database's images to edit (all when None or fewer).
+        edits: edit names (see :data:`edits.EDITS`); all when None.
+        seed: which images are edited.
+    """
+    per_system = {}
+    for label, db in systems.items():
+        k = min(len(db), MAX_K)
+        ids = sample_ids(len(db), queries, seed)
+        ranks = edit_ranks(db, ids, edits, k=k, show_progress=show_progress, desc=f"robustness {label}")
+        per_system[label] = {"images": len(db), "queries": len(ids), "k": k,
+                             "metrics": summarise(ranks, k),
+                             "ranks": {name: r.tolist() for name, r in ranks.items()}}
+    labels = list(per_system)
+    edit_names = list(next(iter(per_system.values()))["metrics"])
+    headers = ["edit"] + [f"{col} {label}" if len(labels) > 1 else col
+                          for label in labels for col in ("R@1", "R@10", "mean rank")]
+    rows = [[name] + [per_system[label]["metrics"][name][m] for label in labels
+                      for m in ("recall@1", "recall@10", "mean rank")]
+            for name in edit_names]
+    first = per_system[labels[0]]
+    title = (f"Robustness (copy detection): {first['queries']:,} images x {len(edit_names) - 1} edits "
+             f"searched among {first['images']:,} unedited images; missing = rank {first['k'] + 1}")
+    data = {"settings": {"queries": queries, "seed": seed, "edits": edit_names[:-1]}, "systems": per_system}
+    return Report("robustness", title, headers, rows, data, plot=lambda fig: _plot(fig, per_system))
+
+
+def _plot(figure, per_system: dict) -> None:
+    groups = list(next(iter(per_system.values()))["metrics"])
+    series = {label: [result["metrics"][g]["recall@1"] for g in groups] for label, result in per_system.items()}
+    bar_chart(figure, groups, series, title="Copy detection: recall@1 per edit", ylabel="recall@1")
