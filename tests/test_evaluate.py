@@ -1,0 +1,133 @@
+"""Evaluation reports: tables and files, COCO labels, edits; reports on real small databases."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from similar_images import edits, evaluate, evaluate_coco
+from similar_images.errors import DatabaseError
+
+CATEGORIES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "car"}]
+
+
+def coco_instances(images: dict[str, list[tuple[int, float]]]) -> dict:
+    """A COCO instances document: file name -> [(category id, area), ...]."""
+    doc = {"images": [], "annotations": [], "categories": CATEGORIES}
+    for image_id, (name, anns) in enumerate(images.items(), start=1):
+        doc["images"].append({"id": image_id, "file_name": name, "width": 64, "height": 64})
+        for category, area in anns:
+            doc["annotations"].append({"id": len(doc["annotations"]) + 1, "image_id": image_id,
+                                       "category_id": category, "area": area})
+    return doc
+
+
+# --- tables and files --------------------------------------------------------------------
+
+def test_format_table_aligns_and_formats_numbers():
+    text = evaluate.format_table(["system", "P@1", "n"], [["vgg16/ivfpq", 0.61234, 40504], ["random", 0.1, 7]])
+    lines = text.splitlines()
+    assert lines[0].split() == ["system", "P@1", "n"]
+    assert "0.612" in lines[2] and "40,504" in lines[2]
+    assert len({len(line) for line in lines[:3]}) == 1  # header, rule and widest row line up
+
+
+def test_save_report_writes_json_and_png(tmp_path):
+    report = evaluate.Report("fidelity", "title", ["system", "R@1"], [["a", np.float64(0.5)]],
+                             {"curve": np.arange(3), "nan": float("nan")},
+                             plot=lambda fig: evaluate.bar_chart(fig, ["R@1"], {"a": [0.5]}, title="t", ylabel="y"))
+    written = evaluate.save_report(report, tmp_path / "out")
+    saved = json.loads(written["json"].read_text())
+    assert saved["rows"] == [["a", 0.5]] and saved["curve"] == [0, 1, 2] and saved["nan"] is None
+    with Image.open(written["png"]) as png:
+        assert png.format == "PNG" and png.size[0] > 300
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fidelity.json", "fidelity.png"]
+
+
+# --- COCO labels ----------------------------------------------------------------------------
+
+def test_dominant_category_is_largest_total_area():
+    labels = evaluate_coco.parse_coco_instances(coco_instances({
+        # two small dogs (30 + 30) outweigh one cat (50)
+        "a.jpg": [(1, 50.0), (2, 30.0), (2, 30.0)],
+        "b.jpg": [(3, 10.0)],
+        "c.jpg": [(1, 5.0), (2, 5.0)],  # tie -> smaller id
+        "unannotated.jpg": [],
+    }))
+    assert labels.dominant == {"a.jpg": 2, "b.jpg": 3, "c.jpg": 1}
+    assert labels.categories_of["a.jpg"] == {1, 2}
+    assert labels.categories[3] == "car"
+
+
+def test_not_an_instances_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "captions.json"
+    bad.write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(DatabaseError, match="not a COCO instances file"):
+        evaluate_coco.load_coco_labels(bad)
+    with pytest.raises(DatabaseError, match="not found"):
+        evaluate_coco.load_coco_labels(tmp_path / "missing.json")
+
+
+def test_align_labels_matches_by_file_name():
+    labels = evaluate_coco.parse_coco_instances(coco_instances({"a.jpg": [(1, 9.0), (3, 1.0)], "b.jpg": [(2, 1.0)]}))
+    dominant, multi = evaluate_coco.align_labels(labels, ["val2014/b.jpg", "x.jpg", "a.jpg"])
+    assert dominant.tolist() == [2, -1, 1]
+    assert multi.tolist() == [[False, True, False], [False, False, False], [True, False, True]]
+
+
+def test_relevance_dominant_and_any():
+    # rows: 0 cat(+car), 1 cat, 2 dog(+cat), 3 car, 4 unannotated
+    dominant = np.array([1, 1, 2, 3, -1])
+    multi = np.array([[1, 0, 1], [1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0]], dtype=bool)
+    results = np.array([[2, 1, 4, -1]])  # results for query row 0, query excluded
+    rel = evaluate_coco.relevance(dominant, multi, np.array([0]), results)
+    rel_dom, n_dom = rel["dominant"]
+    rel_any, n_any = rel["any"]
+    assert rel_dom.tolist() == [[False, True, False, False]] and n_dom.tolist() == [1]
+    assert rel_any.tolist() == [[True, True, False, False]] and n_any.tolist() == [3]
+
+
+def test_sample_query_names_is_seeded_and_refuses_foreign_databases():
+    labels = evaluate_coco.parse_coco_instances(coco_instances({f"{i}.jpg": [(1, 1.0)] for i in range(20)}))
+    names = [f"{i}.jpg" for i in range(20)] + ["other.jpg"]
+    first = evaluate_coco.sample_query_names([names], labels, 5, seed=3)
+    assert first == evaluate_coco.sample_query_names([names], labels, 5, seed=3)
+    assert len(set(first)) == 5 and "other.jpg" not in first
+    with pytest.raises(DatabaseError, match="no database image appears in the COCO annotations"):
+        evaluate_coco.sample_query_names([["holiday.jpg"]], labels, 5, seed=0)
+
+
+# --- edits ----------------------------------------------------------------------------------
+
+def photo() -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+
+
+def test_every_edit_changes_the_image_and_is_deterministic():
+    original = photo()
+    for name, edit in edits.EDITS.items():
+        out = edit(original)
+        assert out.mode == "RGB", name
+        same_size = out.size == original.size
+        assert not (same_size and np.array_equal(np.asarray(out), np.asarray(original))), name
+        assert np.array_equal(np.asarray(out), np.asarray(edit(original))), name
+
+
+def test_edit_geometry():
+    original = photo()  # 80 x 60
+    assert edits.crop_center(original).size == (56, 42)
+    assert edits.resize_half(original).size == (40, 30)
+    flipped = np.asarray(edits.hflip(original))
+    assert np.array_equal(flipped[:, 0], np.asarray(original)[:, -1])
+    gray = np.asarray(edits.grayscale(original))
+    assert np.array_equal(gray[..., 0], gray[..., 2])
+
+
+def test_select_edits_lists_valid_names():
+    assert list(edits.select_edits(["hflip", "crop70"])) == ["crop70", "hflip"]
+    with pytest.raises(ValueError, match="choose from: crop70"):
+        edits.select_edits(["blur"])
