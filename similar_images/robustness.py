@@ -6,11 +6,16 @@ copy is searched against the unedited database and the rank of its original is
 recorded. The report gives, per edit type and system, recall@1 (the original came
 first), recall@10 and the mean rank (an original missing from the ``k`` results counts
 as rank ``k + 1``).
+
+A collection may already hold copies of a photo (the demo's sample collection holds
+``coffee.jpg`` and ``coffee__flip.jpg``): with a ``group_separator`` (``"__"`` there),
+any image of the same group (the file stem before the separator) counts as the original.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -38,9 +43,19 @@ def load_original(db, row: int):
     return load_image(db.image_path(row))
 
 
+def group_ids(names: list[str], separator: str | None) -> np.ndarray:
+    """``(n,)`` int64: one number per group of copies; each image alone without ``separator``."""
+    if not separator:
+        return np.arange(len(names), dtype=np.int64)
+    keys: dict[str, int] = {}
+    return np.array([keys.setdefault(Path(name).stem.split(separator)[0], len(keys)) for name in names],
+                    dtype=np.int64)
+
+
 def edit_ranks(db, ids: list[int], edit_names: list[str] | None = None, *, k: int = MAX_K,
-               batch_size: int = 16, show_progress: bool = True, desc: str = "robustness") -> dict[str, np.ndarray]:
-    """Rank of the original for each edited copy, per edit.
+               group_separator: str | None = None, batch_size: int = 16, show_progress: bool = True,
+               desc: str = "robustness") -> dict[str, np.ndarray]:
+    """Rank of the original (or the first copy of its group) for each edited copy, per edit.
 
     Returns:
         ``{edit name: (len(ids),) int64}`` 1-based ranks, 0 where the original was not in
@@ -49,6 +64,7 @@ def edit_ranks(db, ids: list[int], edit_names: list[str] | None = None, *, k: in
     from tqdm.auto import tqdm
 
     chosen = select_edits(edit_names)
+    groups = np.append(group_ids(list(db.names), group_separator), -2)  # id -1 (no result) -> group -2
     ranks = {name: np.zeros(len(ids), dtype=np.int64) for name in chosen}
     with tqdm(total=len(ids) * len(chosen), desc=desc, unit="query", disable=not show_progress) as bar:
         for start in range(0, len(ids), batch_size):
@@ -57,7 +73,7 @@ def edit_ranks(db, ids: list[int], edit_names: list[str] | None = None, *, k: in
             for name, edit in chosen.items():
                 queries = [edit(image) for image in originals]
                 found = ranked_ids(db, queries, k, batch_size=len(queries), show_progress=False)
-                ranks[name][start:start + len(batch_ids)] = metrics.ranks_of(batch_ids, found)
+                ranks[name][start:start + len(batch_ids)] = metrics.ranks_of(groups[batch_ids], groups[found])
                 bar.update(len(batch_ids))
     return ranks
 
@@ -77,20 +93,22 @@ def summarise(ranks: dict[str, np.ndarray], k: int) -> dict[str, dict[str, float
 
 
 def robustness_report(systems: dict, *, queries: int | None = 200, edits: list[str] | None = None,
-                      seed: int = 0, show_progress: bool = True) -> Report:
+                      group_separator: str | None = None, seed: int = 0, show_progress: bool = True) -> Report:
     """Copy detection per edit type for each system.
 
     Args:
         systems: label -> opened database built from the unedited images.
         queries: how many of the database's images to edit (all when None or fewer).
         edits: edit names (see :data:`edits.EDITS`); all when None.
+        group_separator: names sharing the stem before it are copies of one photo (see above).
         seed: which images are edited.
     """
     per_system = {}
     for label, db in systems.items():
         k = min(len(db), MAX_K)
         ids = sample_ids(len(db), queries, seed)
-        ranks = edit_ranks(db, ids, edits, k=k, show_progress=show_progress, desc=f"robustness {label}")
+        ranks = edit_ranks(db, ids, edits, k=k, group_separator=group_separator,
+                           show_progress=show_progress, desc=f"robustness {label}")
         per_system[label] = {"images": len(db), "queries": len(ids), "k": k,
                              "metrics": summarise(ranks, k),
                              "ranks": {name: r.tolist() for name, r in ranks.items()}}
@@ -104,7 +122,8 @@ def robustness_report(systems: dict, *, queries: int | None = 200, edits: list[s
     first = per_system[labels[0]]
     title = (f"Robustness (copy detection): {first['queries']:,} images x {len(edit_names) - 1} edits "
              f"searched among {first['images']:,} unedited images; missing = rank {first['k'] + 1}")
-    data = {"settings": {"queries": queries, "seed": seed, "edits": edit_names[:-1]}, "systems": per_system}
+    data = {"settings": {"queries": queries, "seed": seed, "edits": edit_names[:-1],
+                         "group_separator": group_separator}, "systems": per_system}
     return Report("robustness", title, headers, rows, data, plot=lambda fig: _plot(fig, per_system))
 
 

@@ -1,0 +1,127 @@
+"""Index fidelity: how much of exact search does the database's search return, and how fast?
+
+A sample of the database's own vectors is searched twice: with the database's search
+(its index and re-ranking, exactly what users get) and by brute force over the stored
+float32 vectors. Recall@k is the share of the exact top ``k`` found in the search's top
+``k``; results tied in exact score with the ``k``-th exact result count as found, so
+duplicate images cannot make a perfect search look imperfect. Latency is measured
+one query at a time (what an interactive user waits) and in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from . import index as faiss_index
+from .evaluate import Report, ranked_ids
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_KS = (1, 10, 100)
+CURVE_KS = (1, 2, 5, 10, 20, 50, 100)
+TIE_TOLERANCE = 1e-5
+
+
+def recall_with_ties(found_scores: np.ndarray, exact_scores: np.ndarray, k: int,
+                     tol: float = TIE_TOLERANCE) -> np.ndarray:
+    """Per query, the share of the top ``k`` found whose exact score reaches the exact ``k``-th score.
+
+    Args:
+        found_scores: ``(n, >=k)`` exact cosine of each returned id (``-inf`` for none).
+        exact_scores: ``(n, >=k)`` brute-force scores, best first.
+
+    Returns:
+        ``(n,)`` float64 in [0, 1].
+    """
+    kth = exact_scores[:, k - 1:k]  # (n, 1)
+    return (found_scores[:, :k] >= kth - tol).sum(axis=1) / k
+
+
+def exact_scores_of(vectors, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Exact cosine between each query and each of its result ids; ``-inf`` for ``-1``."""
+    q = faiss_index.normalize(queries)  # (n, d)
+    out = np.full(ids.shape, -np.inf, dtype=np.float32)
+    for row in range(len(ids)):
+        valid = ids[row] >= 0
+        if valid.any():
+            rows = np.asarray(vectors[ids[row][valid]], dtype=np.float32)  # (m, d)
+            norms = np.maximum(np.linalg.norm(rows, axis=1), 1e-12)
+            out[row, valid] = rows @ q[row] / norms
+    return out
+
+
+def single_query_latency(db, queries: list, k: int) -> dict[str, float]:
+    """Milliseconds per query searched one at a time: median, p95 and mean."""
+    db.search(queries[0], k=k)  # warm-up (first call may load or page in files)
+    times = []
+    for query in queries:
+        start = time.perf_counter()
+        db.search(query, k=k)
+        times.append((time.perf_counter() - start) * 1000.0)
+    times = np.array(times)
+    return {"median ms": float(np.median(times)), "p95 ms": float(np.percentile(times, 95)),
+            "mean ms": float(times.mean())}
+
+
+def score_system(db, vectors, *, queries: int = 1000, ks=DEFAULT_KS, latency_queries: int = 100,
+                 seed: int = 0, show_progress: bool = True, desc: str = "fidelity") -> dict:
+    """Recall against exact search at ``ks`` (and :data:`CURVE_KS`), plus latency, for one database."""
+    n = len(vectors)
+    rng = np.random.default_rng(seed)
+    query_ids = np.sort(rng.choice(n, size=min(queries, n), replace=False))
+    query_vectors = np.asarray(vectors[query_ids], dtype=np.float32)  # (q, d)
+    k_max = min(max(max(ks), max(CURVE_KS)), n)
+    start = time.perf_counter()
+    found = ranked_ids(db, list(query_vectors), k_max, show_progress=show_progress, desc=desc)  # (q, k)
+    batched_ms = (time.perf_counter() - start) * 1000.0 / len(query_ids)
+    exact_scores, _ = faiss_index.exact_search(vectors, query_vectors, k_max)  # (q, k)
+    found_scores = exact_scores_of(vectors, query_vectors, found)  # (q, k)
+    curve = {k: float(recall_with_ties(found_scores, exact_scores, k).mean()) for k in CURVE_KS if k <= k_max}
+    recalls = {f"recall@{k}": float(recall_with_ties(found_scores, exact_scores, k).mean())
+               for k in ks if k <= k_max}
+    latency = single_query_latency(db, list(query_vectors[:latency_queries]), k=10)
+    return {"images": n, "queries": len(query_ids), "recall": recalls, "curve": curve,
+            "latency": {**latency, "batched ms": batched_ms}}
+
+
+def fidelity_report(systems: dict, vectors_of, *, queries: int = 1000, ks=DEFAULT_KS, seed: int = 0,
+                    show_progress: bool = True) -> Report:
+    """Recall of each system's search against exact search, and its latency.
+
+    Args:
+        systems: label -> opened database.
+        vectors_of: label -> the database's stored ``(n, d)`` float32 vectors (may be
+            memory-mapped).
+        queries: how many of the database's own vectors to search with.
+        ks: recall cut-offs shown in the table.
+    """
+    per_system = {label: score_system(db, vectors_of[label], queries=queries, ks=ks, seed=seed,
+                                      show_progress=show_progress, desc=f"fidelity {label}")
+                  for label, db in systems.items()}
+    recall_cols = list(next(iter(per_system.values()))["recall"])
+    headers = ["system"] + recall_cols + ["ms/query", "p95 ms", "batched ms"]
+    rows = [[label] + [r["recall"][c] for c in recall_cols]
+            + [r["latency"]["median ms"], r["latency"]["p95 ms"], r["latency"]["batched ms"]]
+            for label, r in per_system.items()]
+    first = next(iter(per_system.values()))
+    title = (f"Index fidelity: {first['queries']:,} own vectors as queries among {first['images']:,}, "
+             f"recall vs exact search; latency single-query median/p95 and batched, seed {seed}")
+    data = {"settings": {"queries": queries, "ks": list(ks), "seed": seed}, "systems": per_system}
+    return Report("fidelity", title, headers, rows, data, plot=lambda fig: _plot(fig, per_system))
+
+
+def _plot(figure, per_system: dict) -> None:
+    ax = figure.subplots()
+    for label, result in per_system.items():
+        ks = [int(k) for k in result["curve"]]
+        ax.plot(ks, list(result["curve"].values()), marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k vs exact search")
+    ax.set_ylim(0, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("Index fidelity: recall@k of the database's search against exact search")
+    ax.legend(fontsize=8)
