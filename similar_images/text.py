@@ -43,7 +43,8 @@ def clean_text(text: str) -> str:
 def read_texts(csv_path: str | os.PathLike, column: str = "text") -> tuple[list[str], list[dict]]:
     """Read the texts of one column of a UTF-8 CSV file with a header row.
 
-    Texts are cleaned with :func:`clean_text`; empty ones are skipped.
+    Texts are cleaned with :func:`clean_text`; empty ones and repeats of an earlier row
+    are skipped (a database holds each text once).
 
     Returns:
         ``(texts, skipped)``; ``skipped`` holds ``{"path": "row N", "reason": ...}``
@@ -58,13 +59,16 @@ def read_texts(csv_path: str | os.PathLike, column: str = "text") -> tuple[list[
             if column not in (reader.fieldnames or []):
                 found = ", ".join(reader.fieldnames or []) or "none"
                 raise DatabaseError(f"{csv_path}: no column {column!r} (columns: {found})")
-            texts, skipped = [], []
+            texts, skipped, first_row = [], [], {}
             for row_number, row in enumerate(reader, start=1):
                 text = clean_text(row[column] or "")
-                if text:
-                    texts.append(text)
-                else:
+                if not text:
                     skipped.append({"path": f"row {row_number}", "reason": "empty text"})
+                elif text in first_row:
+                    skipped.append({"path": f"row {row_number}", "reason": f"duplicate of row {first_row[text]}"})
+                else:
+                    first_row[text] = row_number
+                    texts.append(text)
     except FileNotFoundError:
         raise DatabaseError(f"{csv_path}: CSV file not found") from None
     except (UnicodeDecodeError, csv.Error) as exc:

@@ -55,10 +55,14 @@ def cosine(a, b):
 
 
 def test_read_texts_cleans_and_skips_empty(tmp_path):
-    path = write_csv(tmp_path / "c.csv", ["  hello\n  world ", "", "second, with comma", "   "])
+    path = write_csv(tmp_path / "c.csv", ["  hello\n  world ", "", "second, with comma", "   ", "hello world"])
     texts, skipped = text.read_texts(path, "text")
     assert texts == ["hello world", "second, with comma"]
-    assert skipped == [{"path": "row 2", "reason": "empty text"}, {"path": "row 4", "reason": "empty text"}]
+    assert skipped == [
+        {"path": "row 2", "reason": "empty text"},
+        {"path": "row 4", "reason": "empty text"},
+        {"path": "row 5", "reason": "duplicate of row 1"},
+    ]
 
 
 def test_read_texts_errors(tmp_path):
