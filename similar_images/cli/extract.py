@@ -1,0 +1,88 @@
+"""``similar-images extract`` (and the root script ``extract_image_vectors.py``)."""
+
+from __future__ import annotations
+
+import inspect
+
+import click
+
+from ..features import DEFAULT_MODEL, MODELS
+from . import setup_logging
+
+DEFAULT_FILE_LIST = "ms_coco_file_list.txt"
+DEFAULT_IMG_DIR = "ms_coco/val2014"
+DEFAULT_MODEL_FILE = "vgg_4096.h5"
+
+
+@click.command(name="extract")
+@click.option("-l", "--filename_list", "--filename-list", "filename_list", default=DEFAULT_FILE_LIST,
+              show_default=True, type=click.Path(dir_okay=False),
+              help="Text file with one image path a line, relative to --img_dir.")
+@click.option("-d", "--img_dir", "--img-dir", "img_dir", default=DEFAULT_IMG_DIR, show_default=True,
+              type=click.Path(), help="Folder holding the images.")
+@click.option("-o", "--output_filename", "--output-filename", "output_filename", default=None,
+              type=click.Path(), help="Vectors file to write.  [default: <list>.saved_predictions.npy]")
+@click.option("-m", "--model_filename", "--model-filename", "model_filename", default=DEFAULT_MODEL_FILE,
+              show_default=True, type=click.Path(),
+              help="Where the VGG16 ImageNet model cut at fc2 is cached (vgg16 only).")
+@click.option("-b", "--batch_size", "--batch-size", "batch_size", default=32, show_default=True,
+              type=click.IntRange(min=1), help="Images per model call.")
+@click.option("--model", "model", default=DEFAULT_MODEL, show_default=True,
+              type=click.Choice(sorted(MODELS)), help="Feature model.")
+@click.option("--weights", default=None,
+              help="Model weights: 'imagenet' (vgg16 default, downloaded once), 'none' "
+                   "(random, seeded: tests only) or a path to a weights/model file.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoints.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output (and discard a partial run "
+                                              "unless --resume).")
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Image decoding threads.  [default: cores, at most 4]")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--chunk-batches", default=16, type=click.IntRange(min=1), hidden=True,
+              help="Batches per checkpoint chunk.")
+@click.option("-v", "--verbose", is_flag=True, help="Log details.")
+def extract(filename_list, img_dir, output_filename, model_filename, batch_size, model, weights,
+            resume, force, workers, no_progress, chunk_batches, verbose):
+    """Extract a feature vector for every image of a file list.
+
+    Writes OUTPUT (.npy, float32, one row per image) and OUTPUT.manifest.json (the
+    image of each row, skipped files and why, model, timings). Progress is saved as
+    it goes: after an interruption, run the same command with --resume.
+    """
+    setup_logging(verbose)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from ..errors import SimilarImagesError
+    from ..extract import run_extraction, summary, validate_job
+    from ..features import get_extractor
+
+    output = output_filename or f"{filename_list}.saved_predictions.npy"
+    try:
+        # Arguments first: a typo must not cost a model load.
+        validate_job(filename_list, img_dir, output, resume=resume, force=force)
+        extractor = get_extractor(model, **model_options(model, weights=weights,
+                                                         model_file=model_filename))
+        if str(extractor.describe().get("weights", "")).startswith("none"):
+            click.echo(f"note: {model} runs with RANDOM weights ({extractor.describe()['weights']}); "
+                       "the vectors are for testing only", err=True)
+        with logging_redirect_tqdm():  # log lines above the bar, not through it
+            manifest = run_extraction(filename_list, img_dir, output, extractor, batch_size=batch_size,
+                                      workers=workers, resume=resume, force=force,
+                                      show_progress=not no_progress, chunk_batches=chunk_batches)
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"interrupted; finished chunks are kept in {output}.partial, rerun with --resume to continue"
+        ) from None
+    except (SimilarImagesError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{summary(manifest)}; vectors in {output}")
+
+
+def model_options(model: str, **given) -> dict:
+    """The options among ``given`` that ``model``'s factory names (``None`` = not given)."""
+    import importlib
+
+    module_name, factory_name = MODELS[model].split(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    parameters = inspect.signature(factory).parameters
+    return {key: value for key, value in given.items() if value is not None and key in parameters}

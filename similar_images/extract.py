@@ -1,0 +1,237 @@
+"""Turn a collection of images into feature vectors.
+
+* :func:`extract_vectors`: a list of images to vectors in memory (for small sets, a
+  query, the ``add`` command).
+* :func:`run_extraction`: the checkpointed job behind ``similar-images extract``: a
+  file list and an image folder to a vectors file with its manifest, resumable after
+  Ctrl-C or kill -9 (see :mod:`similar_images.checkpoint`).
+
+Bad files are skipped with their reason recorded; they never stop a run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .checkpoint import Checkpoint, check_compatible, partial_dir
+from .errors import SimilarImagesError
+from .pipeline import Timer, default_workers, embed_chunks, progress_bar
+from .store import read_file_list, save_vectors, sha256_lines
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 32
+CHUNK_BATCHES = 16  # batches per checkpoint chunk
+
+
+def extract_vectors(
+    paths: Sequence[str],
+    image_root: str | os.PathLike | None,
+    extractor,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    show_progress: bool = True,
+) -> tuple[np.ndarray, list[str], list[dict[str, str]]]:
+    """Embed images in memory.
+
+    Args:
+        paths: names relative to ``image_root`` (or absolute paths, or URLs).
+        image_root: folder the names are relative to, or None.
+        extractor: a :class:`~similar_images.features.FeatureExtractor`.
+        batch_size: images per model call.
+        workers: decoding threads (default: :func:`~similar_images.pipeline.default_workers`).
+        show_progress: show a tqdm progress bar.
+
+    Returns:
+        ``(vectors, names, skipped)``: vectors ``(len(names), extractor.dim)`` float32,
+        row ``i`` belongs to ``names[i]``; ``skipped`` holds ``{"path", "reason",
+        "message"}`` for each image that could not be loaded.
+    """
+    paths = list(paths)
+    with progress_bar(total=len(paths), show=show_progress) as bar:
+        (result,) = embed_chunks([paths], image_root=image_root, extractor=extractor,
+                                 batch_size=batch_size, workers=workers or default_workers(),
+                                 progress=bar)
+    return result.vectors, result.names, result.skipped
+
+
+def validate_job(
+    file_list: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    resume: bool = False,
+    force: bool = False,
+) -> list[str]:
+    """Check an extraction job's arguments before any model is loaded; return the names.
+
+    Raises:
+        SimilarImagesError: missing or empty file list, missing image folder, output
+            folder missing or not writable, output or an interrupted run in the way.
+    """
+    file_list, image_dir, output = Path(file_list), Path(image_dir), Path(output)
+    if not file_list.is_file():
+        raise SimilarImagesError(f"file list {file_list} not found")
+    try:
+        names = read_file_list(file_list)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimilarImagesError(f"file list {file_list} is unreadable ({exc})") from None
+    if not names:
+        raise SimilarImagesError(f"file list {file_list} is empty")
+    if not image_dir.is_dir():
+        raise SimilarImagesError(f"image folder {image_dir} not found")
+    folder = output.parent
+    if output.is_dir():
+        raise SimilarImagesError(f"output {output} is a folder; give a file name")
+    if not folder.is_dir():
+        raise SimilarImagesError(f"cannot write {output}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SimilarImagesError(f"cannot write {output}: folder {folder} is not writable")
+    if output.exists() and not force:
+        raise SimilarImagesError(f"{output} already exists; use --force to overwrite it")
+    if partial_dir(output).exists() and not (resume or force):
+        raise SimilarImagesError(
+            f"an interrupted run left {partial_dir(output)}; use --resume to continue it "
+            "or --force to start over"
+        )
+    return names
+
+
+def run_extraction(
+    file_list: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    extractor,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    show_progress: bool = True,
+    chunk_batches: int = CHUNK_BATCHES,
+) -> dict[str, Any]:
+    """Extract the vectors of every image in ``file_list`` into ``output`` (+ manifest).
+
+    Finished chunks (``chunk_batches`` batches of names each) are saved in
+    ``<output>.partial/`` as they complete. With ``resume``, a run continues from
+    them, refusing if they came from another file list or model; the result equals an
+    uninterrupted run's. The vectors and manifest are written atomically, then the
+    partial folder is removed.
+
+    Args:
+        file_list: text file, one image path a line, relative to ``image_dir``.
+        image_dir: folder holding the images.
+        output: the ``.npy`` vectors file to write.
+        extractor: a :class:`~similar_images.features.FeatureExtractor`.
+        batch_size: images per model call (a resumed run keeps the saved one).
+        workers: decoding threads (default: :func:`~similar_images.pipeline.default_workers`).
+        resume: continue an interrupted run (starts fresh, with a warning, if there is none).
+        force: overwrite an existing output; without ``resume``, discard a partial run.
+        show_progress: show a tqdm progress bar.
+        chunk_batches: batches per checkpoint chunk.
+
+    Returns:
+        The manifest written beside ``output``.
+
+    Raises:
+        SimilarImagesError: bad arguments (see :func:`validate_job`) or a partial run
+            that does not match.
+    """
+    names = validate_job(file_list, image_dir, output, resume=resume, force=force)
+    checkpoint = Checkpoint(output)
+    state = {
+        "file_list": str(file_list),
+        "file_list_sha256": sha256_lines(names),
+        "count": len(names),
+        "image_dir": str(image_dir),
+        "model": extractor.describe(),
+        "batch_size": int(batch_size),
+        "chunk_size": int(batch_size) * int(chunk_batches),
+    }
+    state = _open_checkpoint(checkpoint, state, resume=resume)
+    chunk_size = state["chunk_size"]
+    chunks = [names[i : i + chunk_size] for i in range(0, len(names), chunk_size)]
+    done = checkpoint.finished(len(chunks))
+    if done:
+        logger.warning("resuming: %d of %d chunks already done", len(done), len(chunks))
+    timer, started = Timer(), time.perf_counter()
+    _run_chunks(checkpoint, chunks, done, state, extractor, image_dir,
+                workers=workers or default_workers(), show_progress=show_progress, timer=timer)
+    elapsed = time.perf_counter() - started
+    vectors, kept, skipped, total_s = checkpoint.assemble(len(chunks), int(extractor.dim))
+    manifest = save_vectors(output, vectors, {
+        "model": state["model"],
+        "names": kept,
+        "image_dir": str(image_dir),
+        "file_list": str(file_list),
+        "file_list_sha256": state["file_list_sha256"],
+        "skipped": skipped,
+        "timings": _timings(elapsed, total_s, timer, len(done), len(chunks), state),
+    })
+    checkpoint.remove()
+    logger.info("%s", summary(manifest))
+    return manifest
+
+
+def _open_checkpoint(checkpoint: Checkpoint, state: dict[str, Any], *, resume: bool) -> dict[str, Any]:
+    """The state to run with: the saved one when resuming a matching run, else a fresh one."""
+    if resume and checkpoint.exists():
+        saved = checkpoint.load_state()
+        check_compatible(saved, state, checkpoint.dir)
+        if saved.get("batch_size") != state["batch_size"]:
+            logger.warning("resuming with the partial run's batch size %s (not %s) so vectors match",
+                           saved.get("batch_size"), state["batch_size"])
+        return {**state, "batch_size": saved["batch_size"], "chunk_size": saved["chunk_size"]}
+    if resume:
+        logger.warning("nothing to resume at %s; starting from the beginning", checkpoint.dir)
+    checkpoint.start(state)
+    return state
+
+
+def _run_chunks(checkpoint, chunks, done, state, extractor, image_dir, *, workers, show_progress, timer):
+    pending = [i for i in range(len(chunks)) if i not in set(done)]
+    initial = sum(len(chunks[i]) for i in done)
+    with progress_bar(total=state["count"], initial=initial, show=show_progress) as bar:
+        results = embed_chunks([chunks[i] for i in pending], image_root=image_dir, extractor=extractor,
+                               batch_size=state["batch_size"], workers=workers, progress=bar, timer=timer)
+        mark = time.perf_counter()
+        for index, result in zip(pending, results):
+            now = time.perf_counter()
+            checkpoint.save_chunk(index, result, elapsed_s=now - mark)
+            mark = now
+
+
+def _timings(elapsed, total_s, timer, resumed, chunks, state) -> dict[str, Any]:
+    return {
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "elapsed_s": round(elapsed, 3),
+        "images_per_s": round(timer.images / elapsed, 3) if elapsed > 0 else None,
+        "images_this_run": timer.images,
+        "model_s": round(timer.model_s, 3),
+        "decode_wait_s": round(timer.decode_wait_s, 3),
+        "all_runs_s": round(total_s, 3),
+        "chunks": chunks,
+        "resumed_chunks": resumed,
+        "batch_size": state["batch_size"],
+        "chunk_size": state["chunk_size"],
+    }
+
+
+def summary(manifest: dict[str, Any]) -> str:
+    """One line: done, skipped, elapsed, images/s."""
+    timings = manifest.get("timings", {})
+    rate = timings.get("images_per_s")
+    text = (f"done {manifest['count']}, skipped {len(manifest.get('skipped', []))}, "
+            f"elapsed {timings.get('elapsed_s', 0):.1f} s, "
+            f"{rate if rate is not None else 0:.2f} images/s")
+    if timings.get("resumed_chunks"):
+        text += f" (resumed: {timings['resumed_chunks']} of {timings['chunks']} chunks were already done)"
+    return text
