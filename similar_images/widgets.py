@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import ipywidgets as w
 
-from .errors import SimilarImagesError
+from .errors import ImageError, SimilarImagesError
 from .thumbnails import placeholder_jpeg, thumbnail_jpeg
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class SimilarImagesApp:
             hits = self.db.search(int(image_id), k=k + 1)
             return [r for r in hits if r.id != image_id][:k]
 
-        return self._run(name, lambda: self.db.image_path(image_id), query)
+        return self._run(name, lambda: self._db_thumb(image_id, 2 * self.thumb_size), query)
 
     def search_upload(self, data: bytes, name: str = "uploaded image") -> list:
         """Search from the bytes of an uploaded image file."""
@@ -116,20 +116,26 @@ class SimilarImagesApp:
     def _run_image(self, label: str, source: Callable[[], Any]) -> list:
         loaded: dict[str, Any] = {}
 
-        def image():
+        def thumb() -> bytes:
             from .images import load_image
 
-            loaded["image"] = load_image(source(), timeout=self.url_timeout)
-            return loaded["image"]
+            try:
+                loaded["image"] = load_image(source(), timeout=self.url_timeout)
+            except ImageError as exc:  # name an upload by its file name, not "<123 bytes>"
+                message = str(exc)
+                if message.startswith("<") and ">" in message:
+                    message = label + message[message.index(">") + 1:]
+                raise ImageError(message, exc.reason) from None
+            return thumbnail_jpeg(loaded["image"], size=2 * self.thumb_size)
 
         # the image is loaded once; a change of k searches the loaded image again
-        return self._run(label, image, lambda k: self.db.search(loaded["image"], k=k))
+        return self._run(label, thumb, lambda k: self.db.search(loaded["image"], k=k))
 
-    def _run(self, label: str, image: Callable[[], Any], query: Callable[[int], list]) -> list:
-        """Show ``image()``, then the results of ``query(k)``; report failures."""
+    def _run(self, label: str, thumb: Callable[[], bytes], query: Callable[[int], list]) -> list:
+        """Show the query's ``thumb()`` and the results of ``query(k)``; report failures."""
         self._set_busy(True, f"Searching from {label} …")
         try:
-            thumb = thumbnail_jpeg(image(), size=2 * self.thumb_size)
+            query_thumb = thumb()
             results = query(self.k)
         except (SimilarImagesError, ValueError, OSError) as exc:
             self._fail(str(exc))
@@ -141,7 +147,7 @@ class SimilarImagesApp:
         finally:
             self._set_busy(False)
         self._last_query = query
-        self.query_image.value = thumb
+        self.query_image.value = query_thumb
         self.query_label.value = _caption(label, "query:")
         self._show(results)
         return results
@@ -180,11 +186,16 @@ class SimilarImagesApp:
         found = f"{len(self.results)} most similar images" if self.results else "no results"
         self.status.value = f"<span style='color:#1a7f37'>{found}</span>"
 
-    def _cell(self, rank: int, result) -> w.VBox:
+    def _db_thumb(self, image_id: int, size: int) -> bytes:
+        """Thumbnail of a database image; a placeholder if its file is gone."""
         try:
-            thumb = thumbnail_jpeg(self.db.image_path(result), size=self.thumb_size)
-        except SimilarImagesError:
-            thumb = placeholder_jpeg("image missing", size=self.thumb_size)
+            return thumbnail_jpeg(self.db.image_path(image_id), size=size)
+        except SimilarImagesError as exc:
+            logger.warning("no thumbnail: %s", exc)
+            return placeholder_jpeg("image missing", size=size)
+
+    def _cell(self, rank: int, result) -> w.VBox:
+        thumb = self._db_thumb(result.id, self.thumb_size)
         button = w.Button(description="Search", icon="search",
                           tooltip=f"Search from {result.path}",
                           layout=w.Layout(width="auto"))

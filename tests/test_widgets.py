@@ -1,0 +1,252 @@
+"""The notebook app driven from Python against a real (small) database."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import http.server
+import io
+import threading
+
+import pytest
+from PIL import Image
+
+from _widget_db import database_files
+from similar_images.notebook import open_database
+from similar_images.widgets import SimilarImagesApp
+
+
+@pytest.fixture(scope="session")
+def db_files(tmp_path_factory):
+    return database_files(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def db(db_files):
+    from similar_images.search import SimilarImages
+
+    return SimilarImages.open(vectors=db_files["vectors"], index=db_files["index"])
+
+
+@pytest.fixture
+def app(db):
+    return SimilarImagesApp(db, k=8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def http_root(db_files):
+    """A local HTTP server serving the test images (plus a text file); yields its URL."""
+    root = db_files["folder"]
+    (root / "notes.txt").write_text("not an image")
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def _names(results):
+    return [r.path for r in results]
+
+
+def _check_grid(app, k):
+    """The grid shows k cells, each with a small JPEG thumbnail, a name, a score and a button."""
+    assert len(app.grid.children) == k == len(app.result_buttons)
+    for cell, result in zip(app.grid.children, app.results):
+        thumb, name, score, button = cell.children
+        img = Image.open(io.BytesIO(thumb.value))
+        assert img.format == "JPEG" and max(img.size) <= app.thumb_size
+        assert result.path.split("/")[-1][-20:] in name.value
+        assert f"{result.score:.3f}" in score.value
+        assert button.description == "Search" and not button.disabled
+
+
+def test_upload_of_a_database_image_finds_it_first(app, db, db_files):
+    name = db.names[5]
+    data = (db_files["image_dir"] / name).read_bytes()
+    results = app.search_upload(data, name="my photo.jpg")
+    assert len(results) == 8
+    assert results[0].path == name
+    assert results[0].score == pytest.approx(1.0, abs=1e-4)
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    assert app.error is None and "8 most similar" in app.status.value
+    assert "my photo.jpg" in app.query_label.value
+    assert Image.open(io.BytesIO(app.query_image.value)).format == "JPEG"
+    _check_grid(app, 8)
+
+
+def test_upload_through_the_file_upload_widget(app, db, db_files):
+    name = db.names[0]
+    data = (db_files["image_dir"] / name).read_bytes()
+    app.upload.value = ({
+        "name": "upload.jpg", "type": "image/jpeg", "size": len(data),
+        "content": memoryview(data),
+        "last_modified": datetime.datetime.now(datetime.timezone.utc),
+    },)
+    assert app.results[0].path == name
+    assert app.upload.value == ()  # cleared, so the same file can be uploaded again
+
+
+def test_url_on_enter_and_search_button(app, db, http_root):
+    name = db.names[3]
+    calls = []
+    app.db = _Spy(db, calls)
+    app.url_box.value = f"{http_root}/images/{name}"  # what Enter sends
+    assert app.results[0].path == name and len(calls) == 1
+    assert name in app.query_label.value
+    app.url_button.click()  # the click that blurred the box: already searched
+    assert len(calls) == 1
+    app.url_box.value = f"{http_root}/images/{db.names[7]}"
+    assert app.results[0].path == db.names[7] and len(calls) == 2
+
+
+def test_url_errors_are_one_line_and_the_app_keeps_working(app, http_root):
+    for url, words in [
+        (f"{http_root}/images/missing.jpg", "404"),
+        (f"{http_root}/notes.txt", "not an image"),
+        ("ftp://example.org/cat.jpg", "ftp"),
+        ("http://127.0.0.1:9/cat.jpg", "127.0.0.1"),  # nothing listens on port 9
+    ]:
+        assert app.search_url(url) == []
+        assert app.error and "\n" not in app.error and "Traceback" not in app.status.value
+        assert words in app.error, app.error
+        assert not app.busy and not app.random_button.disabled
+    assert len(app.search_random()) == 8 and app.error is None
+
+
+def test_bad_upload_keeps_the_previous_results(app):
+    before = app.search_random()
+    assert app.search_upload(b"this is not an image", name="notes.txt") == []
+    assert app.error.startswith("notes.txt: not an image") and "\n" not in app.error
+    assert app.results == before and len(app.grid.children) == 8
+    assert app.search_upload(b"") == [] and app.error
+
+
+def test_random_then_click_on_a_result_searches_from_it(app, db):
+    first = app.search_random()
+    query_id = _query_id(app, db)
+    assert query_id not in [r.id for r in first]  # the query is not its own result
+    clicked = first[2]
+    app.result_buttons[2].click()
+    assert clicked.path in app.query_label.value
+    expected = [r for r in db.search(clicked.id, k=9) if r.id != clicked.id][:8]
+    assert _names(app.results) == _names(expected)
+    assert app.results[0].score <= 1.0 + 1e-5
+    _check_grid(app, 8)
+
+
+def test_random_picks_differ(db):
+    app = SimilarImagesApp(db, seed=1)
+    queries = set()
+    for _ in range(6):
+        app.search_random()
+        queries.add(app.query_label.value)
+    assert len(queries) > 1
+
+
+def test_changing_k_searches_again(app, db):
+    app.search_random()
+    app.k_choice.value = 4
+    assert len(app.results) == 4
+    _check_grid(app, 4)
+    app.k_choice.value = 24
+    assert len(app.results) == len(db) - 1  # everything but the query
+
+
+def test_busy_while_a_query_runs(app, db):
+    seen = []
+
+    class Watch(_Spy):
+        def search(self, *args, **kwargs):
+            seen.append((app.busy, app.random_button.disabled, app.upload.disabled,
+                         app.url_button.disabled, app.status.value))
+            return db.search(*args, **kwargs)
+
+    app.db = Watch(db, [])
+    app.search_random()
+    busy, random_off, upload_off, url_off, status = seen[0]
+    assert busy and random_off and upload_off and url_off and "Searching" in status
+    assert not app.busy and not app.random_button.disabled
+    assert all(not b.disabled for b in app.result_buttons)
+
+
+def test_an_unexpected_failure_shows_a_message_not_a_traceback(app, db):
+    class Broken(_Spy):
+        def search(self, *args, **kwargs):
+            raise RuntimeError("index exploded")
+
+    app.db = Broken(db, [])
+    assert app.search_random() == []
+    assert app.error == "RuntimeError: index exploded"
+    app.db = db
+    assert len(app.search_random()) == 8
+
+
+def test_a_missing_image_file_shows_a_placeholder(app, db, tmp_path):
+    from similar_images.thumbnails import placeholder_jpeg
+
+    gone = app.search_id(0)[0]
+    path = db.image_path(gone)
+    path.rename(tmp_path / "moved.jpg")
+    try:
+        results = app.search_id(0)
+        assert results[0] == gone and app.error is None
+        assert app.grid.children[0].children[0].value == placeholder_jpeg("image missing", 160)
+        query = db.names.index(gone.path)
+        assert len(app.search_id(query)) == 8 and app.error is None  # the query's file is gone
+    finally:
+        (tmp_path / "moved.jpg").rename(path)
+
+
+def test_the_app_displays_as_one_widget(app):
+    bundle = app._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == app.widget.model_id
+
+
+def test_k_must_be_positive(db):
+    with pytest.raises(ValueError, match="k must be"):
+        SimilarImagesApp(db, k=0)
+
+
+def test_open_database_reports_what_it_opened(db_files, tmp_path):
+    said = []
+    db = open_database(db_files["vectors"], db_files["index"], say=said.append)
+    assert len(db) == 24 and "24 images" in said[0]
+    db = open_database(db_files["vectors"], tmp_path / "none.index", say=said.append)
+    assert "searching the vectors exactly" in said[1] and len(db) == 24
+
+
+def test_open_database_without_fallback_names_the_missing_file(tmp_path):
+    from similar_images.errors import DatabaseError
+
+    with pytest.raises(DatabaseError, match="missing.npy"):
+        open_database(tmp_path / "missing.npy", None, fallback=False)
+
+
+def _query_id(app, db):
+    return next(i for i, n in enumerate(db.names) if f"query: {n}" in app.query_label.value)
+
+
+class _Spy:
+    """Wraps the real database, recording the queries it gets."""
+
+    def __init__(self, db, calls):
+        self._db, self._calls = db, calls
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+    def __len__(self):
+        return len(self._db)
+
+    def search(self, *args, **kwargs):
+        self._calls.append(args)
+        return self._db.search(*args, **kwargs)
