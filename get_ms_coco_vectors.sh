@@ -112,8 +112,10 @@ main() {
     [ -n "$URL" ] || { explain_compute; exit 1; }
     command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
     local list="$ROOT/ms_coco_file_list.txt" output="$ROOT/ms_coco_file_list.txt.saved_predictions.npy"
-    local part="$ROOT/.ms_coco_vectors.download.part" extra=() python
+    local part="$ROOT/.ms_coco_vectors.download.part" extra=() python image_dir
     python="$(pick_python)"
+    image_dir="$ROOT/ms_coco/val2014"
+    [ "$ROOT" != "." ] || image_dir="ms_coco/val2014"  # as the README's extract command records it
     [ -f "$list" ] || die "$list not found; run ./get_ms_coco_dataset.sh first"
     if [ "$FORCE" -eq 0 ] && "$python" -m similar_images.coco_vectors --check-installed \
             --file-list "$list" --output "$output" 2>/dev/null; then
@@ -130,7 +132,7 @@ main() {
     [ -z "$MODEL" ] || extra+=(--model "$MODEL")
     [ "$FORCE" -eq 0 ] || extra+=(--force)
     "$python" -m similar_images.coco_vectors "$part" --file-list "$list" \
-        --image-dir "$ROOT/ms_coco/val2014" --output "$output" --url "$URL" --sha256 "$SHA256" \
+        --image-dir "$image_dir" --output "$output" --url "$URL" --sha256 "$SHA256" \
         ${extra[@]+"${extra[@]}"} \
         || die "the downloaded vectors were not installed; the download is kept as $part (delete it to download again)"
     rm -f "$part" "$part.manifest.json"
