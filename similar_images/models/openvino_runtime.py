@@ -1,0 +1,261 @@
+"""OpenVINO runtime for every feature model: the same network, converted in process.
+
+A model module (``vgg16.py``, ``efficientnet.py``) hands over its native network (a
+Keras model on preprocessed NHWC input, or a torch module on preprocessed NCHW input)
+and its ``preprocess`` function; :func:`create_openvino_extractor` converts the network
+with ``openvino.convert_model``, optionally quantises it to INT8 (see
+:mod:`similar_images.quantize`), compiles it for the CPU and returns a
+:class:`~similar_images.features.FeatureExtractor`.
+
+Choices, all measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
+
+* ``PERFORMANCE_HINT=LATENCY``: one request using every core; INT8 VGG16 ran at about
+  twice the speed it reached with the THROUGHPUT hint.
+* ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AVX-512 BF16 OpenVINO silently runs
+  "fp32" models in bfloat16, which moved EfficientNet-Lite0 features to cosine 0.996
+  of PyTorch's; with f32 they match to 0.99999.
+* The batch size is the fastest of :data:`BATCH_CANDIDATES`, timed once per model,
+  precision and machine and remembered in the cache (:mod:`similar_images.speeds`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "int8")
+BATCH_CANDIDATES = (1, 2, 4, 8, 16, 32)
+COMPILE_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+
+
+class OpenVINOExtractor:
+    """Feature extractor running a compiled OpenVINO model.
+
+    Build it with the model modules' ``create(runtime="openvino", ...)``.
+
+    Attributes:
+        fidelity: for INT8, the fidelity report against fp32 (see
+            :func:`similar_images.quantize.fidelity_report`); ``None`` for fp32.
+        calibrated: True when this process ran the INT8 calibration (False when the
+            quantised model came from the cache).
+        batch_size: images per inference request.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        input_size: tuple[int, int],
+        dim: int,
+        compiled,
+        preprocess: Callable[[np.ndarray], np.ndarray],
+        batch_size: int,
+        description: dict[str, Any],
+        fidelity: dict[str, Any] | None = None,
+        calibrated: bool = False,
+    ):
+        self.name = name
+        self.input_size = tuple(input_size)
+        self.dim = dim
+        self.batch_size = batch_size
+        self.fidelity = fidelity
+        self.calibrated = calibrated
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._preprocess = preprocess
+        self._description = description
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """``(n, h, w, 3)`` uint8 RGB -> ``(n, dim)`` float32 raw features."""
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or tuple(batch.shape[1:3]) != self.input_size or batch.shape[3] != 3:
+            raise ValueError(
+                f"expected a (n, {self.input_size[0]}, {self.input_size[1]}, 3) RGB batch, "
+                f"got shape {batch.shape}"
+            )
+        if len(batch) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        parts = [self._infer(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
+        return np.concatenate(parts).astype(np.float32, copy=False)  # (n, dim)
+
+    def _infer(self, images: np.ndarray) -> np.ndarray:
+        x = self._preprocess(images)  # (b, ...) float32, the network's layout
+        result = self._request.infer([x])  # outputs are copied out of the request
+        return np.asarray(result[self._compiled.output(0)]).reshape(len(images), -1)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._description)
+
+
+def create_openvino_extractor(
+    *,
+    name: str,
+    native,
+    preprocess: Callable[[np.ndarray], np.ndarray],
+    input_size: tuple[int, int],
+    dim: int,
+    describe_base: dict[str, Any],
+    precision: str = "fp32",
+    batch_size: int | None = None,
+    calibration_paths=None,
+    calibration: dict[str, Any] | None = None,
+    calibration_size: int = 300,
+    holdout_size: int = 100,
+    min_agreement: float = 0.9,
+    force_int8: bool = False,
+    cache_dir=None,
+    show_progress: bool = True,
+) -> OpenVINOExtractor:
+    """Convert ``native`` to OpenVINO (fp32, or INT8 after calibration) and wrap it.
+
+    Args:
+        name: the model's name (``"vgg16"``).
+        native: the Keras model or torch module mapping ``preprocess`` output to
+            ``(n, dim)`` features.
+        preprocess: ``(n, h, w, 3)`` uint8 RGB -> the network's float32 input.
+        input_size: ``(height, width)``.
+        dim: feature length.
+        describe_base: the runtime-independent part of ``describe()`` (name, weights,
+            dim, input_size, ...).
+        precision: ``"fp32"`` or ``"int8"``.
+        batch_size: images per request; ``None`` times the candidates once on this
+            machine and remembers the fastest.
+        calibration_paths: INT8 only: image files of the collection being indexed; a
+            deterministic sample of them calibrates the model and checks it.
+        calibration: INT8 only: the ``calibration`` entry of a database's
+            ``describe()``; the quantised model is then loaded from the cache (and,
+            with ``calibration_paths``, the sample must be the same).
+        calibration_size: INT8 calibration images (at most).
+        holdout_size: INT8 held-out images for the fidelity report (at most).
+        min_agreement: INT8 is refused when the top-10 neighbour agreement with fp32
+            on the held-out images is below this.
+        force_int8: use INT8 even below ``min_agreement``.
+        cache_dir: where quantised models and timings live (default
+            ``$SIMILAR_IMAGES_CACHE`` or ``~/.cache/similar-images``).
+        show_progress: progress bars and the printed fidelity report.
+
+    Raises:
+        ValueError: unknown precision, or INT8 options that do not fit together.
+        ModelError: conversion failed, INT8 was refused, or a cached INT8 model named
+            by ``calibration`` is missing.
+    """
+    from .. import quantize, speeds
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    h, w = input_size
+    description = {**describe_base, "runtime": "openvino", "precision": precision}
+    fp32_model = _lazy(lambda: convert(native, preprocess, input_size))
+    fidelity, calibrated = None, False
+    if precision == "int8":
+        int8 = quantize.int8_model(
+            name=name,
+            fp32_model=fp32_model,
+            preprocess=preprocess,
+            input_size=(h, w),
+            describe_base=describe_base,
+            calibration_paths=calibration_paths,
+            calibration=calibration,
+            calibration_size=calibration_size,
+            holdout_size=holdout_size,
+            min_agreement=min_agreement,
+            force=force_int8,
+            cache_dir=cache_dir,
+            show_progress=show_progress,
+        )
+        model, fidelity, calibrated = int8.model, int8.report, int8.calibrated
+        description["calibration"] = int8.identity
+    else:
+        if calibration_paths is not None or calibration is not None:
+            raise ValueError("calibration images are only used with precision='int8'")
+        model = fp32_model()
+    compiled = compile_model(model)
+    if batch_size is None:
+        batch_size = speeds.tuned_batch_size(
+            description, lambda b: time_batch(compiled, preprocess, input_size, b), BATCH_CANDIDATES, cache_dir=cache_dir
+        )
+    elif batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    log.info("%s on OpenVINO %s, batch size %d", name, precision, batch_size)
+    return OpenVINOExtractor(
+        name=name,
+        input_size=(h, w),
+        dim=dim,
+        compiled=compiled,
+        preprocess=preprocess,
+        batch_size=batch_size,
+        description=description,
+        fidelity=fidelity,
+        calibrated=calibrated,
+    )
+
+
+def _lazy(make: Callable[[], Any]) -> Callable[[], Any]:
+    """``make`` called at most once, on first use (conversion is skipped on a cache hit)."""
+    box: list[Any] = []
+
+    def get():
+        if not box:
+            box.append(make())
+        return box[0]
+
+    return get
+
+
+def convert(native, preprocess: Callable[[np.ndarray], np.ndarray], input_size: tuple[int, int]):
+    """``openvino.Model`` of ``native`` with a dynamic batch dimension.
+
+    Raises:
+        ModelError: ``openvino.convert_model`` failed.
+    """
+    import openvino as ov
+
+    from ..errors import ModelError
+
+    example = preprocess(np.zeros((1, *input_size, 3), np.uint8))  # (1, ...) float32
+    shape = [-1, *example.shape[1:]]
+    t0 = time.perf_counter()
+    try:
+        if _is_torch(native):
+            import torch
+
+            model = ov.convert_model(native, example_input=torch.from_numpy(example), input=shape)
+        else:  # Keras (TensorFlow backend)
+            model = ov.convert_model(native, input=shape)
+    except Exception as exc:  # the converters raise many types; all mean "cannot convert"
+        raise ModelError(f"OpenVINO could not convert the model: {str(exc).splitlines()[0]}") from exc
+    log.info("converted to OpenVINO in %.1f s", time.perf_counter() - t0)
+    return model
+
+
+def _is_torch(native) -> bool:
+    return any(cls.__module__.startswith("torch") for cls in type(native).__mro__)
+
+
+def compile_model(model):
+    """Compile an ``openvino.Model`` for the CPU with :data:`COMPILE_CONFIG`."""
+    import openvino as ov
+
+    return ov.Core().compile_model(model, "CPU", COMPILE_CONFIG)
+
+
+def time_batch(compiled, preprocess, input_size: tuple[int, int], batch_size: int, *, min_seconds: float = 1.0) -> float:
+    """Images per second of ``compiled`` on batches of ``batch_size`` (preprocessing included).
+
+    Runs one warm-up request, then repeats until ``min_seconds`` have passed (at least
+    twice).
+    """
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch_size, *input_size, 3), dtype=np.uint8)
+    request = compiled.create_infer_request()
+    request.infer([preprocess(images)])
+    runs, t0 = 0, time.perf_counter()
+    while runs < 2 or time.perf_counter() - t0 < min_seconds:
+        request.infer([preprocess(images)])
+        runs += 1
+    return runs * batch_size / (time.perf_counter() - t0)
