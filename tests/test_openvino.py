@@ -1,0 +1,210 @@
+"""OpenVINO runtime and INT8: vectors match native, fidelity report, refusal, cache reuse."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from similar_images import quantize, speeds
+from similar_images.errors import ModelError
+from similar_images.features import get_extractor
+from similar_images.images import load_for_model
+
+SIZE = (224, 224)
+# Small INT8 runs for the tests: 36 calibration + 12 held-out images.
+INT8 = {"calibration_size": 36, "holdout_size": 12}
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """The offline sample photos (real photos + edited copies) as JPEG files."""
+    from similar_images.sample_photos import write_collection
+
+    folder = tmp_path_factory.mktemp("photos")
+    return [folder / name for name in write_collection(folder, show_progress=False)]
+
+
+@pytest.fixture(scope="module")
+def batch(collection):
+    return np.stack([load_for_model(p, SIZE) for p in collection[::9]])  # (14, 224, 224, 3) uint8
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def effnet_int8(collection, cache):
+    return get_extractor("efficientnet-lite0", runtime="openvino", precision="int8", batch_size=8,
+                         calibration_paths=collection, cache_dir=cache, show_progress=False, **INT8)
+
+
+# --- pure parts ---------------------------------------------------------------------------
+
+
+def test_fidelity_report_identical_and_scrambled():
+    rng = np.random.default_rng(0)
+    x = rng.random((30, 16)).astype(np.float32)
+    same = quantize.fidelity_report(x, x * 3)  # scale does not matter: cosine
+    assert same == {"images": 30, "cosine_min": 1.0, "cosine_mean": 1.0, "top10_agreement": 1.0}
+    noisy = quantize.fidelity_report(x, x + rng.normal(0, 0.3, x.shape))
+    assert noisy["cosine_min"] < 0.99 and noisy["top10_agreement"] < 0.9
+    with pytest.raises(ValueError, match="more than 10"):
+        quantize.fidelity_report(x[:10], x[:10])
+
+
+def test_calibration_sample_is_deterministic_and_hashes_content(tmp_path):
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"img{i:02d}.jpg")
+        paths[-1].write_bytes(b"x" * (i + 1))
+    first = quantize.calibration_sample(paths, 5)
+    assert quantize.calibration_sample(list(reversed(paths)), 5) == first  # list order is irrelevant
+    assert len(first.paths) == 5
+    (tmp_path / first.paths[0].name).write_bytes(b"changed")
+    assert quantize.calibration_sample(paths, 5).sha256 != first.sha256
+    missing = quantize.calibration_sample(paths + [tmp_path / "gone.jpg"], 20)
+    assert len(missing.paths) == 12  # unreadable files are left out
+
+
+def test_fidelity_check_refuses_below_threshold_unless_forced():
+    report = {"images": 12, "cosine_min": 0.8, "cosine_mean": 0.95, "top10_agreement": 0.85}
+    with pytest.raises(ModelError, match=r"INT8 refused for m: .*0\.850 is below 0\.90.*--force-int8"):
+        quantize.check_fidelity("m", report, min_agreement=0.9, force=False)
+    quantize.check_fidelity("m", report, min_agreement=0.9, force=True)
+    quantize.check_fidelity("m", report, min_agreement=0.8, force=False)
+
+
+def test_batch_size_is_timed_once_and_remembered(tmp_path):
+    timed = []
+
+    def timer(b):
+        timed.append(b)
+        return {1: 10.0, 2: 18.0, 4: 25.0, 8: 20.0, 16: 30.0}[b]
+
+    desc = {"name": "m", "runtime": "openvino", "precision": "int8"}
+    assert speeds.tuned_batch_size(desc, timer, (1, 2, 4, 8, 16), cache_dir=tmp_path) == 4
+    assert timed == [1, 2, 4, 8]  # stopped once 8 was clearly slower than 4
+    assert speeds.tuned_batch_size(desc, timer, (1, 2, 4, 8, 16), cache_dir=tmp_path) == 4
+    assert timed == [1, 2, 4, 8]  # not timed again
+    record = json.loads((tmp_path / "speeds.json").read_text())
+    (entry,) = record.values()
+    assert entry["models"]["m/openvino/int8"]["images_per_s"] == 25.0
+
+
+def test_runtime_hint_names_faster_options(tmp_path):
+    assert speeds.runtime_hint("vgg16", "native", "fp32", 40504, cache_dir=tmp_path).startswith(
+        "40,504 images to extract with vgg16 (native, fp32). Faster: --runtime openvino")
+    speeds.record_speed("vgg16", "native", "fp32", 10.0, cache_dir=tmp_path)
+    speeds.record_speed("vgg16", "openvino", "int8", 40.0, batch_size=8, cache_dir=tmp_path)
+    hint = speeds.runtime_hint("vgg16", "native", "fp32", 40504, cache_dir=tmp_path)
+    assert "--model vgg16 --runtime openvino --precision int8: 40.0 images/s, 4.0x, about 17 min" in hint
+    assert speeds.runtime_hint("vgg16", "native", "fp32", 100, cache_dir=tmp_path) is None  # short run
+    assert speeds.runtime_hint("vgg16", "openvino", "int8", 40504, cache_dir=tmp_path) is None  # fastest
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="unknown precision 'int4'"):
+        get_extractor("efficientnet-lite0", weights="none", runtime="openvino", precision="int4")
+    with pytest.raises(ValueError, match="needs calibration images"):
+        get_extractor("efficientnet-lite0", weights="none", runtime="openvino", precision="int8")
+
+
+# --- real models --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_openvino_fp32_matches_pytorch(batch, cache):
+    native = get_extractor("efficientnet-lite0")
+    ov = get_extractor("efficientnet-lite0", runtime="openvino", cache_dir=cache)
+    assert ov.describe() == {**native.describe(), "runtime": "openvino", "precision": "fp32"}
+    assert ov.batch_size in (1, 2, 4, 8, 16, 32)  # measured, and recorded for the hint
+    assert "efficientnet-lite0/openvino/fp32" in speeds.measured(cache)
+    a, b = native.embed(batch), ov.embed(batch)  # (14, 1280)
+    assert b.shape == a.shape and b.dtype == np.float32
+    assert _cosines(a, b).min() >= 0.999
+    assert ov.embed(batch[:0]).shape == (0, 1280)
+    with pytest.raises(ValueError, match="expected a"):
+        ov.embed(batch[:, :100])
+
+
+@pytest.mark.slow
+def test_openvino_fp32_matches_tensorflow_vgg16(batch, cache):
+    native = get_extractor("vgg16", weights="none")
+    ov = get_extractor("vgg16", weights="none", runtime="openvino", batch_size=4, cache_dir=cache)
+    assert ov.describe() == {**native.describe(), "runtime": "openvino", "precision": "fp32"}
+    x = batch[:6]
+    assert _cosines(native.embed(x), ov.embed(x)).min() >= 0.999
+
+
+@pytest.mark.slow
+def test_int8_reports_fidelity_and_records_calibration(effnet_int8, batch):
+    report = effnet_int8.fidelity
+    assert effnet_int8.calibrated
+    assert report["images"] == 12 and report["calibration_images"] == 36
+    assert 0.5 < report["cosine_min"] <= report["cosine_mean"] <= 1.0
+    assert 0.0 <= report["top10_agreement"] <= 1.0
+    desc = effnet_int8.describe()
+    assert desc["runtime"] == "openvino" and desc["precision"] == "int8"
+    assert len(desc["calibration"]["sample_sha256"]) == 64 and desc["calibration"]["images"] == 36
+    assert effnet_int8.embed(batch).shape == (len(batch), 1280)
+
+
+@pytest.mark.slow
+def test_int8_model_is_cached_not_recalibrated(effnet_int8, collection, cache, batch, monkeypatch):
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibrated again")
+
+    monkeypatch.setattr(quantize, "quantize", no_calibration)
+    again = get_extractor("efficientnet-lite0", runtime="openvino", precision="int8", batch_size=8,
+                          calibration_paths=list(reversed(collection)), cache_dir=cache,
+                          show_progress=False, **INT8)
+    assert not again.calibrated
+    assert again.fidelity == effnet_int8.fidelity
+    assert again.describe() == effnet_int8.describe()
+    np.testing.assert_array_equal(again.embed(batch), effnet_int8.embed(batch))
+    # A query side that only has the database's describe() finds the same model.
+    query = get_extractor("efficientnet-lite0", runtime="openvino", precision="int8", batch_size=8,
+                          calibration=effnet_int8.describe()["calibration"], cache_dir=cache)
+    assert query.describe() == effnet_int8.describe()
+
+
+@pytest.mark.slow
+def test_int8_missing_from_cache_or_other_images(effnet_int8, collection, tmp_path):
+    calibration = effnet_int8.describe()["calibration"]
+    with pytest.raises(ModelError, match="is not in the cache"):
+        get_extractor("efficientnet-lite0", runtime="openvino", precision="int8",
+                      calibration=calibration, cache_dir=tmp_path)
+    with pytest.raises(ModelError, match="calibrated on other images"):
+        get_extractor("efficientnet-lite0", runtime="openvino", precision="int8", cache_dir=tmp_path,
+                      calibration=calibration, calibration_paths=collection[:40], **INT8)
+
+
+@pytest.mark.slow
+def test_int8_refused_below_threshold_unless_forced(effnet_int8, collection, cache):
+    options = dict(runtime="openvino", precision="int8", batch_size=8, calibration_paths=collection,
+                   cache_dir=cache, show_progress=False, **INT8)
+    with pytest.raises(ModelError, match=r"INT8 refused for efficientnet-lite0: .* below 1\.01"):
+        get_extractor("efficientnet-lite0", min_agreement=1.01, **options)
+    forced = get_extractor("efficientnet-lite0", min_agreement=1.01, force_int8=True, **options)
+    assert forced.describe() == effnet_int8.describe()
+
+
+@pytest.mark.slow
+def test_int8_needs_enough_readable_images(collection, tmp_path):
+    junk = []
+    for i in range(30):
+        junk.append(tmp_path / f"junk{i}.jpg")
+        junk[-1].write_bytes(b"not a picture")
+    with pytest.raises(ModelError, match="needs at least 20 readable images, got 5"):
+        get_extractor("efficientnet-lite0", runtime="openvino", precision="int8", cache_dir=tmp_path,
+                      calibration_paths=junk + collection[:5], show_progress=False)
