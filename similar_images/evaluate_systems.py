@@ -1,0 +1,257 @@
+"""What ``similar-images evaluate`` compares, and running its reports.
+
+A *system* is one opened database under a label such as ``vgg16/ivfpq``. ``--models``
+names the systems, comma-separated; each item is
+
+* ``MODEL`` (a model of one of the ``--vectors`` files): that database with its saved
+  index (the default index file beside the vectors), or exact search when it has none;
+* ``INDEX_TYPE`` (``ivfpq``, ``flat``, ``hnsw``, ... or ``saved`` / ``exact``): the
+  first vectors file searched through that kind of index;
+* ``MODEL:INDEX_TYPE``: both.
+
+Indexes of other types are built once into ``<out>/indexes/`` and reused. For the
+robustness report on a folder (``--images``), a database is extracted per model into
+``<out>/robustness/<model>/`` (resumable; reused while the folder's list is unchanged).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from . import store
+from .errors import SimilarImagesError
+from .evaluate import Report, save_report
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+SPECIAL_INDEXES = ("saved", "exact")
+DEFAULT_QUERIES = {"fidelity": 1000, "coco": 1000, "robustness": 200}
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """One ``--models`` item resolved: which vectors file, which index ('saved', 'exact' or a type)."""
+
+    label: str
+    vectors: Path
+    index: str
+
+
+def index_types() -> tuple[str, ...]:
+    from .index import INDEX_TYPES
+
+    return tuple(INDEX_TYPES)
+
+
+def model_name(vectors: Path) -> str:
+    """The model name recorded in a vectors manifest."""
+    return str(store.load_vectors_manifest(vectors)["model"].get("name", "unknown"))
+
+
+def resolve_systems(vectors: list[Path], models: list[str] | None, *, has_saved_index) -> list[SystemSpec]:
+    """Turn ``--vectors`` and ``--models`` into system specs (see the module docstring).
+
+    Args:
+        vectors: vectors files; the first is the default database.
+        models: ``--models`` items, or None for each vectors file as it is.
+        has_saved_index: ``Path -> bool``, whether a vectors file has an index file.
+
+    Raises:
+        ValueError: an item names neither a model of ``vectors`` nor an index type.
+    """
+    by_model: dict[str, Path] = {}
+    for path in vectors:
+        by_model.setdefault(model_name(path), path)
+    kinds = index_types() + SPECIAL_INDEXES
+
+    def default_index(path: Path) -> str:
+        return "saved" if has_saved_index(path) else "exact"
+
+    if not models:
+        return [SystemSpec(_label(model_name(p), default_index(p), p, vectors), p, default_index(p))
+                for p in vectors]
+    specs = []
+    for item in models:
+        model, _, kind = item.partition(":")
+        if not kind and model in kinds and model not in by_model:
+            model, kind = model_name(vectors[0]), model
+        if model not in by_model:
+            raise ValueError(f"--models {item!r}: no --vectors file holds model {model!r} (they hold: "
+                             f"{', '.join(by_model)}); index types: {', '.join(kinds)}")
+        path = by_model[model]
+        kind = kind or default_index(path)
+        if kind not in kinds:
+            raise ValueError(f"--models {item!r}: unknown index type {kind!r}; choose from: {', '.join(kinds)}")
+        specs.append(SystemSpec(_label(model, kind, path, vectors), path, kind))
+    return specs
+
+
+def _label(model: str, kind: str, path: Path, vectors: list[Path]) -> str:
+    same_model = [p for p in vectors if model_name(p) == model]
+    prefix = model if len(same_model) < 2 else f"{model}[{path.name}]"
+    return f"{prefix}/{kind}"
+
+
+def saved_index_path(vectors: Path, overrides: dict[Path, Path] | None = None) -> Path:
+    """The index file saved with a database: ``--index`` for the first one, else the default name."""
+    from .database import default_index_path
+
+    return (overrides or {}).get(vectors) or default_index_path(vectors)
+
+
+def index_file(spec: SystemSpec, workdir: Path, *, show_progress: bool,
+               overrides: dict[Path, Path] | None = None) -> Path | None:
+    """The index file a spec searches through, building (and caching) it when needed."""
+    if spec.index == "exact":
+        return None
+    if spec.index == "saved":
+        return saved_index_path(spec.vectors, overrides)
+    target = workdir / "indexes" / f"{spec.vectors.name}.{spec.index}.faiss.index"
+    if not (target.exists() and store.manifest_path(target).exists()):
+        build_index_file(spec.vectors, target, spec.index, show_progress=show_progress)
+    return target
+
+
+def build_index_file(vectors: Path, target: Path, index_type: str, *, show_progress: bool) -> None:
+    from .database import build_index_file as build
+
+    logger.info("building a %s index of %s into %s", index_type, vectors, target)
+    build(vectors, target, index_type=index_type, show_progress=show_progress)
+
+
+def open_database(vectors: Path, index: Path | None, image_dir=None):
+    from .search import SimilarImages
+
+    return SimilarImages.open(vectors=vectors, index=index, image_dir=image_dir)
+
+
+def open_systems(specs: list[SystemSpec], workdir: Path, *, show_progress: bool,
+                 overrides: dict[Path, Path] | None = None) -> dict[str, tuple[object, Path]]:
+    """label -> (opened database, its vectors file), for each spec."""
+    return {spec.label: (open_database(spec.vectors, index_file(spec, workdir, show_progress=show_progress,
+                                                                 overrides=overrides)), spec.vectors)
+            for spec in specs}
+
+
+# --- a database from a folder (robustness) -------------------------------------------------
+
+def list_images(folder: Path) -> list[str]:
+    """Image files under ``folder`` (recursive), as sorted paths relative to it."""
+    if not folder.is_dir():
+        raise SimilarImagesError(f"{folder}: image folder not found")
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise SimilarImagesError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return names
+
+
+def folder_vectors(folder: Path, model: str, workdir: Path, *, show_progress: bool) -> Path:
+    """Extract (or reuse) the vectors of every image in ``folder`` with ``model``."""
+    from .extract import run_extraction
+    from .features import get_extractor
+
+    names = list_images(folder)
+    job = workdir / "robustness" / model.replace("/", "_")
+    file_list, output = job / "file_list.txt", job / "vectors.npy"
+    if output.exists() and store.manifest_path(output).exists():
+        manifest = store.load_vectors_manifest(output)
+        if (manifest.get("file_list_sha256") == store.sha256_lines(names)
+                and Path(manifest.get("image_dir", "")).resolve() == folder.resolve()):
+            logger.info("reusing %s", output)
+            return output
+    store.write_bytes_atomic(file_list, "".join(n + "\n" for n in names).encode())
+    run_extraction(file_list, folder, output, get_extractor(model), resume=True, force=True,
+                   show_progress=show_progress)
+    return output
+
+
+def folder_systems(folder: Path, models: list[str] | None, workdir: Path, *,
+                   show_progress: bool) -> dict[str, object]:
+    """label -> database built from ``folder``; ``models`` items are ``MODEL[:INDEX_TYPE]``."""
+    from .features import DEFAULT_MODEL, MODELS
+
+    systems = {}
+    for item in models or [DEFAULT_MODEL]:
+        model, _, kind = item.partition(":")
+        if model not in MODELS:
+            raise ValueError(f"--models {item!r}: unknown model {model!r}; choose from: {', '.join(MODELS)}")
+        kind = kind or "exact"
+        if kind not in index_types() + ("exact",):
+            raise ValueError(f"--models {item!r}: unknown index type {kind!r}; choose from: "
+                             f"{', '.join(index_types() + ('exact',))}")
+        vectors = folder_vectors(folder, model, workdir, show_progress=show_progress)
+        spec = SystemSpec(f"{model}/{kind}", vectors, kind)
+        systems[spec.label] = open_database(vectors, index_file(spec, workdir, show_progress=show_progress),
+                                            image_dir=folder)
+    return systems
+
+
+# --- running ---------------------------------------------------------------------------------
+
+def run_reports(names: list[str], *, vectors: list[str | os.PathLike], index=None, models=None,
+                annotations=None, images=None, queries: int | None = None, edits=None,
+                group_separator: str | None = None, seed: int = 0, out_dir="evaluation",
+                show_progress: bool = True, skip_missing_annotations: bool = False) -> Iterator[tuple[Report, dict]]:
+    """Run the reports called ``names``; yield each with the files it was saved to.
+
+    Arguments mirror ``similar-images evaluate`` (see its ``--help``). Everything is
+    checked before the first report starts, so a typo does not cost a long run.
+    """
+    out_dir = Path(out_dir)
+    vectors = [Path(v) for v in vectors]
+    need_db = [n for n in names if n != "robustness" or images is None]
+    for path in vectors if need_db else []:
+        if not path.exists():
+            raise SimilarImagesError(f"{path}: vectors file not found (build the database first, or pass --vectors)")
+    if "coco" in names and not Path(annotations).exists():
+        if not skip_missing_annotations:
+            raise SimilarImagesError(f"{annotations}: COCO annotations not found (get them with "
+                                     "./get_ms_coco_dataset.sh --annotations, or pass --annotations)")
+        logger.warning("%s not found: skipping the coco report", annotations)
+        names = [n for n in names if n != "coco"]
+    if edits:
+        from .edits import select_edits
+
+        select_edits(edits)
+    overrides = {vectors[0]: Path(index)} if index is not None else {}
+    for path in overrides.values():
+        if not path.exists():
+            raise SimilarImagesError(f"{path}: index file not found")
+    systems = {}
+    if need_db:
+        specs = resolve_systems(vectors, models,
+                                has_saved_index=lambda v: saved_index_path(v, overrides).exists())
+        systems = open_systems(specs, out_dir, show_progress=show_progress, overrides=overrides)
+    for name in names:
+        report = _run_one(name, systems, images=images, models=models, annotations=annotations,
+                          queries=queries or DEFAULT_QUERIES[name], edits=edits,
+                          group_separator=group_separator, seed=seed, out_dir=out_dir,
+                          show_progress=show_progress)
+        yield report, save_report(report, out_dir)
+
+
+def _run_one(name: str, systems: dict, *, images, models, annotations, queries, edits, group_separator,
+             seed, out_dir: Path, show_progress: bool) -> Report:
+    if name == "fidelity":
+        from .evaluate_fidelity import fidelity_report
+
+        return fidelity_report({label: db for label, (db, _) in systems.items()},
+                               {label: store.open_vectors(path) for label, (_, path) in systems.items()},
+                               queries=queries, seed=seed, show_progress=show_progress)
+    if name == "coco":
+        from .evaluate_coco import coco_report, load_coco_labels
+
+        return coco_report({label: db for label, (db, _) in systems.items()}, load_coco_labels(annotations),
+                           queries=queries, seed=seed, show_progress=show_progress)
+    from .robustness import robustness_report
+
+    dbs = (folder_systems(Path(images), models, out_dir, show_progress=show_progress) if images is not None
+           else {label: db for label, (db, _) in systems.items()})
+    return robustness_report(dbs, queries=queries, edits=edits, group_separator=group_separator, seed=seed,
+                             show_progress=show_progress)
