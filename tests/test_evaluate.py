@@ -131,3 +131,38 @@ def test_select_edits_lists_valid_names():
     assert list(edits.select_edits(["hflip", "crop70"])) == ["crop70", "hflip"]
     with pytest.raises(ValueError, match="choose from: crop70"):
         edits.select_edits(["blur"])
+
+
+# --- reports on real small databases ------------------------------------------------------
+
+from similar_images import evaluate_fidelity, evaluate_systems, robustness, store  # noqa: E402
+
+
+def save_db(folder, vectors: np.ndarray, names: list[str], model: dict | None = None, image_dir=None):
+    """A vectors file + manifest, as the extraction writes them."""
+    path = folder / "db.saved_predictions.npy"
+    model = model or {"name": "toy", "weights": "none", "dim": vectors.shape[1], "input_size": [8, 8],
+                      "runtime": "native", "precision": "fp32"}
+    store.save_vectors(path, vectors.astype(np.float32),
+                       {"model": model, "names": names, "image_dir": str(image_dir or folder), "skipped": []})
+    return path
+
+
+def test_robustness_groups():
+    assert robustness.group_ids(["a.jpg", "b.jpg"], None).tolist() == [0, 1]
+    assert robustness.group_ids(["a.jpg", "a__flip.jpg", "b.jpg", "x/b__crop.jpg"], "__").tolist() == [0, 0, 1, 1]
+
+
+def test_brute_force_reference():
+    rng = np.random.default_rng(0)
+    vectors = rng.random((300, 16), dtype=np.float32)
+    got = evaluate_fidelity.brute_force_scores(vectors, vectors[:4], 7)
+    full = evaluate_fidelity.normalize(vectors[:4]) @ evaluate_fidelity.normalize(vectors).T
+    np.testing.assert_allclose(got, -np.sort(-full, axis=1)[:, :7], atol=1e-6)
+
+
+def test_recall_with_ties_counts_duplicates_as_found():
+    exact = np.array([[1.0, 0.9, 0.9]])
+    # the search returned the other copy of the 0.9 duplicate: still a perfect top 2
+    assert evaluate_fidelity.recall_with_ties(np.array([[1.0, 0.9]]), exact, 2)[0] == 1.0
+    assert evaluate_fidelity.recall_with_ties(np.array([[1.0, 0.5]]), exact, 2)[0] == 0.5
