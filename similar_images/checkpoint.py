@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,22 @@ class Checkpoint:
         return self.dir / f"chunk-{index:06d}.npz"
 
     def finished(self, count: int) -> list[int]:
-        """Indices below ``count`` whose chunk file is present (complete by construction)."""
-        return [i for i in range(count) if self.chunk_path(i).is_file()]
+        """Indices below ``count`` whose chunk file is present and readable.
+
+        Chunk files are complete by construction (atomic writes); one damaged anyway
+        (disk trouble, meddling) is deleted with a warning so the run redoes it.
+        """
+        done = []
+        for index in range(count):
+            path = self.chunk_path(index)
+            if not path.is_file():
+                continue
+            if _readable(path):
+                done.append(index)
+            else:
+                logger.warning("%s is damaged; deleting it, its chunk will be redone", path)
+                path.unlink()
+        return done
 
     def save_chunk(self, index: int, result: ChunkResult, *, elapsed_s: float) -> None:
         buffer = io.BytesIO()
@@ -82,7 +97,7 @@ class Checkpoint:
                 elapsed = float(data["elapsed_s"])
             if vectors.shape != (len(names), dim):
                 raise ValueError(f"vectors {vectors.shape} for {len(names)} names of dimension {dim}")
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             path.unlink(missing_ok=True)
             raise DatabaseError(
                 f"{path}: damaged checkpoint ({exc}); deleted it, rerun with --resume to redo that chunk"
@@ -109,6 +124,14 @@ class Checkpoint:
     def remove(self) -> None:
         if self.dir.exists():
             shutil.rmtree(self.dir)
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {"vectors", "names", "skipped", "elapsed_s"} <= set(data.files)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return False
 
 
 def check_compatible(saved: dict[str, Any], wanted: dict[str, Any], where: Path) -> None:
