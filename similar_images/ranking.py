@@ -1,0 +1,92 @@
+"""Exact cosine ranking in NumPy: normalise, brute-force search, re-rank candidates.
+
+These work on raw float32 vectors, usually the memory-mapped vectors file, read in
+chunks or row by row, so a search never loads the whole collection into memory at
+once. Scores are cosine similarities; ids are row numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CHUNK = 8192
+
+
+def normalize(x) -> np.ndarray:
+    """L2-normalised float32 copy of ``x`` ``(n, d)``; all-zero rows stay zero."""
+    x = np.array(x, dtype=np.float32, copy=True, ndmin=2)  # (n, d)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x /= np.maximum(norms, 1e-12)
+    return x
+
+
+def row_norms(vectors) -> np.ndarray:
+    """``(n,)`` float32 L2 norms, read in chunks."""
+    out = np.empty(len(vectors), dtype=np.float32)
+    for start in range(0, len(vectors), CHUNK):
+        out[start:start + CHUNK] = np.linalg.norm(np.asarray(vectors[start:start + CHUNK]), axis=1)
+    return out
+
+
+def exact_search(vectors, queries, k: int, *, norms=None) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force cosine search over ``vectors`` ``(n, d)``, read in chunks.
+
+    Returns:
+        ``(scores, ids)`` ``(m, k')`` with ``k' = min(k, n)``, best first.
+    """
+    q = normalize(queries)  # (m, d)
+    n = len(vectors)
+    k = max(1, min(int(k), n))
+    best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)  # (m, <=k) running best
+    best_i = np.zeros((len(q), 0), dtype=np.int64)
+    for start in range(0, n, CHUNK):
+        rows = np.asarray(vectors[start:start + CHUNK], dtype=np.float32)  # (c, d)
+        row_norms = norms[start:start + CHUNK] if norms is not None else np.linalg.norm(rows, axis=1)
+        s = (q @ rows.T) / np.maximum(row_norms, 1e-12)  # (m, c)
+        ids = np.broadcast_to(np.arange(start, start + len(rows)), s.shape)
+        best_s = np.concatenate([best_s, s], axis=1)
+        best_i = np.concatenate([best_i, ids], axis=1)
+        if best_s.shape[1] > k:
+            keep = np.argpartition(-best_s, k - 1, axis=1)[:, :k]  # (m, k) unordered
+            best_s = np.take_along_axis(best_s, keep, axis=1)
+            best_i = np.take_along_axis(best_i, keep, axis=1)
+    order = np.lexsort((best_i, -best_s), axis=1)  # best first, ties by lower id
+    return np.take_along_axis(best_s, order, axis=1), np.take_along_axis(best_i, order, axis=1)
+
+
+def rerank(vectors, queries, candidates, k: int, *, norms=None) -> tuple[np.ndarray, np.ndarray]:
+    """Re-score candidate ids with exact cosine against the stored float32 vectors.
+
+    Args:
+        vectors: ``(n, d)`` float32, raw, usually memory-mapped (only candidate rows are read).
+        queries: ``(m, d)``.
+        candidates: ``(m, p)`` int ids, ``-1`` for none.
+        k: results to keep per query.
+        norms: optional ``(n,)`` precomputed row norms.
+
+    Returns:
+        ``(scores, ids)`` ``(m, k)``, best first, padded with ``-inf`` / ``-1``.
+    """
+    q = normalize(queries)  # (m, d)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    m = len(q)
+    scores = np.full((m, k), -np.inf, dtype=np.float32)
+    ids = np.full((m, k), -1, dtype=np.int64)
+    for i in range(m):
+        cand = np.unique(candidates[i][candidates[i] >= 0])  # sorted: friendly to the mmap
+        if len(cand) == 0:
+            continue
+        rows = np.asarray(vectors[cand], dtype=np.float32)  # (p, d)
+        row_norms = norms[cand] if norms is not None else np.linalg.norm(rows, axis=1)
+        s = rows @ q[i] / np.maximum(row_norms, 1e-12)  # (p,)
+        top = _top(s, k)
+        scores[i, : len(top)] = s[top]
+        ids[i, : len(top)] = cand[top]
+    return scores, ids
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest scores, best first (ties: lower index first)."""
+    k = min(k, len(scores))
+    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    return part[np.lexsort((part, -scores[part]))]

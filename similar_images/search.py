@@ -1,0 +1,300 @@
+"""The search API: open a database, search it with images, ids or vectors.
+
+Example::
+
+    from similar_images.search import SimilarImages
+
+    db = SimilarImages.open()                  # the COCO files in the current folder
+    for hit in db.search("my_photo.jpg", k=8):
+        print(f"{hit.score:.3f}  {db.image_path(hit)}")
+
+Scores are cosine similarities. With an index, the index proposes ``pool_factor * k``
+candidates and they are re-scored exactly against the stored float32 vectors, so the
+scores are exact and an image of the collection finds itself first with 1.0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from . import index as ix
+from . import ranking
+from .database import Database
+from .errors import ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
+DEFAULT_INDEX = "ms_coco_file_list.faiss.index"
+DEFAULT_POOL_FACTOR = 10
+# Describe() keys that must agree between the query model and the database's model;
+# runtime and precision may differ (OpenVINO and Keras give the same vectors, nearly).
+MODEL_IDENTITY_KEYS = ("name", "weights", "dim", "input_size", "layer")
+
+
+class SearchResult(NamedTuple):
+    """One hit: row ``id``, ``path`` as written in the manifest, cosine ``score``."""
+
+    id: int
+    path: str
+    score: float
+
+
+class SimilarImages:
+    """An opened image database. Build one with :meth:`open`."""
+
+    def __init__(self, db: Database, *, image_dir: str | os.PathLike | None = None,
+                 extractor=None, pool_factor: int = DEFAULT_POOL_FACTOR):
+        self._db = db
+        self.image_dir = resolve_image_dir(image_dir or db.manifest.get("image_dir"), db.vectors_path)
+        self._extractor = extractor
+        self.pool_factor = int(pool_factor)
+        if extractor is not None:
+            check_extractor(extractor, db.model)
+
+    @classmethod
+    def open(
+        cls,
+        vectors: str | os.PathLike = DEFAULT_VECTORS,
+        index: str | os.PathLike | None = DEFAULT_INDEX,
+        image_dir: str | os.PathLike | None = None,
+        extractor=None,
+        *,
+        pool_factor: int = DEFAULT_POOL_FACTOR,
+    ) -> "SimilarImages":
+        """Open and verify a database.
+
+        Args:
+            vectors: the vectors file (``.npy`` with its ``.manifest.json``).
+            index: the Faiss index file (with its manifest); None for exact search
+                over the vectors.
+            image_dir: folder the names are relative to; default: the manifest's.
+            extractor: the feature model for image queries; default: built on first
+                use from the model recorded in the manifest.
+            pool_factor: an indexed search re-ranks ``pool_factor * k`` candidates.
+
+        Raises:
+            DatabaseError: missing files, or parts that do not belong together.
+            ModelError: ``extractor`` is not the model the vectors were made with.
+        """
+        return cls(Database.open(vectors, index), image_dir=image_dir, extractor=extractor,
+                   pool_factor=pool_factor)
+
+    # --- what is in it -------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._db)
+
+    @property
+    def names(self) -> list[str]:
+        """Row-aligned names: ``names[id]``."""
+        return self._db.names
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """The model description recorded in the vectors manifest."""
+        return self._db.model
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    @property
+    def has_index(self) -> bool:
+        return self._db.index is not None
+
+    def vector(self, image_id: int) -> np.ndarray:
+        """The stored raw vector of row ``image_id``: ``(d,)`` float32."""
+        return np.array(self._db.vectors[self._check_id(image_id)], dtype=np.float32)
+
+    def image_path(self, item: int | SearchResult) -> Path:
+        """Where the image of a result (or id) is on disk: ``image_dir / name``."""
+        image_id = item.id if isinstance(item, SearchResult) else item
+        return Path(self.image_dir) / self.names[self._check_id(image_id)]
+
+    @property
+    def extractor(self):
+        """The feature model, built on first use from the manifest's model."""
+        if self._extractor is None:
+            self._extractor = extractor_for(self.model)
+        return self._extractor
+
+    # --- searching -----------------------------------------------------------------
+
+    def search(self, query, k: int = 8, *, rerank: bool = True):
+        """Find the ``k`` images most similar to ``query``.
+
+        Args:
+            query: an image (path, ``http(s)`` URL, bytes of a file, ``PIL.Image``,
+                ``(h, w, 3)`` uint8 array), the ``int`` id of an image in the database
+                (no model run), or a ``(d,)`` vector; or a list of those, searched in
+                one model call.
+            k: results per query.
+            rerank: re-score the index's candidates exactly (default); False returns
+                the index's approximate scores.
+
+        Returns:
+            ``list[SearchResult]`` ranked best first, or one such list per query when
+            ``query`` is a list.
+
+        Raises:
+            ImageError: an image query could not be loaded.
+            ValueError: a bad id, vector shape or ``k``.
+        """
+        many = isinstance(query, (list, tuple)) or (isinstance(query, np.ndarray) and query.ndim == 2
+                                                     and query.dtype.kind == "f")
+        queries = list(query) if many else [query]
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if not queries:
+            return []
+        scores, ids = self.search_vectors(self.embed(queries), k, rerank=rerank)
+        results = [self._results(s, i) for s, i in zip(scores, ids)]
+        return results if many else results[0]
+
+    def search_vectors(self, vectors, k: int, *, rerank: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Search with raw query vectors ``(m, d)``: ``(scores, ids)``, ``-1`` for none."""
+        q = np.asarray(vectors, dtype=np.float32).reshape(-1, self._db.dimension)  # (m, d)
+        db = self._db
+        if db.index is None:
+            return ranking.exact_search(db.vectors, q, k, norms=db.norms())
+        if rerank:
+            return ix.search_reranked(db.index, db.vectors, q, k, pool_factor=self.pool_factor)
+        return ix.search(db.index, q, k)
+
+    def embed(self, queries: Sequence) -> np.ndarray:
+        """Query vectors ``(m, d)`` float32 (raw): ids and vectors looked up, images embedded once."""
+        from .images import load_image, to_model_input
+
+        out = np.empty((len(queries), self._db.dimension), dtype=np.float32)  # (m, d)
+        pending, images = [], []
+        for row, q in enumerate(queries):
+            vec = self._as_vector(q)
+            if vec is not None:
+                out[row] = vec
+                continue
+            size = tuple(self.extractor.input_size)
+            pending.append(row)
+            images.append(to_model_input(load_image(_as_source(q), target_size=size), size))
+        if pending:
+            embedded = self.extractor.embed(np.stack(images))  # (p, d)
+            if embedded.shape[1] != self._db.dimension:
+                raise ModelError(f"the model makes {embedded.shape[1]}-d vectors, the database holds "
+                                 f"{self._db.dimension}-d ones")
+            out[pending] = embedded
+        return out
+
+    def _as_vector(self, q) -> np.ndarray | None:
+        if isinstance(q, (bool, np.bool_)):
+            raise ValueError(f"not a query: {q!r}")
+        if isinstance(q, (int, np.integer)):
+            return self._db.vectors[self._check_id(q)]
+        if isinstance(q, np.ndarray) and q.dtype.kind == "f" and q.ndim == 1:
+            if q.shape != (self._db.dimension,):
+                raise ValueError(f"query vector of shape {q.shape}, expected ({self._db.dimension},)")
+            return q
+        return None
+
+    def _check_id(self, image_id) -> int:
+        if isinstance(image_id, (bool, np.bool_)) or not isinstance(image_id, (int, np.integer)):
+            raise ValueError(f"an image id is an int, got {image_id!r}")
+        if not 0 <= int(image_id) < len(self):
+            raise ValueError(f"image id {image_id} out of range: the database holds ids 0..{len(self) - 1}")
+        return int(image_id)
+
+    def _results(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchResult]:
+        names = self.names
+        return [SearchResult(int(i), names[int(i)], float(s)) for s, i in zip(scores, ids) if i >= 0]
+
+    # --- changing it -----------------------------------------------------------------
+
+    def add(self, paths, *, batch_size: int = 32, show_progress: bool = True):
+        """Add images (a list of files, or a folder) without retraining; atomic.
+
+        Images already in the database are skipped, as are files that cannot be loaded
+        (listed in the result with their reason).
+
+        Returns:
+            :class:`similar_images.update.AddReport`.
+        """
+        from .update import add_images
+
+        report = add_images(self, paths, batch_size=batch_size, show_progress=show_progress)
+        self._reopen()
+        return report
+
+    def remove(self, paths, *, missing_ok: bool = False) -> list[str]:
+        """Remove images by path (or name as in the manifest); atomic.
+
+        Returns:
+            The names removed. Ids of later images shift down by the number removed.
+        """
+        from .update import remove_rows
+
+        removed = remove_rows(self._db.vectors_path, self._db.index_path, paths,
+                              image_dir=self.image_dir, missing_ok=missing_ok)
+        self._reopen()
+        return removed
+
+    def _reopen(self) -> None:
+        self._db = Database.open(self._db.vectors_path, self._db.index_path)
+
+
+def _as_source(q):
+    from PIL import Image
+
+    if isinstance(q, np.ndarray):
+        if q.ndim == 3 and q.shape[2] == 3 and q.dtype == np.uint8:
+            return Image.fromarray(q)
+        raise ValueError(f"an array query is a (d,) vector or an (h, w, 3) uint8 image, got {q.dtype} {q.shape}")
+    if isinstance(q, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
+        return q
+    raise ValueError(f"cannot search for a {type(q).__name__}: give a path, URL, bytes, PIL image, id or vector")
+
+
+def resolve_image_dir(image_dir, vectors_path: Path) -> Path:
+    """The image folder; a relative one is looked up from the current folder, then beside the vectors."""
+    if not image_dir:
+        return Path(".")
+    path = Path(image_dir)
+    if path.is_absolute() or path.exists():
+        return path
+    beside = vectors_path.parent / path
+    return beside if beside.exists() else path
+
+
+def extractor_for(model: dict[str, Any]):
+    """Build the extractor that made vectors described by ``model`` (a ``describe()``)."""
+    from .features import get_extractor
+
+    options: dict[str, Any] = {}
+    weights = str(model.get("weights", ""))
+    if weights.startswith("none(seed=") and weights.endswith(")"):
+        options.update(weights="none", seed=int(weights[len("none(seed="):-1]))
+    elif weights.startswith("file:"):
+        raise ModelError(f"the vectors were made with weights from a file ({weights[5:]}); "
+                         "pass extractor=get_extractor(..., weights=PATH) to search with images")
+    elif weights:
+        options["weights"] = weights
+    if model.get("runtime") not in (None, "native"):
+        options["runtime"] = model["runtime"]
+    if model.get("precision") not in (None, "fp32"):
+        options["precision"] = model["precision"]
+    extractor = get_extractor(model.get("name", "?"), **options)
+    check_extractor(extractor, model)
+    return extractor
+
+
+def check_extractor(extractor, model: dict[str, Any]) -> None:
+    """Refuse a query model that does not make the vectors in the database."""
+    described = extractor.describe()
+    diffs = [f"{key} {described.get(key)!r} vs {model.get(key)!r}" for key in MODEL_IDENTITY_KEYS
+             if key in model and described.get(key) != model.get(key)]
+    if diffs:
+        raise ModelError("the query model is not the database's model (query vs database: "
+                         + "; ".join(diffs) + ")")
