@@ -106,22 +106,20 @@ def saved_index_path(vectors: Path, overrides: dict[Path, Path] | None = None) -
 
 def index_file(spec: SystemSpec, workdir: Path, *, show_progress: bool,
                overrides: dict[Path, Path] | None = None) -> Path | None:
-    """The index file a spec searches through, building (and caching) it when needed."""
+    """The index file a spec searches through: None (exact), the saved one, or one built in ``workdir``."""
     if spec.index == "exact":
         return None
     if spec.index == "saved":
         return saved_index_path(spec.vectors, overrides)
-    target = workdir / "indexes" / f"{spec.vectors.name}.{spec.index}.faiss.index"
-    if not (target.exists() and store.manifest_path(target).exists()):
-        build_index_file(spec.vectors, target, spec.index, show_progress=show_progress)
-    return target
+    return workdir / "indexes" / f"{spec.vectors.name}.{spec.index}.faiss.index"
 
 
-def build_index_file(vectors: Path, target: Path, index_type: str, *, show_progress: bool) -> None:
-    from .database import build_index_file as build
+def build_index_file(vectors: Path, target: Path, index_type: str, *, show_progress: bool) -> dict:
+    """Build an index of ``index_type`` over ``vectors`` into ``target`` (+ manifest)."""
+    from .build import build_index_files
 
     logger.info("building a %s index of %s into %s", index_type, vectors, target)
-    build(vectors, target, index_type=index_type, show_progress=show_progress)
+    return build_index_files(vectors, target, index_type=index_type, force=True, show_progress=show_progress)
 
 
 def open_database(vectors: Path, index: Path | None, image_dir=None):
@@ -130,11 +128,29 @@ def open_database(vectors: Path, index: Path | None, image_dir=None):
     return SimilarImages.open(vectors=vectors, index=index, image_dir=image_dir)
 
 
+def open_spec(spec: SystemSpec, workdir: Path, *, show_progress: bool,
+              overrides: dict[Path, Path] | None = None, image_dir=None):
+    """Open a spec's database; an index of another type is built on first use, rebuilt when stale."""
+    from .errors import DatabaseError
+
+    path = index_file(spec, workdir, show_progress=show_progress, overrides=overrides)
+    if spec.index in SPECIAL_INDEXES:
+        return open_database(spec.vectors, path, image_dir)
+    if path.exists() and store.manifest_path(path).exists():
+        try:
+            return open_database(spec.vectors, path, image_dir)
+        except DatabaseError as exc:  # the vectors changed since: build it again
+            logger.warning("rebuilding %s: %s", path, exc)
+    manifest = build_index_file(spec.vectors, path, spec.index, show_progress=show_progress)
+    if manifest.get("note"):
+        logger.warning("%s: %s", spec.label, manifest["note"])
+    return open_database(spec.vectors, path, image_dir)
+
+
 def open_systems(specs: list[SystemSpec], workdir: Path, *, show_progress: bool,
                  overrides: dict[Path, Path] | None = None) -> dict[str, tuple[object, Path]]:
     """label -> (opened database, its vectors file), for each spec."""
-    return {spec.label: (open_database(spec.vectors, index_file(spec, workdir, show_progress=show_progress,
-                                                                 overrides=overrides)), spec.vectors)
+    return {spec.label: (open_spec(spec, workdir, show_progress=show_progress, overrides=overrides), spec.vectors)
             for spec in specs}
 
 
@@ -187,8 +203,7 @@ def folder_systems(folder: Path, models: list[str] | None, workdir: Path, *,
                              f"{', '.join(index_types() + ('exact',))}")
         vectors = folder_vectors(folder, model, workdir, show_progress=show_progress)
         spec = SystemSpec(f"{model}/{kind}", vectors, kind)
-        systems[spec.label] = open_database(vectors, index_file(spec, workdir, show_progress=show_progress),
-                                            image_dir=folder)
+        systems[spec.label] = open_spec(spec, workdir, show_progress=show_progress, image_dir=folder)
     return systems
 
 

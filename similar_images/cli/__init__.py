@@ -17,6 +17,7 @@ import click
 COMMANDS: dict[str, str] = {
     "extract": "similar_images.cli.extract:extract",
     "text": "similar_images.cli.text:text",
+    "evaluate": "similar_images.cli.evaluate:evaluate",
 }
 
 
