@@ -166,3 +166,93 @@ def test_recall_with_ties_counts_duplicates_as_found():
     # the search returned the other copy of the 0.9 duplicate: still a perfect top 2
     assert evaluate_fidelity.recall_with_ties(np.array([[1.0, 0.9]]), exact, 2)[0] == 1.0
     assert evaluate_fidelity.recall_with_ties(np.array([[1.0, 0.5]]), exact, 2)[0] == 0.5
+
+
+def open_db(vectors_path, index=None, **kw):
+    from similar_images.search import SimilarImages
+
+    return SimilarImages.open(vectors=vectors_path, index=index, **kw)
+
+
+def coco_toy(tmp_path, per_category: int = 10):
+    """30 images in 3 categories; each vector points at its category (plus noise), so exact
+    search ranks the 9 other images of the category first. Every third image also shows
+    category 3 ("car") as a small second object."""
+    rng = np.random.default_rng(0)
+    images, vectors, names = {}, [], []
+    for category in (1, 2, 3):
+        for i in range(per_category):
+            name = f"COCO_val2014_{category}{i:05d}.jpg"
+            anns = [(category, 100.0)] + ([(3, 5.0)] if category != 3 and i % 3 == 0 else [])
+            images[name] = anns
+            names.append(name)
+            vectors.append(np.eye(8)[category] * 5 + rng.normal(0, 0.1, 8))
+    images["COCO_val2014_unannotated.jpg"] = []
+    ann_path = tmp_path / "instances_val2014.json"
+    ann_path.write_text(json.dumps(coco_instances(images)))
+    return save_db(tmp_path, np.array(vectors), names), ann_path
+
+
+def test_coco_report_known_answers(tmp_path):
+    vectors_path, ann_path = coco_toy(tmp_path)
+    labels = evaluate_coco.load_coco_labels(ann_path)
+    report = evaluate_coco.coco_report({"toy/exact": open_db(vectors_path)}, labels, queries=1000,
+                                       show_progress=False)
+    rows = {(r[0], r[1]): dict(zip(report.headers[2:], r[2:])) for r in report.rows}
+    perfect = rows[("toy/exact", "dominant")]
+    # 9 same-category images ranked first: P@1 = P@8 = 1, P@20 = 9/20, mAP = 1
+    assert perfect["P@1"] == perfect["P@8"] == 1.0
+    assert perfect["P@20"] == pytest.approx(9 / 20)
+    assert perfect["mAP@8"] == perfect["mAP@20"] == pytest.approx(1.0)
+    # random: 9 relevant among the 29 other images
+    assert rows[("random", "dominant")]["P@8"] == pytest.approx(9 / 29)
+    # "any" is looser: never below "dominant"
+    assert rows[("toy/exact", "any")]["P@20"] >= perfect["P@20"]
+    assert rows[("random", "any")]["P@1"] > rows[("random", "dominant")]["P@1"]
+    assert report.data["systems"]["toy/exact"]["queries"] == 30  # every annotated image
+    written = evaluate.save_report(report, tmp_path / "out")
+    assert json.loads(written["json"].read_text())["settings"]["ks"] == [1, 8, 20]
+    assert written["png"].stat().st_size > 1000
+
+
+def test_coco_report_sees_a_bad_ranking(tmp_path):
+    # Vectors that ignore the category: precision falls to about the random baseline.
+    vectors_path, ann_path = coco_toy(tmp_path)
+    rng = np.random.default_rng(1)
+    noise = save_db(tmp_path / "noise", rng.normal(size=(30, 8)), open_db(vectors_path).names)
+    report = evaluate_coco.coco_report({"good": open_db(vectors_path), "noise": open_db(noise)},
+                                       evaluate_coco.load_coco_labels(ann_path), show_progress=False)
+    p8 = {(r[0], r[1]): r[report.headers.index("P@8")] for r in report.rows}
+    assert p8[("good", "dominant")] == 1.0
+    assert p8[("noise", "dominant")] < 0.6
+
+
+class Broken:
+    """A real database whose search loses its best result: fidelity must notice."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def __len__(self):
+        return len(self.db)
+
+    def search(self, queries, k):
+        return [results[1:] for results in self.db.search(queries, k=k)]
+
+
+def test_fidelity_report(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.random((400, 16), dtype=np.float32)
+    path = save_db(tmp_path, vectors, [f"{i}.jpg" for i in range(400)])
+    exact = open_db(path)
+    mapped = store.open_vectors(path)
+    report = evaluate_fidelity.fidelity_report({"exact": exact, "broken": Broken(exact)},
+                                               {"exact": mapped, "broken": mapped}, queries=50,
+                                               show_progress=False)
+    rows = {r[0]: dict(zip(report.headers[1:], r[1:])) for r in report.rows}
+    assert rows["exact"]["recall@1"] == rows["exact"]["recall@10"] == rows["exact"]["recall@100"] == 1.0
+    assert rows["broken"]["recall@1"] == 0.0  # lost the self-match
+    # its top 10 holds exact ranks 2..11: 9 of the exact top 10 (rank 11 counts only if tied)
+    assert rows["broken"]["recall@10"] == pytest.approx(0.9, abs=0.01)
+    assert rows["exact"]["ms/query"] > 0
+    assert list(report.data["systems"]["exact"]["curve"]) == [1, 2, 5, 10, 20, 50, 100]
