@@ -147,9 +147,9 @@ class SimilarImagesApp:
         finally:
             self._set_busy(False)
         self._last_query = query
+        self._show(results)
         self.query_image.value = query_thumb
         self.query_label.value = _caption(label, "query:")
-        self._show(results)
         return results
 
     def _rerun(self, change) -> None:
@@ -233,8 +233,9 @@ class SimilarImagesApp:
                               continuous_update=False, layout=w.Layout(width="380px"))
         self.url_button = w.Button(description="Search", icon="search")
         options = sorted(set(K_CHOICES) | {k})
-        self.k_choice = w.Dropdown(options=options, value=k, description="k",
-                                   layout=w.Layout(width="120px"))
+        self.k_choice = w.Dropdown(options=options, value=k, description="results",
+                                   style={"description_width": "initial"},
+                                   layout=w.Layout(width="130px"))
         self.status = w.HTML("Pick a random image, upload one, or paste a URL.")
         self.query_image = w.Image(value=placeholder_jpeg("no query", self.thumb_size),
                                    format="jpeg")
@@ -253,6 +254,10 @@ class SimilarImagesApp:
                            self.k_choice], layout=w.Layout(flex_flow="row wrap"))
         query = w.VBox([self.query_label, self.query_image])
         self._root = w.VBox([controls, self.status, w.HBox([query, self.grid])])
+        # class names the browser test (and custom CSS) can find
+        for widget, name in ((self._root, "app"), (self.grid, "results"),
+                             (self.query_image, "query-image"), (self.status, "status")):
+            widget.add_class(f"similar-images-{name}")
 
     def _on_upload(self, change) -> None:
         files = change["new"]

@@ -2,7 +2,7 @@
 
 Built once per test session with the project's own code: offline sample photos plus
 cropped copies, EfficientNet-Lite0 features (pretrained, offline) extracted by
-``extract.run_extraction``, and a Faiss index written by the database code.
+``extract.run_extraction``, and a Faiss index written by ``database.build_index_files``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def database_files(tmp_path_factory) -> dict[str, Path]:
 
 
 def _build(folder: Path) -> dict[str, Path]:
-    from similar_images import database, sample_photos
+    from similar_images import sample_photos
+    from similar_images.database import build_index_files
     from similar_images.extract import run_extraction
     from similar_images.features import get_extractor
 
@@ -46,5 +47,5 @@ def _build(folder: Path) -> dict[str, Path]:
     run_extraction(file_list, image_dir, vectors, extractor, batch_size=8, workers=1,
                    show_progress=False)
     index = folder / "files.faiss.index"
-    database.build_index_file(vectors, index, index_type="flat", show_progress=False)
+    build_index_files(vectors, index, index_type="flat", show_progress=False)
     return {"vectors": vectors, "index": index, "image_dir": image_dir, "folder": folder}

@@ -72,7 +72,7 @@ def test_upload_of_a_database_image_finds_it_first(app, db, db_files):
     name = db.names[5]
     data = (db_files["image_dir"] / name).read_bytes()
     results = app.search_upload(data, name="my photo.jpg")
-    assert len(results) == 8
+    assert len(results) == 8, app.error
     assert results[0].path == name
     assert results[0].score == pytest.approx(1.0, abs=1e-4)
     assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)

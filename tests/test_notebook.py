@@ -1,0 +1,55 @@
+"""``Similar image.ipynb`` runs headless (nbclient) against a small real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from _widget_db import database_files
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "Similar image.ipynb"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture(scope="session")
+def db_files(tmp_path_factory):
+    return database_files(tmp_path_factory)
+
+
+def test_notebook_is_short_and_has_no_stored_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    kinds = [cell.cell_type for cell in nb.cells]
+    assert kinds == ["markdown", "code", "code"]
+    assert all(not cell.outputs for cell in nb.cells if cell.cell_type == "code")
+    assert nb.metadata.kernelspec.name == "python3"
+    assert "nbextension" not in NOTEBOOK.read_text()
+
+
+def test_notebook_runs_and_shows_results(db_files, tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMILAR_IMAGES_VECTORS", str(db_files["vectors"]))
+    monkeypatch.setenv("SIMILAR_IMAGES_INDEX", str(db_files["index"]))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError if a cell fails
+
+    outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
+    assert not [out for out in outputs if out.output_type == "error"]
+    text = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
+    assert f"Searching 24 images of {db_files['vectors']}" in text
+    assert "Traceback" not in text
+
+    app_output = nb.cells[2].outputs[-1]
+    assert WIDGET_VIEW in app_output.data  # the app, displayed as a widget
+    state = nb.metadata.widgets[WIDGET_STATE]["state"]
+    html = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]
+    assert any("8 most similar images" in value for value in html)
+    scores = [value for value in html if value.startswith("score <b>")]
+    assert len(scores) == 8
+    images = [m for m in state.values() if m["model_name"] == "ImageModel"]
+    assert len(images) >= 9  # the query and eight results
