@@ -256,3 +256,65 @@ def test_fidelity_report(tmp_path):
     assert rows["broken"]["recall@10"] == pytest.approx(0.9, abs=0.01)
     assert rows["exact"]["ms/query"] > 0
     assert list(report.data["systems"]["exact"]["curve"]) == [1, 2, 5, 10, 20, 50, 100]
+
+
+class Thumbnail:
+    """A tiny real feature model: the image shrunk to 8 x 8 colours, mean removed.
+
+    Enough to recognise resized or recompressed copies, fast, and no weights to load."""
+
+    name = "thumbnail"
+    input_size = (32, 32)
+    dim = 8 * 8 * 3
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
+        x = batch.astype(np.float32).reshape(n, 8, 4, 8, 4, 3).mean(axis=(2, 4)).reshape(n, -1)  # (n, 192)
+        return x - x.mean(axis=1, keepdims=True)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "weights": "none", "dim": self.dim, "input_size": list(self.input_size),
+                "runtime": "native", "precision": "fp32"}
+
+
+def blob_image(seed: int) -> Image.Image:
+    grid = np.random.default_rng(seed).integers(0, 255, (4, 4, 3), dtype=np.uint8)
+    return Image.fromarray(grid).resize((96, 72), Image.Resampling.BICUBIC)
+
+
+def thumbnail_db(tmp_path, n: int = 10, with_flip_copy: bool = False):
+    from similar_images.extract import extract_vectors
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(n):
+        blob_image(i).save(folder / f"img{i}.png")
+    if with_flip_copy:
+        edits.hflip(blob_image(0)).save(folder / "img0__flip.png")
+    names = sorted(p.name for p in folder.iterdir())
+    extractor = Thumbnail()
+    vectors, names, skipped = extract_vectors(names, folder, extractor, show_progress=False)
+    assert not skipped
+    path = save_db(tmp_path, vectors, names, model=extractor.describe(), image_dir=folder)
+    return open_db(path, extractor=extractor)
+
+
+def test_robustness_report_with_a_small_real_model(tmp_path):
+    db = thumbnail_db(tmp_path)
+    report = robustness.robustness_report({"thumbnail/exact": db}, queries=None, show_progress=False)
+    rows = {r[0]: dict(zip(report.headers[1:], r[1:])) for r in report.rows}
+    assert list(rows) == list(edits.EDITS) + ["all"]
+    for edit in ("resize50", "jpeg30"):
+        assert rows[edit]["R@1"] == 1.0 and rows[edit]["mean rank"] == 1.0
+    assert 0.0 <= rows["all"]["R@1"] <= 1.0 and rows["all"]["R@10"] >= rows["all"]["R@1"]
+    assert report.data["systems"]["thumbnail/exact"]["queries"] == 10
+    assert len(report.data["systems"]["thumbnail/exact"]["ranks"]["hflip"]) == 10
+
+
+def test_robustness_copy_groups_count_a_copy_as_the_original(tmp_path):
+    db = thumbnail_db(tmp_path, n=4, with_flip_copy=True)
+    row = db.names.index("img0.png")
+    strict = robustness.edit_ranks(db, [row], ["hflip"], k=5, show_progress=False)["hflip"]
+    grouped = robustness.edit_ranks(db, [row], ["hflip"], k=5, group_separator="__", show_progress=False)["hflip"]
+    assert strict[0] > 1  # the flipped copy in the collection comes first, not the original
+    assert grouped[0] == 1
