@@ -16,6 +16,7 @@ import click
 # command name -> "module:attribute" (a click.Command)
 COMMANDS: dict[str, str] = {
     "extract": "similar_images.cli.extract:extract",
+    "demo": "similar_images.cli.demo:demo",
     "text": "similar_images.cli.text:text",
     "evaluate": "similar_images.cli.evaluate:evaluate",
 }
