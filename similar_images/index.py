@@ -125,7 +125,7 @@ def add_vectors(index, vectors, *, show_progress: bool = False) -> None:
     from tqdm.auto import tqdm
 
     n = len(vectors)
-    with tqdm(total=n, unit="vec", desc="adding", disable=not show_progress) as bar:
+    with tqdm(total=n, unit="vec", desc="adding", disable=not show_progress or n < CHUNK) as bar:
         for start in range(0, n, CHUNK):
             chunk = normalize(vectors[start:start + CHUNK])  # (c, d)
             index.add(chunk)

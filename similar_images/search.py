@@ -282,9 +282,7 @@ def extractor_for(model: dict[str, Any]):
     elif weights:
         options["weights"] = weights
     if model.get("runtime") not in (None, "native"):
-        options["runtime"] = model["runtime"]
-    if model.get("precision") not in (None, "fp32"):
-        options["precision"] = model["precision"]
+        options["runtime"] = model["runtime"]  # queries in fp32 even for INT8 vectors
     extractor = get_extractor(model.get("name", "?"), **options)
     check_extractor(extractor, model)
     return extractor

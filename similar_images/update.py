@@ -96,8 +96,6 @@ def add_images(db, paths, *, batch_size: int = 32, show_progress: bool = True) -
         return AddReport([], already, [])
     vectors, done, skipped = extract_vectors(names, image_dir, db.extractor, batch_size=batch_size,
                                              show_progress=show_progress)
-    for item in skipped:
-        log.warning("skipped %s: %s", item.get("path"), item.get("message", item.get("reason")))
     if not done:
         return AddReport([], already, skipped)
     result = add_rows(db.database.vectors_path, db.database.index_path, vectors, done, image_dir=image_dir)

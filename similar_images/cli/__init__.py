@@ -16,9 +16,11 @@ import click
 # command name -> "module:attribute" (a click.Command)
 COMMANDS: dict[str, str] = {
     "extract": "similar_images.cli.extract:extract",
-    "demo": "similar_images.cli.demo:demo",
+    "build": "similar_images.cli.build:build",
+    "search": "similar_images.cli.search:search",
+    "add": "similar_images.cli.add:add",
+    "remove": "similar_images.cli.remove:remove",
     "text": "similar_images.cli.text:text",
-    "evaluate": "similar_images.cli.evaluate:evaluate",
 }
 
 

@@ -1,0 +1,37 @@
+"""``similar-images add``: put new images into an existing database (no rebuild)."""
+
+from __future__ import annotations
+
+import click
+
+from . import setup_logging
+from .search import database_options, open_database
+
+
+@click.command(name="add")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-b", "--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Images per model call.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@database_options
+def add(paths, batch_size, no_progress, vectors, index, exact, image_dir, verbose):
+    """Add image files, or every image in the given folders, to the database.
+
+    The new vectors are appended and encoded with the trained index (no retraining);
+    the files change together atomically. Images already in the database are not
+    added twice. Files that cannot be loaded are listed and skipped (exit code 1).
+    """
+    setup_logging(verbose)
+    from ..errors import SimilarImagesError
+
+    try:
+        db = open_database(vectors, index, exact, image_dir)
+        report = db.add(list(paths), batch_size=batch_size, show_progress=not no_progress)
+    except (SimilarImagesError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"added {len(report.added)} image(s); {len(report.already_present)} already present; "
+               f"{len(report.skipped)} skipped; the database now holds {len(db)}")
+    for item in report.skipped:
+        click.echo(f"skipped {item['path']}: {item.get('message') or item.get('reason')}", err=True)
+    if report.skipped:
+        raise click.exceptions.Exit(1)
