@@ -20,7 +20,9 @@ COMMANDS: dict[str, str] = {
     "search": "similar_images.cli.search:search",
     "add": "similar_images.cli.add:add",
     "remove": "similar_images.cli.remove:remove",
+    "demo": "similar_images.cli.demo:demo",
     "text": "similar_images.cli.text:text",
+    "evaluate": "similar_images.cli.evaluate:evaluate",
 }
 
 
