@@ -44,9 +44,10 @@ TOP_K = 10
 
 
 class Sample(NamedTuple):
-    """The sampled image files and the SHA-256 of their bytes (in sample order)."""
+    """The sampled image files, split, and the SHA-256 of their bytes and the split."""
 
-    paths: list[Path]
+    calibration: list[Path]
+    holdout: list[Path]
     sha256: str
 
 
@@ -69,21 +70,26 @@ def settings_for(name: str) -> dict[str, Any]:
     }
 
 
-def calibration_sample(paths: Sequence[str | os.PathLike], size: int) -> Sample:
-    """The ``size`` files first by SHA-256 of their name; unreadable files are left out."""
+def calibration_sample(paths: Sequence[str | os.PathLike], size: int, holdout_size: int) -> Sample:
+    """Up to ``size + holdout_size`` files, first by SHA-256 of their name, split in two.
+
+    Files that cannot be read are left out. The held-out part is the last
+    ``min(holdout_size, max(11, n // 4))`` of the ``n`` chosen files.
+    """
     ordered = sorted((Path(p) for p in paths), key=lambda p: (_name_hash(p.name), str(p)))
-    digest, chosen = hashlib.sha256(), []
+    chosen: list[tuple[Path, str]] = []  # (path, sha256 of its bytes)
     for path in ordered:
-        if len(chosen) == size:
+        if len(chosen) == size + holdout_size:
             break
         try:
-            data = path.read_bytes()
+            chosen.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
         except OSError as exc:
             log.info("calibration: skipping %s (%s)", path, exc.strerror or exc)
-            continue
-        digest.update(hashlib.sha256(data).digest())
-        chosen.append(path)
-    return Sample(chosen, digest.hexdigest())
+    held = min(holdout_size, max(MIN_HOLDOUT, len(chosen) // 4), len(chosen))
+    split = {"calibration": [h for _, h in chosen[: len(chosen) - held]],
+             "holdout": [h for _, h in chosen[len(chosen) - held :]]}
+    digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()
+    return Sample([p for p, _ in chosen[: len(chosen) - held]], [p for p, _ in chosen[len(chosen) - held :]], digest)
 
 
 def _name_hash(name: str) -> str:
@@ -127,7 +133,7 @@ def int8_model(
         )
     sample = None
     if calibration_paths is not None:
-        sample = calibration_sample(list(calibration_paths), calibration_size + holdout_size)
+        sample = calibration_sample(list(calibration_paths), calibration_size, holdout_size)
         if calibration is not None and calibration.get("sample_sha256") != sample.sha256:
             raise ModelError(
                 f"{name} INT8: the database was calibrated on other images (sample "
@@ -148,7 +154,7 @@ def int8_model(
         )
     else:
         model, report = _calibrate_and_check(
-            name, fp32_model(), preprocess, input_size, sample.paths, holdout_size, settings, show_progress
+            name, fp32_model(), preprocess, input_size, sample, settings, show_progress
         )
         _save(folder, model, {**report, "identity": identity})
         calibrated = True
@@ -175,9 +181,11 @@ def _load_cached(folder: Path):
     from .store import read_json
 
     try:
-        return ov.Core().read_model(folder / "model.xml"), read_json(folder / "report.json")
+        model, report = ov.Core().read_model(folder / "model.xml"), read_json(folder / "report.json")
     except Exception as exc:
         raise ModelError(f"cached INT8 model {folder} is unreadable ({exc}); delete that folder") from None
+    report.pop("identity", None)  # saved for people browsing the cache; not part of the report
+    return model, report
 
 
 def _save(folder: Path, model, report: dict[str, Any]) -> None:
@@ -199,14 +207,14 @@ def _save(folder: Path, model, report: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _calibrate_and_check(name, fp32, preprocess, input_size, paths, holdout_size, settings, show_progress):
-    images = load_images(paths, input_size, show_progress=show_progress)  # (n, h, w, 3) uint8
-    if len(images) < MIN_IMAGES:
+def _calibrate_and_check(name, fp32, preprocess, input_size, sample: Sample, settings, show_progress):
+    calib = load_images(sample.calibration, input_size, show_progress=show_progress)  # (n, h, w, 3) uint8
+    held = load_images(sample.holdout, input_size, show_progress=show_progress)  # (m, h, w, 3) uint8
+    if len(calib) + len(held) < MIN_IMAGES or len(held) < MIN_HOLDOUT:
         raise ModelError(
-            f"{name} INT8 calibration needs at least {MIN_IMAGES} readable images, got {len(images)}"
+            f"{name} INT8 calibration needs at least {MIN_IMAGES} readable images "
+            f"({MIN_HOLDOUT} held out), got {len(calib) + len(held)} ({len(held)} held out)"
         )
-    holdout = min(holdout_size, max(MIN_HOLDOUT, len(images) // 4))
-    calib, held = images[:-holdout], images[-holdout:]
     model = quantize(fp32, calib, preprocess, settings)
     report = fidelity_report(_features(fp32, held, preprocess), _features(model, held, preprocess))
     report["calibration_images"] = len(calib)

@@ -120,7 +120,7 @@ def tuned_batch_size(
         description: the extractor's ``describe()`` (name, runtime, precision used).
         timer: ``timer(batch_size)`` -> images/s.
         candidates: batch sizes to try, smallest first; timing stops once a size is
-            more than 5% slower than the best so far.
+            more than 15% slower than the best so far.
     """
     key = config_key(description["name"], description["runtime"], description["precision"])
     known = measured(cache_dir).get(key)
@@ -130,7 +130,7 @@ def tuned_batch_size(
     for b in candidates:
         rates[b] = timer(b)
         log.info("%s: batch %d -> %.1f images/s", key, b, rates[b])
-        if rates[b] < 0.95 * max(rates.values()):
+        if rates[b] < 0.85 * max(rates.values()):  # timing noise is ~10% on a busy machine
             break
     best = max(rates, key=rates.get)
     record_speed(

@@ -32,6 +32,11 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
 @click.option("--weights", default=None,
               help="Model weights: 'imagenet' (vgg16 default, downloaded once), 'none' "
                    "(random, seeded: tests only) or a path to a weights/model file.")
+@click.option("--runtime", default="native", show_default=True, type=click.Choice(["native", "openvino"]),
+              help="Run the model in its own framework (TensorFlow/PyTorch) or in OpenVINO (faster on CPUs).")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "int8"]),
+              help="int8 (openvino only): quantised on a sample of these images, checked against fp32, cached.")
+@click.option("--force-int8", is_flag=True, help="Use INT8 even when its fidelity check fails.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoints.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output (and discard a partial run "
                                               "unless --resume).")
@@ -42,7 +47,7 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
               help="Batches per checkpoint chunk.")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
 def extract(filename_list, img_dir, output_filename, model_filename, batch_size, model, weights,
-            resume, force, workers, no_progress, chunk_batches, verbose):
+            runtime, precision, force_int8, resume, force, workers, no_progress, chunk_batches, verbose):
     """Extract a feature vector for every image of a file list.
 
     Writes OUTPUT (.npy, float32, one row per image) and OUTPUT.manifest.json (the
@@ -60,8 +65,10 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
     try:
         # Arguments first: a typo must not cost a model load.
         validate_job(filename_list, img_dir, output, resume=resume, force=force)
-        extractor = get_extractor(model, **model_options(model, weights=weights,
-                                                         model_file=model_filename))
+        speed_hint(filename_list, model, runtime, precision)
+        extractor = get_extractor(model, **model_options(model, weights=weights, model_file=model_filename),
+                                  **runtime_options(runtime, precision, filename_list, img_dir,
+                                                    force_int8=force_int8, show_progress=not no_progress))
         if str(extractor.describe().get("weights", "")).startswith("none"):
             click.echo(f"note: {model} runs with RANDOM weights ({extractor.describe()['weights']}); "
                        "the vectors are for testing only", err=True)
@@ -86,3 +93,32 @@ def model_options(model: str, **given) -> dict:
     factory = getattr(importlib.import_module(module_name), factory_name)
     parameters = inspect.signature(factory).parameters
     return {key: value for key, value in given.items() if value is not None and key in parameters}
+
+
+def runtime_options(runtime: str, precision: str, filename_list: str, img_dir: str, *, force_int8: bool,
+                    show_progress: bool) -> dict:
+    """``runtime``/``precision`` options; INT8 calibrates on a sample of the images being indexed."""
+    if runtime == "native":
+        if precision != "fp32" or force_int8:
+            raise click.UsageError("--precision int8 and --force-int8 need --runtime openvino")
+        return {}
+    options = {"runtime": runtime, "precision": precision, "show_progress": show_progress}
+    if precision == "int8":
+        from ..pipeline import resolve
+        from ..store import read_file_list
+
+        names = read_file_list(filename_list)
+        options.update(calibration_paths=[resolve(name, img_dir) for name in names], force_int8=force_int8)
+    elif force_int8:
+        raise click.UsageError("--force-int8 needs --precision int8")
+    return options
+
+
+def speed_hint(filename_list: str, model: str, runtime: str, precision: str) -> None:
+    """Before a long run, name the faster runtime/precision options measured on this machine."""
+    from ..speeds import runtime_hint
+    from ..store import read_file_list
+
+    hint = runtime_hint(model, runtime, precision, len(read_file_list(filename_list)))
+    if hint:
+        click.echo(hint, err=True)
