@@ -144,6 +144,18 @@ def bar_chart(figure, groups: list[str], series: dict[str, list[float]], *, titl
     ax.legend(fontsize=8, loc="lower right" if len(series) > 1 else "best")
 
 
+def describe_database(db) -> dict[str, Any]:
+    """What a system is, for the JSON: model, image count, index type and spec (None: exact search)."""
+    database = getattr(db, "database", None)
+    index_manifest = getattr(database, "index_manifest", None) or {}
+    model = getattr(db, "model", None) or {}
+    return {"model": model.get("name"), "weights": model.get("weights"), "images": len(db),
+            "vectors": str(getattr(database, "vectors_path", "")) or None,
+            "index": str(getattr(database, "index_path", "") or "") or None,
+            "index_type": index_manifest.get("index_type"), "index_spec": index_manifest.get("spec"),
+            "index_note": index_manifest.get("note")}
+
+
 def ranked_ids(db, queries: list, k: int, *, exclude: list[int] | None = None,
                batch_size: int = 64, show_progress: bool = True, desc: str = "searching"):
     """Search ``queries`` (ids, vectors or images) in ``db``; the result ids as an array.

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import metrics, store
 from .errors import DatabaseError
-from .evaluate import Report, bar_chart, ranked_ids
+from .evaluate import Report, bar_chart, describe_database, ranked_ids
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def score_system(db, labels: CocoLabels, query_names: list[str], ks=DEFAULT_KS, 
                                lambda k: metrics.random_average_precision(n_rel, n_candidates, k), ks),
         }
     return {"images": len(names), "annotated": int((dominant >= 0).sum()), "queries": len(query_ids),
-            "scores": scores}
+            "database": describe_database(db), "scores": scores}
 
 
 def _metrics(precision, average_precision, ks) -> dict[str, float]:

@@ -119,6 +119,7 @@ def build_index_file(vectors: Path, target: Path, index_type: str, *, show_progr
     from .build import build_index_files
 
     logger.info("building a %s index of %s into %s", index_type, vectors, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     return build_index_files(vectors, target, index_type=index_type, force=True, show_progress=show_progress)
 
 

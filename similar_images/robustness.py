@@ -21,7 +21,7 @@ import numpy as np
 
 from . import metrics
 from .edits import select_edits
-from .evaluate import Report, bar_chart, ranked_ids
+from .evaluate import Report, bar_chart, describe_database, ranked_ids
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def robustness_report(systems: dict, *, queries: int | None = 200, edits: list[s
         ids = sample_ids(len(db), queries, seed)
         ranks = edit_ranks(db, ids, edits, k=k, group_separator=group_separator,
                            show_progress=show_progress, desc=f"robustness {label}")
-        per_system[label] = {"images": len(db), "queries": len(ids), "k": k,
+        per_system[label] = {"images": len(db), "queries": len(ids), "k": k, "database": describe_database(db),
                              "metrics": summarise(ranks, k),
                              "ranks": {name: r.tolist() for name, r in ranks.items()}}
     labels = list(per_system)
