@@ -103,3 +103,150 @@ def test_contact_sheet_frames_marked_results(tmp_path, shown):
     assert green.sum() > 500  # one framed cell
     sheet2 = np.asarray(contact_sheet(query, [r._replace(marked=False) for r in results], columns=3))
     assert not np.all(sheet2 == (34, 139, 34), axis=-1).any()
+
+
+# --- the demo run ------------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from click.testing import CliRunner  # noqa: E402
+
+from similar_images import demo  # noqa: E402
+from similar_images.cli import main  # noqa: E402
+from similar_images.errors import ImageError  # noqa: E402
+
+DEMO_PHOTOS = ["chelsea", "coffee", "rocket", "china", "grace_hopper"]
+COPIES = 1 + len(sample_photos.EDITS)  # the original and its edited copies
+
+
+def _run_stub(marks: list[bool]) -> demo.DemoRun:
+    results = [ShownResult(i + 1, f"img{i}.jpg", Path(f"img{i}.jpg"), 0.9 - 0.1 * i, m)
+               for i, m in enumerate(marks)]
+    return demo.DemoRun(Path("w"), Path("q.jpg"), "chelsea", results, 10, False)
+
+
+def test_verdict_says_whether_copies_come_first():
+    assert demo.verdict(_run_stub([True, True, False])).startswith("All 2 copies of 'chelsea' shown rank first (1-2)")
+    assert "something is wrong" in demo.verdict(_run_stub([True, False, True]))
+    assert "No copy" in demo.verdict(_run_stub([False, False]))
+    table = demo.format_results(_run_stub([True, False]))
+    assert "img0.jpg  * same photo" in table and table.splitlines()[2].rstrip().endswith("img1.jpg")
+
+
+def test_bad_arguments_fail_before_loading_a_model(tmp_path, monkeypatch):
+    import similar_images.features as features
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not be loaded for bad arguments")
+
+    monkeypatch.setattr(features, "get_extractor", no_model)
+    with pytest.raises(ValueError, match="k must be"):
+        demo.run_demo(tmp_path, k=0)
+    with pytest.raises(ValueError, match="unknown photo 'lena'"):
+        demo.run_demo(tmp_path, photo="lena")
+    with pytest.raises(ValueError, match="not among the database photos"):
+        demo.run_demo(tmp_path, photo="coffee", photos=["rocket"])
+    with pytest.raises(ImageError, match="nope.jpg: file not found"):
+        demo.run_demo(tmp_path, query=tmp_path / "nope.jpg")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_usage_errors(tmp_path):
+    runner = CliRunner()
+    listed = runner.invoke(main, ["demo", "--list-photos"])
+    assert listed.exit_code == 0 and listed.output.split() == list(sample_photos.PHOTOS)
+    bad = runner.invoke(main, ["demo", "--workdir", str(tmp_path), "--photos", "coffee,lena"])
+    assert bad.exit_code == 2 and "'lena'" in bad.output
+    missing = runner.invoke(main, ["demo", "--workdir", str(tmp_path), "--query", str(tmp_path / "x.jpg")])
+    assert missing.exit_code == 1
+    assert missing.output.strip().splitlines()[-1] == f"Error: {tmp_path / 'x.jpg'}: file not found"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A small demo database built once with the real (pretrained) model."""
+    workdir = tmp_path_factory.mktemp("demo")
+    run = demo.run_demo(workdir, photos=DEMO_PHOTOS, show_progress=False)
+    return workdir, run
+
+
+@pytest.mark.slow
+def test_edited_copies_of_the_query_photo_rank_first(built):
+    workdir, run = built
+    assert run.built and run.database_size == len(DEMO_PHOTOS) * COPIES
+    assert run.query == workdir / "query" / "chelsea__query.jpg"
+    assert run.query.name not in [r.name for r in run.results], "the query must be held out"
+    assert [r.marked for r in run.results] == [True] * COPIES + [False] * (10 - COPIES)
+    assert all(sample_photos.group_of(r.name) == "chelsea" for r in run.results[:COPIES])
+    scores = [r.score for r in run.results]
+    assert scores == sorted(scores, reverse=True)
+    assert run.results[COPIES - 1].score - run.results[COPIES].score > 0.3  # a clear gap
+    assert demo.verdict(run).startswith(f"All {COPIES} copies of 'chelsea' shown rank first")
+
+
+@pytest.mark.slow
+def test_results_page_and_contact_sheet(built):
+    workdir, run = built
+    page = run.html.read_text()
+    assert run.html == workdir / "results.html"
+    assert page.count("data:image/jpeg;base64,") == 11  # query + 10 results
+    assert page.count('class="marked"') == COPIES
+    assert f"{run.results[0].score:.3f}" in page and run.results[0].name in page
+    with Image.open(run.png) as sheet:
+        assert sheet.format == "PNG" and sheet.width > 500
+
+
+@pytest.mark.slow
+def test_second_run_reuses_the_database(built):
+    workdir, first = built
+    vectors = demo.DemoPaths(workdir, "efficientnet-lite0").vectors
+    stamp = vectors.stat().st_mtime_ns
+    again = demo.run_demo(workdir, photos=DEMO_PHOTOS, photo="coffee", k=8, show_progress=False)
+    assert not again.built
+    assert vectors.stat().st_mtime_ns == stamp
+    assert [r.marked for r in again.results] == [True] * COPIES + [False]
+    assert all(sample_photos.group_of(r.name) == "coffee" for r in again.results[:COPIES])
+
+
+@pytest.mark.slow
+def test_cli_prints_results_and_next_steps(built):
+    workdir, _ = built
+    result = CliRunner().invoke(main, ["demo", "--workdir", str(workdir), "--photos", ",".join(DEMO_PHOTOS),
+                                       "--photo", "rocket", "-k", "8", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Reused the sample database: 35 images" in out
+    assert out.count("* same photo") == COPIES
+    assert "rocket__crop.jpg" in out and "All 7 copies of 'rocket' shown rank first" in out
+    assert 'jupyter notebook "Similar image.ipynb"' in out and "./get_ms_coco_dataset.sh" in out
+    assert str(workdir / "results.html") in out
+
+
+@pytest.mark.slow
+def test_own_query_is_searched_unmarked(built, tmp_path):
+    workdir, _ = built
+    mine = tmp_path / "my photo.jpg"
+    sample_photos.save_jpeg(sample_photos.flip(sample_photos.crop(sample_photos.load_photo("china"))), mine)
+    run = demo.run_demo(workdir, query=mine, photos=DEMO_PHOTOS, k=5, show_progress=False)
+    assert run.query_photo is None and not any(r.marked for r in run.results)
+    assert all(sample_photos.group_of(r.name) == "china" for r in run.results)
+
+
+@pytest.mark.slow
+def test_another_model_or_a_damaged_index_is_rebuilt(built, tmp_path):
+    import shutil
+
+    from similar_images.store import load_vectors_manifest
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(built[0], workdir)
+    paths = demo.DemoPaths(workdir, "efficientnet-lite0")
+    stamp = paths.vectors.stat().st_mtime_ns
+    paths.index.write_bytes(b"not an index")
+    fixed = demo.run_demo(workdir, photos=DEMO_PHOTOS, show_progress=False)
+    assert fixed.built and paths.vectors.stat().st_mtime_ns == stamp  # only the index was rebuilt
+    assert [r.marked for r in fixed.results] == [True] * COPIES + [False] * (10 - COPIES)
+    run = demo.run_demo(workdir, photos=DEMO_PHOTOS, model_options={"weights": "none"}, show_progress=False)
+    assert run.built
+    assert load_vectors_manifest(paths.vectors)["model"]["weights"] == "none(seed=0)"
+    assert len(run.results) == 10
