@@ -63,3 +63,17 @@ def open_database(
     db = SimilarImages.open(vectors=vectors, index=index, image_dir=image_dir)
     say(f"Searching {len(db):,} images of {vectors} (model {db.model.get('name', '?')}).")
     return db
+
+
+def _open_demo(workdir: Path, say) -> Any:
+    """Open the sample database of ``similar-images demo``, building it if absent."""
+    from .demo import DEFAULT_MODEL, DemoPaths, run_demo
+    from .search import SimilarImages
+
+    paths = DemoPaths(workdir.resolve(), DEFAULT_MODEL)
+    if not (paths.vectors.exists() and paths.index.exists()):
+        say("Building the sample database once (offline photos, EfficientNet-Lite0) ...")
+        run_demo(workdir)
+    db = SimilarImages.open(vectors=paths.vectors, index=paths.index, image_dir=paths.photos)
+    say(f"Searching {len(db):,} sample images of {paths.vectors} (model {db.model.get('name', '?')}).")
+    return db

@@ -33,17 +33,40 @@ def test_notebook_is_short_and_has_no_stored_outputs():
 def test_notebook_runs_and_shows_results(db_files, tmp_path, monkeypatch):
     monkeypatch.setenv("SIMILAR_IMAGES_VECTORS", str(db_files["vectors"]))
     monkeypatch.setenv("SIMILAR_IMAGES_INDEX", str(db_files["index"]))
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()  # raises CellExecutionError if a cell fails
+    nb, text = _run(tmp_path)
+    assert f"Searching 24 images of {db_files['vectors']}" in text
+    _check_results(nb)
 
+
+@pytest.mark.slow
+def test_without_coco_files_the_notebook_uses_the_demo_database(tmp_path, monkeypatch):
+    """A fresh clone: no COCO files, no demo database yet. The notebook builds the
+    sample database (in its own folder, here tmp_path), says so, and shows results."""
+    for name in ("SIMILAR_IMAGES_VECTORS", "SIMILAR_IMAGES_INDEX", "SIMILAR_IMAGES_IMAGE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    nb, text = _run(tmp_path)
+    assert "ms_coco_file_list.txt.saved_predictions.npy not found" in text
+    assert "sample database of `similar-images demo`" in text
+    assert "Searching 119 sample images" in text
+    assert (tmp_path / "demo_output").is_dir()
+    _check_results(nb)
+
+
+def _run(folder: Path):
+    """Execute the notebook in ``folder``; return it and its printed text."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
+                            resources={"metadata": {"path": str(folder)}})
+    client.execute()  # raises CellExecutionError if a cell fails
     outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     text = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
-    assert f"Searching 24 images of {db_files['vectors']}" in text
     assert "Traceback" not in text
+    return nb, text
 
+
+def _check_results(nb) -> None:
+    """The app is displayed and its widget state holds a query and eight scored results."""
     app_output = nb.cells[2].outputs[-1]
     assert WIDGET_VIEW in app_output.data  # the app, displayed as a widget
     state = nb.metadata.widgets[WIDGET_STATE]["state"]
