@@ -180,3 +180,17 @@ def test_edited_copies_find_their_original_first(model):
     best = scores[np.arange(len(expected)), expected]
     scores[np.arange(len(expected)), expected] = -1
     assert (best - scores.max(axis=1)).min() > 0.1
+
+
+def test_weights_as_recorded_in_a_manifest(model):
+    recorded = model.describe()["weights"]
+    again = efficientnet.create(weights=recorded)
+    assert again.describe() == model.describe()
+    with pytest.raises(ModelError, match="install the matching"):
+        efficientnet.create(weights="pretrained:efficientnet-lite0-00000000.pth")
+
+
+def test_search_rebuilds_the_model_from_the_manifest(model):
+    from similar_images.search import extractor_for
+
+    assert extractor_for(model.describe()).describe() == model.describe()

