@@ -137,7 +137,7 @@ def bar_chart(figure, groups: list[str], series: dict[str, list[float]], *, titl
                       hatch="//" if label in hatched else None,
                       alpha=0.55 if label in hatched else 1.0)
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-    ax.set_xticks(x, groups, rotation=20 if len(groups) > 4 else 0)
+    ax.set_xticks(x, groups, rotation=25 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.08)
     ax.set_title(title)

@@ -123,29 +123,29 @@ def build_index_file(vectors: Path, target: Path, index_type: str, *, show_progr
     return build_index_files(vectors, target, index_type=index_type, force=True, show_progress=show_progress)
 
 
-def open_database(vectors: Path, index: Path | None, image_dir=None):
+def open_database(vectors: Path, index: Path | None, image_dir=None, extractor=None):
     from .search import SimilarImages
 
-    return SimilarImages.open(vectors=vectors, index=index, image_dir=image_dir)
+    return SimilarImages.open(vectors=vectors, index=index, image_dir=image_dir, extractor=extractor)
 
 
 def open_spec(spec: SystemSpec, workdir: Path, *, show_progress: bool,
-              overrides: dict[Path, Path] | None = None, image_dir=None):
+              overrides: dict[Path, Path] | None = None, image_dir=None, extractor=None):
     """Open a spec's database; an index of another type is built on first use, rebuilt when stale."""
     from .errors import DatabaseError
 
     path = index_file(spec, workdir, show_progress=show_progress, overrides=overrides)
     if spec.index in SPECIAL_INDEXES:
-        return open_database(spec.vectors, path, image_dir)
+        return open_database(spec.vectors, path, image_dir, extractor)
     if path.exists() and store.manifest_path(path).exists():
         try:
-            return open_database(spec.vectors, path, image_dir)
+            return open_database(spec.vectors, path, image_dir, extractor)
         except DatabaseError as exc:  # the vectors changed since: build it again
             logger.warning("rebuilding %s: %s", path, exc)
     manifest = build_index_file(spec.vectors, path, spec.index, show_progress=show_progress)
     if manifest.get("note"):
         logger.warning("%s: %s", spec.label, manifest["note"])
-    return open_database(spec.vectors, path, image_dir)
+    return open_database(spec.vectors, path, image_dir, extractor)
 
 
 def open_systems(specs: list[SystemSpec], workdir: Path, *, show_progress: bool,
@@ -168,43 +168,51 @@ def list_images(folder: Path) -> list[str]:
     return names
 
 
-def folder_vectors(folder: Path, model: str, workdir: Path, *, show_progress: bool) -> Path:
-    """Extract (or reuse) the vectors of every image in ``folder`` with ``model``."""
+def folder_vectors(folder: Path, extractor, workdir: Path, *, show_progress: bool) -> Path:
+    """Extract (or reuse) the vectors of every image in ``folder``; an interrupted run resumes."""
     from .extract import run_extraction
-    from .features import get_extractor
 
     names = list_images(folder)
-    job = workdir / "robustness" / model.replace("/", "_")
+    job = workdir / "robustness" / extractor.name.replace("/", "_")
     file_list, output = job / "file_list.txt", job / "vectors.npy"
     if output.exists() and store.manifest_path(output).exists():
         manifest = store.load_vectors_manifest(output)
         if (manifest.get("file_list_sha256") == store.sha256_lines(names)
+                and manifest.get("model") == extractor.describe()
                 and Path(manifest.get("image_dir", "")).resolve() == folder.resolve()):
             logger.info("reusing %s", output)
             return output
-    store.write_bytes_atomic(file_list, "".join(n + "\n" for n in names).encode())
-    run_extraction(file_list, folder, output, get_extractor(model), resume=True, force=True,
-                   show_progress=show_progress)
+    resume = Path(str(output) + ".partial").exists()
+    if not (resume and file_list.exists() and store.read_file_list(file_list) == names):
+        store.write_bytes_atomic(file_list, "".join(n + "\n" for n in names).encode())
+        resume = False
+    run_extraction(file_list, folder, output, extractor, resume=resume, force=True, show_progress=show_progress)
     return output
 
 
 def folder_systems(folder: Path, models: list[str] | None, workdir: Path, *,
                    show_progress: bool) -> dict[str, object]:
     """label -> database built from ``folder``; ``models`` items are ``MODEL[:INDEX_TYPE]``."""
-    from .features import DEFAULT_MODEL, MODELS
+    from .features import DEFAULT_MODEL, MODELS, get_extractor
 
-    systems = {}
+    parsed = []
     for item in models or [DEFAULT_MODEL]:
         model, _, kind = item.partition(":")
+        kind = kind or "exact"
         if model not in MODELS:
             raise ValueError(f"--models {item!r}: unknown model {model!r}; choose from: {', '.join(MODELS)}")
-        kind = kind or "exact"
         if kind not in index_types() + ("exact",):
             raise ValueError(f"--models {item!r}: unknown index type {kind!r}; choose from: "
                              f"{', '.join(index_types() + ('exact',))}")
-        vectors = folder_vectors(folder, model, workdir, show_progress=show_progress)
+        parsed.append((model, kind))
+    list_images(folder)  # a bad folder fails before any model loads
+    systems, extractors = {}, {}
+    for model, kind in parsed:
+        extractor = extractors.setdefault(model, get_extractor(model))
+        vectors = folder_vectors(folder, extractor, workdir, show_progress=show_progress)
         spec = SystemSpec(f"{model}/{kind}", vectors, kind)
-        systems[spec.label] = open_spec(spec, workdir, show_progress=show_progress, image_dir=folder)
+        systems[spec.label] = open_spec(spec, workdir, show_progress=show_progress, image_dir=folder,
+                                        extractor=extractor)  # the model just used, loaded once
     return systems
 
 
