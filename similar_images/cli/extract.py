@@ -30,7 +30,8 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
 @click.option("--model", "model", default=DEFAULT_MODEL, show_default=True,
               type=click.Choice(sorted(MODELS)), help="Feature model.")
 @click.option("--weights", default=None,
-              help="Model weights: 'imagenet' (vgg16 default, downloaded once), 'none' "
+              help="Model weights: the model's pretrained ones by default (vgg16: 'imagenet', "
+                   "downloaded once; efficientnet-lite0: 'pretrained', offline), 'none' "
                    "(random, seeded: tests only) or a path to a weights/model file.")
 @click.option("--runtime", default="native", show_default=True, type=click.Choice(["native", "openvino"]),
               help="Run the model in its own framework (TensorFlow/PyTorch) or in OpenVINO (faster on CPUs).")
