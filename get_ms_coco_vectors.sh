@@ -60,8 +60,9 @@ Compute them instead, from the images that ./get_ms_coco_dataset.sh downloaded:
   # about 70 minutes on a 2-core CPU (~10 images/s); see the README's speed section
   # for the OpenVINO runtime, which is several times faster
 
-An interrupted extraction continues with --resume. Then build the index:
-  similar-images build
+An interrupted extraction continues with --resume. Then build the index
+(-d: 1280 for EfficientNet-Lite0, 4096 for VGG16):
+  similar-images build -d 1280
 EOF
 }
 
@@ -136,7 +137,7 @@ main() {
         ${extra[@]+"${extra[@]}"} \
         || die "the downloaded vectors were not installed; the download is kept as $part (delete it to download again)"
     rm -f "$part" "$part.manifest.json"
-    say "done. Next: similar-images build"
+    say "done. Next: similar-images build -d $("$python" -c 'import sys, numpy; print(numpy.load(sys.argv[1], mmap_mode="r").shape[1])' "$output")"
 }
 
 main "$@"

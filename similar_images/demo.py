@@ -264,5 +264,5 @@ def next_steps(run: DemoRun) -> str:
         "  * Search your own photo here: similar-images demo --query PATH",
         '  * Browse interactively: jupyter notebook "Similar image.ipynb"',
         "  * Build the COCO database (README, section COCO): ./get_ms_coco_dataset.sh, then",
-        "    similar-images extract --model efficientnet-lite0, then similar-images build",
+        "    similar-images extract --model efficientnet-lite0, then similar-images build -d 1280",
     ])

@@ -324,6 +324,7 @@ def test_vectors_download_check_install(vectors_site):
     assert manifest["model"]["name"] == "efficientnet-lite0"
     assert manifest["model"]["weights"].startswith("pretrained")
     assert manifest["source"] == {"url": env["COCO_VECTORS_URL"], "sha256": digest}
+    assert "Next: similar-images build -d 1280" in result.stderr
     assert sorted(p.name for p in work.iterdir()) == [
         "ms_coco_file_list.txt", _output(work).name, _output(work).name + ".manifest.json"]
 
@@ -453,3 +454,52 @@ def test_install_refuses_non_finite_vectors_and_existing_output(tmp_path):
     (tmp_path / "text.npy").write_text("hello")
     with pytest.raises(DatabaseError, match="not a .npy array"):
         install_vectors(tmp_path / "text.npy", file_list=tmp_path / "list.txt", force=True)
+
+
+# --- the README's COCO steps, end to end, on a tiny fake COCO ------------------------------------
+
+
+@pytest.mark.slow
+def test_readme_coco_steps_end_to_end(tmp_path, coco_site, monkeypatch):
+    from click.testing import CliRunner
+
+    from similar_images.cli import main
+
+    _, _, env = coco_site
+    assert _run(DATASET_SCRIPT, cwd=tmp_path, env=env).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    steps = [
+        ["extract", "--model", "efficientnet-lite0", "--no-progress"],
+        ["build", "-d", "1280", "--no-progress"],
+        ["search", "ms_coco/val2014/" + IMAGE_NAMES[2], "-k", "3", "--json"],
+    ]
+    for step in steps:
+        result = runner.invoke(main, step)
+        assert result.exit_code == 0, (step, result.output)
+    import json
+
+    (answer,) = json.loads(result.stdout)
+    assert answer["results"][0]["path"] == IMAGE_NAMES[2]
+    assert answer["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_installed_vectors_build_and_search(vectors_site, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from similar_images.cli import main
+
+    _, work, vectors, digest, env = vectors_site
+    assert _run(VECTORS_SCRIPT, "--sha256", digest, cwd=work, env=env).returncode == 0
+    monkeypatch.chdir(work)
+    runner = CliRunner()
+    built = runner.invoke(main, ["build", "-d", "1280", "--no-progress"])
+    assert built.exit_code == 0, built.output
+    found = runner.invoke(main, ["search", "--id", "3", "-k", "5", "--json"])
+    assert found.exit_code == 0, found.output
+    (answer,) = json.loads(found.stdout)
+    exact = np.argsort(-(vectors / np.linalg.norm(vectors, axis=1, keepdims=True)) @ (vectors[3] / np.linalg.norm(vectors[3])))
+    assert [r["id"] for r in answer["results"]] == list(exact[:5])
+    assert answer["results"][0]["path"] == sorted(IMAGE_NAMES)[3]
