@@ -133,37 +133,40 @@ class SimilarImagesApp:
 
     def _run(self, label: str, thumb: Callable[[], bytes], query: Callable[[int], list]) -> list:
         """Show the query's ``thumb()`` and the results of ``query(k)``; report failures."""
-        self._set_busy(True, f"Searching from {label} …")
-        try:
-            query_thumb = thumb()
-            results = query(self.k)
-        except (SimilarImagesError, ValueError, OSError) as exc:
-            self._fail(str(exc))
+        done = self._guarded(f"Searching from {label} …", lambda: (thumb(), query(self.k)))
+        if done is None:
             return []
-        except Exception as exc:  # noqa: BLE001 - the app must keep working
-            logger.debug("query failed", exc_info=True)
-            self._fail(f"{type(exc).__name__}: {exc}")
-            return []
-        finally:
-            self._set_busy(False)
+        (query_thumb, results), seconds = done
         self._last_query = query
-        self._show(results)
+        self._show(results, seconds)
         self.query_image.value = query_thumb
         self.query_label.value = _caption(label, "query:")
         return results
 
     def _rerun(self, change) -> None:
+        """A new k: search the last query again."""
         if self._last_query is None or self.busy:
             return
-        self._set_busy(True, "Searching …")
+        last = self._last_query
+        done = self._guarded(f"Searching again for {self.k} results …", lambda: last(self.k))
+        if done is not None:
+            self._show(*done)
+
+    def _guarded(self, message: str, work: Callable[[], Any]) -> tuple[Any, float] | None:
+        """Run ``work()`` with the busy indicator on: ``(value, seconds)``, or None
+        after showing why it failed."""
+        self._set_busy(True, message)
+        start = time.perf_counter()
         try:
-            results = self._last_query(self.k)
+            return work(), time.perf_counter() - start
         except (SimilarImagesError, ValueError, OSError) as exc:
             self._fail(str(exc))
-            return
+        except Exception as exc:  # noqa: BLE001 - the app must keep working
+            logger.debug("query failed", exc_info=True)
+            self._fail(f"{type(exc).__name__}: {exc}")
         finally:
             self._set_busy(False)
-        self._show(results)
+        return None
 
     def _ids(self) -> list[int]:
         ids = getattr(self.db, "ids", None)
@@ -175,7 +178,7 @@ class SimilarImagesApp:
 
     # --- showing things ------------------------------------------------------------
 
-    def _show(self, results: list) -> None:
+    def _show(self, results: list, seconds: float) -> None:
         self.error = None
         self.results = list(results)
         for cell in self.grid.children:
@@ -184,7 +187,7 @@ class SimilarImagesApp:
         cells = [self._cell(rank, r) for rank, r in enumerate(self.results, 1)]
         self.grid.children = cells
         found = f"{len(self.results)} most similar images" if self.results else "no results"
-        self.status.value = f"<span style='color:#1a7f37'>{found}</span>"
+        self.status.value = f"<span style='color:#1a7f37'>{found}</span> ({seconds:.2f} s)"
 
     def _db_thumb(self, image_id: int, size: int) -> bytes:
         """Thumbnail of a database image; a placeholder if its file is gone."""

@@ -182,11 +182,15 @@ def test_an_unexpected_failure_shows_a_message_not_a_traceback(app, db):
         def search(self, *args, **kwargs):
             raise RuntimeError("index exploded")
 
+    shown = app.search_random()
     app.db = Broken(db, [])
     assert app.search_random() == []
     assert app.error == "RuntimeError: index exploded"
+    assert "Traceback" not in app.status.value and not app.busy
+    app.k_choice.value = 4  # searching again for a new k fails the same way
+    assert app.error == "RuntimeError: index exploded" and app.results == shown
     app.db = db
-    assert len(app.search_random()) == 8
+    assert len(app.search_random()) == 4 and app.error is None
 
 
 def test_a_missing_image_file_shows_a_placeholder(app, db, tmp_path):
