@@ -187,6 +187,7 @@ def run_demo(
     if query is not None and "://" not in str(query) and not Path(query).is_file():
         raise ImageError(f"{query}: file not found", "not found")
     paths = DemoPaths(Path(workdir).resolve(), model)
+    paths.workdir.mkdir(parents=True, exist_ok=True)  # an unusable folder fails before the model loads
     timings: dict[str, float] = {}
     extractor = _timed(timings, "load model", lambda: get_extractor(model, **(model_options or {})))
     built = _timed(timings, "photos", lambda: ensure_photos(paths, photos, rebuild=rebuild,

@@ -56,7 +56,9 @@ def demo(workdir, query, photo, photos, k, model, weights, rebuild, list_photos,
             run = run_demo(workdir, query=query, photo=photo, photos=chosen, k=k, model=model,
                            model_options=model_options(model, weights=weights), rebuild=rebuild,
                            show_progress=not no_progress)
-    except (SimilarImagesError, ValueError) as exc:
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; run the demo again to continue where it stopped") from None
+    except (SimilarImagesError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.timings.items())
     click.echo(("Built" if run.built else "Reused") + f" the sample database: {run.database_size} images "
