@@ -73,8 +73,8 @@ def settings_for(name: str) -> dict[str, Any]:
 def calibration_sample(paths: Sequence[str | os.PathLike], size: int, holdout_size: int) -> Sample:
     """Up to ``size + holdout_size`` files, first by SHA-256 of their name, split in two.
 
-    Files that cannot be read are left out. The held-out part is the last
-    ``min(holdout_size, max(11, n // 4))`` of the ``n`` chosen files.
+    Files that cannot be read are left out. The last ``holdout_size`` files are held out;
+    with fewer files than asked for, the same share of them (at least 11).
     """
     ordered = sorted((Path(p) for p in paths), key=lambda p: (_name_hash(p.name), str(p)))
     chosen: list[tuple[Path, str]] = []  # (path, sha256 of its bytes)
@@ -85,7 +85,8 @@ def calibration_sample(paths: Sequence[str | os.PathLike], size: int, holdout_si
             chosen.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
         except OSError as exc:
             log.info("calibration: skipping %s (%s)", path, exc.strerror or exc)
-    held = min(holdout_size, max(MIN_HOLDOUT, len(chosen) // 4), len(chosen))
+    share = round(len(chosen) * holdout_size / max(1, size + holdout_size))  # = holdout_size when enough files
+    held = min(holdout_size, max(MIN_HOLDOUT, share), len(chosen))
     split = {"calibration": [h for _, h in chosen[: len(chosen) - held]],
              "holdout": [h for _, h in chosen[len(chosen) - held :]]}
     digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()
