@@ -10,7 +10,7 @@ Index types (:data:`INDEX_TYPES`):
 * ``ivfpq``: the original demo's index, IVF with 100 lists and PQ 16 x 8 bits
   (16 bytes a vector, about 8 MB for 40,504 images); the default.
 * ``flat``: exact search, the full vectors in the index (16 KB a 4096-d vector).
-* ``pca-ivfpq``: PCA to 256 dimensions, then IVF 100 and PQ 32 x 8 bits: the same
+* ``pca-ivfpq``: PCA to 256 dimensions, then IVF 100 and PQ 16 x 8 bits: the same
   size class as ``ivfpq``, faster to train, better candidates (see the README).
 * ``hnsw``: an HNSW graph (32 links) over the full vectors: the lowest latency,
   but as large as ``flat``; removing images re-adds the kept ones (no training).
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 INDEX_TYPES: dict[str, str] = {
     "ivfpq": "IVF{nlist},PQ16x{nbits}",
     "flat": "Flat",
-    "pca-ivfpq": "PCA{pca},IVF{nlist},PQ32x{nbits}",
+    "pca-ivfpq": "PCA{pca},IVF{nlist},PQ16x{nbits}",
     "hnsw": "HNSW32",
 }
 DEFAULT_INDEX_TYPE = "ivfpq"
@@ -80,7 +80,9 @@ def plan_index(index_type: str, n: int, dim: int, *, nlist: int = DEFAULT_NLIST)
             f"{n} vectors are too few to train {index_type!r} (needs {MIN_TRAIN_VECTORS}); "
             "using exact search (flat)",
         )
-    pca = min(256, dim)
+    pca = min(256, dim - dim % 16)  # PQ16 needs a multiple of 16
+    if pca == 0:
+        raise ValueError(f"{index_type} needs at least 16 dimensions, got {dim}")
     if index_type == "ivfpq" and dim % 16:
         raise ValueError(f"ivfpq needs a dimension divisible by 16, got {dim}")
     use_nlist = max(1, min(nlist, n // POINTS_PER_CENTROID))
