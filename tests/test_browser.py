@@ -88,14 +88,17 @@ def test_upload_in_the_notebook_shows_results(jupyter, db_files):
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
         page.set_default_timeout(TIMEOUT_MS)
         try:
             page.goto(jupyter)
             page.wait_for_selector(".jp-Notebook")
             _wait_for_kernel(jupyter)  # running cells before it is there asks for a kernel
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_text("Run All Cells", exact=True).click()
+            # what the README asks users to do: Kernel > Restart Kernel and Run All Cells
+            page.get_by_role("menuitem", name="Kernel", exact=True).click()
+            page.locator(".lm-Menu .lm-Menu-itemLabel",
+                         has_text="Restart Kernel and Run All Cells").click()
+            page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart" in the confirm dialog
             # the last cell shows the app with a random query's eight results
             page.wait_for_function(_rendered_results_js(8))
 
