@@ -10,7 +10,8 @@ from typing import Any
 
 from . import index as ix
 from . import journal
-from .database import check_vectors, default_index_path, index_manifest_for, now_iso, write_json_to
+from .database import (check_vectors, default_index_path, index_manifest_for, now_iso, require_vectors,
+                       write_json_to)
 from .store import load_vectors_manifest, manifest_path, open_vectors
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def build_index_files(
     index_path = Path(index_path) if index_path is not None else default_index_path(vectors_path)
     if index_path.exists() and not force:
         raise FileExistsError(f"{index_path} already exists; use --force to replace it")
+    require_vectors(vectors_path)
     with journal.writer_lock(vectors_path):
         journal.roll_forward(journal.journal_path(vectors_path))
         vm = load_vectors_manifest(vectors_path)

@@ -89,6 +89,7 @@ class Database:
         """
         vectors_path = Path(vectors)
         journal.roll_forward(journal.journal_path(vectors_path))
+        require_vectors(vectors_path)
         manifest = load_vectors_manifest(vectors_path)
         array = open_vectors(vectors_path)
         check_vectors(vectors_path, manifest, array)
@@ -145,6 +146,11 @@ def build_index_files(vectors_path, index_path=None, **options) -> dict[str, Any
 
 
 # --- checks ----------------------------------------------------------------------------
+
+
+def require_vectors(path: Path) -> None:
+    if not path.exists():
+        raise DatabaseError(f"{path}: vectors file not found (make it with `similar-images extract`)")
 
 
 def check_vectors(path: Path, manifest: dict[str, Any], array: np.ndarray) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import index as ix
 from . import journal
-from .database import Database, index_manifest_for, now_iso, write_json_to, write_vectors_file
+from .database import Database, index_manifest_for, require_vectors, now_iso, write_json_to, write_vectors_file
 from .store import manifest_path, sha256_lines
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ def add_rows(
     if vectors.ndim != 2 or len(vectors) != len(names):
         raise ValueError(f"vectors {vectors.shape} and {len(names)} names do not match")
     base = Path(vectors_path)
+    require_vectors(base)
     with journal.writer_lock(base):
         db = _open_for_writing(base, index_path)
         if vectors.shape[1] != db.dimension:
@@ -172,6 +173,7 @@ def remove_rows(
     """
     base = Path(vectors_path)
     names = [os.fspath(n) for n in ([names] if isinstance(names, (str, os.PathLike)) else names)]
+    require_vectors(base)
     with journal.writer_lock(base):
         db = _open_for_writing(base, index_path)
         image_dir = image_dir or db.manifest.get("image_dir")
