@@ -94,12 +94,14 @@ class SimilarImagesApp:
         return self._run_image(name, lambda: bytes(data))
 
     def search_url(self, url: str) -> list:
-        """Search from the image at an http(s) URL."""
+        """Search from the image at an http(s) URL (downloaded once)."""
+        from .images import fetch_url
+
         url = url.strip()
         if not url:
             self._fail("type or paste an image URL first")
             return []
-        result = self._run_image(url, lambda: url)
+        result = self._run_image(url, lambda: fetch_url(url, timeout=self.url_timeout))
         self._last_url = (url, time.monotonic())
         return result
 
@@ -113,23 +115,27 @@ class SimilarImagesApp:
 
     # --- running a query -----------------------------------------------------------
 
-    def _run_image(self, label: str, source: Callable[[], Any]) -> list:
-        loaded: dict[str, Any] = {}
+    def _run_image(self, label: str, read: Callable[[], bytes]) -> list:
+        """Search from an image file's bytes: ``read()`` once, then the database decodes
+        them exactly as the extraction decoded its files (an uploaded copy of a database
+        image scores 1.0)."""
+        data: list[bytes] = []
 
         def thumb() -> bytes:
             from .images import load_image
 
+            data.append(read())
+            size = 2 * self.thumb_size
             try:
-                loaded["image"] = load_image(source(), timeout=self.url_timeout)
-            except ImageError as exc:  # name an upload by its file name, not "<123 bytes>"
+                image = load_image(data[0], target_size=(size, size))
+            except ImageError as exc:  # name the file or URL, not "<123 bytes>"
                 message = str(exc)
                 if message.startswith("<") and ">" in message:
                     message = label + message[message.index(">") + 1:]
                 raise ImageError(message, exc.reason) from None
-            return thumbnail_jpeg(loaded["image"], size=2 * self.thumb_size)
+            return thumbnail_jpeg(image, size=size)
 
-        # the image is loaded once; a change of k searches the loaded image again
-        return self._run(label, thumb, lambda k: self.db.search(loaded["image"], k=k))
+        return self._run(label, thumb, lambda k: self.db.search(data[0], k=k))
 
     def _run(self, label: str, thumb: Callable[[], bytes], query: Callable[[int], list]) -> list:
         """Show the query's ``thumb()`` and the results of ``query(k)``; report failures."""
