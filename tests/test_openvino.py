@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from similar_images import quantize, speeds
+from similar_images import int8_fidelity, quantize, speeds
 from similar_images.errors import ModelError
 from similar_images.features import get_extractor
 from similar_images.images import load_for_model
@@ -54,12 +54,12 @@ def effnet_int8(collection, cache):
 def test_fidelity_report_identical_and_scrambled():
     rng = np.random.default_rng(0)
     x = rng.random((30, 16)).astype(np.float32)
-    same = quantize.fidelity_report(x, x * 3)  # scale does not matter: cosine
+    same = int8_fidelity.fidelity_report(x, x * 3)  # scale does not matter: cosine
     assert same == {"images": 30, "cosine_min": 1.0, "cosine_mean": 1.0, "top10_agreement": 1.0}
-    noisy = quantize.fidelity_report(x, x + rng.normal(0, 0.3, x.shape))
+    noisy = int8_fidelity.fidelity_report(x, x + rng.normal(0, 0.3, x.shape))
     assert noisy["cosine_min"] < 0.99 and noisy["top10_agreement"] < 0.9
     with pytest.raises(ValueError, match="more than 10"):
-        quantize.fidelity_report(x[:10], x[:10])
+        int8_fidelity.fidelity_report(x[:10], x[:10])
 
 
 def test_calibration_sample_is_deterministic_and_hashes_content(tmp_path):
@@ -83,9 +83,9 @@ def test_calibration_sample_is_deterministic_and_hashes_content(tmp_path):
 def test_fidelity_check_refuses_below_threshold_unless_forced():
     report = {"images": 12, "cosine_min": 0.8, "cosine_mean": 0.95, "top10_agreement": 0.85}
     with pytest.raises(ModelError, match=r"INT8 refused for m: .*0\.850 is below 0\.90.*--force-int8"):
-        quantize.check_fidelity("m", report, min_agreement=0.9, force=False)
-    quantize.check_fidelity("m", report, min_agreement=0.9, force=True)
-    quantize.check_fidelity("m", report, min_agreement=0.8, force=False)
+        int8_fidelity.check_fidelity("m", report, min_agreement=0.9, force=False)
+    int8_fidelity.check_fidelity("m", report, min_agreement=0.9, force=True)
+    int8_fidelity.check_fidelity("m", report, min_agreement=0.8, force=False)
 
 
 def test_batch_size_is_timed_once_and_remembered(tmp_path):

@@ -44,6 +44,7 @@ class OpenVINOExtractor:
         calibrated: True when this process ran the INT8 calibration (False when the
             quantised model came from the cache).
         batch_size: images per inference request.
+        model: the ``openvino.Model`` (fp32 or INT8) that was compiled.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class OpenVINOExtractor:
         name: str,
         input_size: tuple[int, int],
         dim: int,
+        model,
         compiled,
         preprocess: Callable[[np.ndarray], np.ndarray],
         batch_size: int,
@@ -65,6 +67,7 @@ class OpenVINOExtractor:
         self.batch_size = batch_size
         self.fidelity = fidelity
         self.calibrated = calibrated
+        self.model = model
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self._preprocess = preprocess
@@ -186,6 +189,7 @@ def create_openvino_extractor(
         name=name,
         input_size=(h, w),
         dim=dim,
+        model=model,
         compiled=compiled,
         preprocess=preprocess,
         batch_size=batch_size,
@@ -237,11 +241,11 @@ def _is_torch(native) -> bool:
     return any(cls.__module__.startswith("torch") for cls in type(native).__mro__)
 
 
-def compile_model(model):
-    """Compile an ``openvino.Model`` for the CPU with :data:`COMPILE_CONFIG`."""
+def compile_model(model, **config: str):
+    """Compile an ``openvino.Model`` for the CPU with :data:`COMPILE_CONFIG` (``config`` overrides)."""
     import openvino as ov
 
-    return ov.Core().compile_model(model, "CPU", COMPILE_CONFIG)
+    return ov.Core().compile_model(model, "CPU", {**COMPILE_CONFIG, **config})
 
 
 def time_batch(compiled, preprocess, input_size: tuple[int, int], batch_size: int, *, min_seconds: float = 1.0) -> float:
