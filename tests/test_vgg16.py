@@ -120,7 +120,8 @@ def test_imagenet_download_failure_says_what_to_do(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_imagenet_model_is_cached_and_files_load(tmp_path, monkeypatch, extractor, photos):
-    """First use saves the cut model (atomically); later uses load it; so does --weights PATH.
+    """First use saves the cut model (atomically); later uses load it; --weights PATH
+    loads a model file or a weights file.
 
     The download is replaced by a full VGG16 (with its 1000-class top) holding the
     seeded random weights, since ImageNet weights cannot be fetched here.
@@ -129,7 +130,7 @@ def test_imagenet_model_is_cached_and_files_load(tmp_path, monkeypatch, extracto
 
     random_cut = vgg16.load_native(weights="none", seed=0)
 
-    def fake_download():
+    def full_model():  # Keras' VGG16 with its 1000-class top, holding the seeded weights
         full = keras.applications.VGG16(weights=None, include_top=True)
         for layer in random_cut.layers:
             if layer.weights:
@@ -137,7 +138,7 @@ def test_imagenet_model_is_cached_and_files_load(tmp_path, monkeypatch, extracto
         return full
 
     cache = tmp_path / "vgg_4096.h5"
-    monkeypatch.setattr(vgg16, "_download_imagenet", fake_download)
+    monkeypatch.setattr(vgg16, "_download_imagenet", full_model)
     first = vgg16.create(weights="imagenet", model_file=cache)
     assert cache.is_file() and list(tmp_path.glob(".*")) == []  # no temporary left behind
     assert first.describe()["weights"] == "imagenet"
@@ -151,10 +152,16 @@ def test_imagenet_model_is_cached_and_files_load(tmp_path, monkeypatch, extracto
     cached = vgg16.create(weights="imagenet", model_file=cache)
     assert np.allclose(cached.embed(photos[:2]), expected, atol=1e-4)
 
-    from_file = vgg16.create(weights=str(cache))
+    from_file = vgg16.create(weights=str(cache))  # a whole model file
     described = from_file.describe()
     assert described["weights"] == "file:vgg_4096.h5" and len(described["weights_sha256"]) == 64
     assert np.allclose(from_file.embed(photos[:2]), expected, atol=1e-4)
+
+    weights_only = tmp_path / "vgg16.weights.h5"  # a weights file for Keras' VGG16
+    full_model().save_weights(weights_only)
+    from_weights = vgg16.create(weights=str(weights_only))
+    assert from_weights.describe()["weights"] == "file:vgg16.weights.h5"
+    assert np.allclose(from_weights.embed(photos[:2]), expected, atol=1e-4)
 
 
 def test_damaged_cache_gives_a_clear_error(tmp_path):

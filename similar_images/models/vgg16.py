@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..store import sha256_file
+from . import keras_io
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def _imagenet_model(model_file: str | os.PathLike | None):
         return _load_cached(Path(model_file))
     model = _cut(_download_imagenet())
     if model_file is not None:
-        save_model_atomic(model, Path(model_file))
+        keras_io.save_model_atomic(model, Path(model_file))
         logger.info("cached VGG16 fc2 model in %s", model_file)
     return model
 
@@ -254,14 +254,7 @@ def _download_imagenet():
 
 
 def _load_cached(path: Path):
-    import keras
-
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{path}: cannot load the cached VGG16 model ({type(exc).__name__}: {exc}); "
-                         "delete it to download the weights again") from None
-    model = _cut(model)
+    model = _cut(keras_io.load_model(path, hint="; delete it to download the weights again"))
     _check_output(model, path)
     return model
 
@@ -272,32 +265,19 @@ def _model_from_file(path: Path):
 
     if not path.is_file():
         raise ModelError(f"weights file {path} not found; {_OFFLINE_HINT}")
-    if path.suffix == ".keras" or (path.suffix == ".h5" and _h5_holds_model(path)):
-        return _load_cached(path)
-    try:
-        model = keras.applications.VGG16(weights=str(path), include_top=_h5_has_top(path))
+    if path.suffix == ".keras" or (path.suffix == ".h5" and keras_io.h5_holds_model(path)):
+        model = _cut(keras_io.load_model(path))
+        _check_output(model, path)
+        return model
+    try:  # fc2 is in the top: weights without it ("notop") cannot give fc2 features
+        model = keras.applications.VGG16(weights=str(path), include_top=True)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{path}: not VGG16 weights ({type(exc).__name__}: {exc})") from None
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelError(f"{path}: not VGG16 weights with the top layers fc1/fc2 "
+                         f"({type(exc).__name__}: {text})") from None
     model = _cut(model)
     _check_output(model, path)
     return model
-
-
-def _h5_holds_model(path: Path) -> bool:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return "model_config" in f.attrs
-    except OSError as exc:
-        raise ModelError(f"{path}: not an HDF5 file ({exc})") from None
-
-
-def _h5_has_top(path: Path) -> bool:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return LAYER in f or LAYER in f.get("layers", {})
 
 
 def _check_output(model, path: Path) -> None:
@@ -305,17 +285,3 @@ def _check_output(model, path: Path) -> None:
     if tuple(model.inputs[0].shape[1:]) != (*INPUT_SIZE, 3) or shape[1:] != (DIM,):
         raise ModelError(f"{path}: expected a model (n, 224, 224, 3) -> (n, {DIM}), "
                          f"got {tuple(model.inputs[0].shape)} -> {shape}")
-
-
-def save_model_atomic(model, path: Path) -> None:
-    """Save a Keras model under a temporary name with the same suffix, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        os.unlink(tmp)  # Keras refuses to overwrite some formats; let it create the file
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
