@@ -117,6 +117,16 @@ def test_upload_in_the_notebook_shows_results(jupyter, db_files):
             assert page.locator(".jp-OutputArea-output[data-mime-type*='error']").count() == 0
             page.locator(".similar-images-app").scroll_into_view_if_needed()
             page.screenshot(path=str(screenshot), full_page=True)
+
+            # a URL typed + Enter that fails: one red line, the results stay
+            bad_url = "http://127.0.0.1:9/none.jpg"  # nothing listens on port 9
+            page.locator(".similar-images-app input[type=text]").fill(bad_url)
+            page.keyboard.press("Enter")
+            status = page.locator(".similar-images-status")
+            status.filter(has_text="cannot connect").wait_for()
+            assert status.inner_text().startswith(f"⚠ {bad_url}: cannot connect")
+            assert "Traceback" not in page.locator(".similar-images-app").inner_text()
+            assert page.locator(".similar-images-results img").count() == 8
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "notebook-failure.png"), full_page=True)
             print(f"failure screenshot: {ARTIFACTS / 'notebook-failure.png'}")
