@@ -190,8 +190,8 @@ def _open_checkpoint(checkpoint: Checkpoint, state: dict[str, Any], *, resume: b
             logger.warning("resuming with the partial run's batch size %s (not %s) so vectors match",
                            saved.get("batch_size"), state["batch_size"])
         return {**state, "batch_size": saved["batch_size"], "chunk_size": saved["chunk_size"]}
-    if resume:
-        logger.warning("nothing to resume at %s; starting from the beginning", checkpoint.dir)
+    if resume:  # the CLI says so to the user; library callers may pass resume=True routinely
+        logger.info("nothing to resume at %s; starting from the beginning", checkpoint.dir)
     checkpoint.start(state)
     return state
 

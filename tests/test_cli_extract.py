@@ -102,6 +102,16 @@ def test_runs_with_the_model_and_options_asked_for(tmp_path, monkeypatch):
     output = Path(f"{file_list}.saved_predictions.npy")
     assert load_vectors_manifest(output)["names"] == names and len(open_vectors(output)) == len(names)
     assert f"done {len(names)}, skipped 0" in result.output and str(output) in result.output
+    assert "no interrupted run" not in result.output
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path, monkeypatch):
+    file_list, folder, names = make_collection(tmp_path, bad=False)
+    monkeypatch.setattr(features, "get_extractor", lambda model, **options: PixelExtractor())
+    result = run_cli("-l", file_list, "-d", folder, "-o", tmp_path / "v.npy", "--resume", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "no interrupted run to resume" in result.output and "starting from the beginning" in result.output
+    assert load_vectors_manifest(tmp_path / "v.npy")["names"] == names
 
 
 def test_root_script_keeps_the_original_flags():

@@ -192,7 +192,7 @@ def test_force_discards_a_partial_run(tmp_path):
 
 def test_resume_without_a_partial_run_starts_fresh_and_says_so(tmp_path, caplog):
     file_list, folder, names = make_collection(tmp_path, bad=False)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         manifest = run_extraction(file_list, folder, tmp_path / "v.npy", PixelExtractor(), resume=True,
                                   show_progress=False)
     assert "nothing to resume" in caplog.text and manifest["names"] == names

@@ -59,6 +59,7 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ..errors import SimilarImagesError
+    from ..checkpoint import partial_dir
     from ..extract import run_extraction, summary, validate_job
     from ..features import get_extractor
 
@@ -66,6 +67,9 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
     try:
         # Arguments first: a typo must not cost a model load.
         validate_job(filename_list, img_dir, output, resume=resume, force=force)
+        if resume and not partial_dir(output).exists():
+            click.echo(f"note: no interrupted run to resume ({partial_dir(output)} does not exist); "
+                       "starting from the beginning", err=True)
         speed_hint(filename_list, model, runtime, precision)
         extractor = get_extractor(model, **model_options(model, weights=weights, model_file=model_filename),
                                   **runtime_options(runtime, precision, filename_list, img_dir,
