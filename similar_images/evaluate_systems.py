@@ -190,21 +190,29 @@ def folder_vectors(folder: Path, extractor, workdir: Path, *, show_progress: boo
     return output
 
 
-def folder_systems(folder: Path, models: list[str] | None, workdir: Path, *,
-                   show_progress: bool) -> dict[str, object]:
-    """label -> database built from ``folder``; ``models`` items are ``MODEL[:INDEX_TYPE]``."""
-    from .features import DEFAULT_MODEL, MODELS, get_extractor
+def parse_folder_models(models: list[str] | None) -> list[tuple[str, str]]:
+    """``--models`` items for a folder: ``MODEL[:INDEX_TYPE]`` -> ``[(model, index type)]`` (default exact)."""
+    from .features import DEFAULT_MODEL, MODELS
 
+    kinds = index_types() + ("exact",)
     parsed = []
     for item in models or [DEFAULT_MODEL]:
         model, _, kind = item.partition(":")
         kind = kind or "exact"
         if model not in MODELS:
             raise ValueError(f"--models {item!r}: unknown model {model!r}; choose from: {', '.join(MODELS)}")
-        if kind not in index_types() + ("exact",):
-            raise ValueError(f"--models {item!r}: unknown index type {kind!r}; choose from: "
-                             f"{', '.join(index_types() + ('exact',))}")
+        if kind not in kinds:
+            raise ValueError(f"--models {item!r}: unknown index type {kind!r}; choose from: {', '.join(kinds)}")
         parsed.append((model, kind))
+    return parsed
+
+
+def folder_systems(folder: Path, models: list[str] | None, workdir: Path, *,
+                   show_progress: bool) -> dict[str, object]:
+    """label -> database built from ``folder``; ``models`` items are ``MODEL[:INDEX_TYPE]``."""
+    from .features import get_extractor
+
+    parsed = parse_folder_models(models)
     list_images(folder)  # a bad folder fails before any model loads
     systems, extractors = {}, {}
     for model, kind in parsed:
@@ -243,6 +251,9 @@ def run_reports(names: list[str], *, vectors: list[str | os.PathLike], index=Non
         from .edits import select_edits
 
         select_edits(edits)
+    if "robustness" in names and images is not None:
+        parse_folder_models(models)
+        list_images(Path(images))
     overrides = {vectors[0]: Path(index)} if index is not None else {}
     for path in overrides.values():
         if not path.exists():

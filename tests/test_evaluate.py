@@ -318,3 +318,85 @@ def test_robustness_copy_groups_count_a_copy_as_the_original(tmp_path):
     grouped = robustness.edit_ranks(db, [row], ["hflip"], k=5, group_separator="__", show_progress=False)["hflip"]
     assert strict[0] > 1  # the flipped copy in the collection comes first, not the original
     assert grouped[0] == 1
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+from click.testing import CliRunner  # noqa: E402
+
+from similar_images.cli import main  # noqa: E402
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, ["evaluate", *map(str, args)], catch_exceptions=False)
+
+
+def toy_vectors(tmp_path, n: int = 300):
+    rng = np.random.default_rng(0)
+    return save_db(tmp_path, rng.random((n, 16), dtype=np.float32), [f"{i}.jpg" for i in range(n)])
+
+
+def test_cli_fidelity_compares_index_types_and_reuses_them(tmp_path):
+    vectors = toy_vectors(tmp_path)
+    out = tmp_path / "report"
+    result = run_cli("fidelity", "--vectors", vectors, "--models", "exact,flat", "--queries", 30,
+                     "-o", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].split()[:4] == ["system", "recall@1", "recall@10", "recall@100"]
+    assert lines[3].split()[:2] == ["toy/exact", "1.000"] and lines[4].split()[:2] == ["toy/flat", "1.000"]
+    assert (out / "fidelity.json").exists() and (out / "fidelity.png").exists()
+    built = out / "indexes" / f"{vectors.name}.flat.faiss.index"
+    stamp = built.stat().st_mtime_ns
+    assert run_cli("fidelity", "--vectors", vectors, "--models", "flat", "--queries", 5, "-o", out,
+                   "--no-progress").exit_code == 0
+    assert built.stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_cli_coco(tmp_path):
+    vectors, annotations = coco_toy(tmp_path)
+    result = run_cli("coco", "--vectors", vectors, "--annotations", annotations, "-o", tmp_path / "r",
+                     "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "COCO semantic quality: 30 query images" in result.output
+    assert json.loads((tmp_path / "r" / "coco.json").read_text())["systems"]["toy/exact"]["queries"] == 30
+
+
+@pytest.mark.parametrize("args,message", [
+    (["fidelity", "--models", "nosuch"], "no --vectors file holds model 'nosuch'"),
+    (["fidelity", "--models", "toy:nosuch"], "unknown index type 'nosuch'"),
+    (["coco", "--annotations", "missing.json"], "get_ms_coco_dataset.sh --annotations"),
+    (["robustness", "--edits", "blur"], "unknown edit 'blur'"),
+    (["robustness", "--images", "no_such_folder", "--models", "efficientnet-lite0"], "image folder not found"),
+])
+def test_cli_errors_are_one_line(tmp_path, args, message):
+    vectors = toy_vectors(tmp_path)
+    result = run_cli(*args, "--vectors", vectors, "-o", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 1
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_cli_missing_database(tmp_path):
+    result = run_cli("fidelity", "--vectors", tmp_path / "none.npy")
+    assert result.exit_code == 1 and "vectors file not found" in result.output
+
+
+def test_cli_usage_error():
+    assert run_cli("speed").exit_code == 2
+
+
+@pytest.mark.slow
+def test_robustness_with_the_offline_model_on_shipped_photos(tmp_path):
+    from similar_images import sample_photos
+
+    photos = ["astronaut", "coffee", "chelsea", "rocket", "motorcycle", "china", "flower", "grace_hopper"]
+    sample_photos.write_collection(tmp_path / "photos", photos=photos, edits=[], show_progress=False)
+    result = run_cli("robustness", "--images", tmp_path / "photos", "--models", "efficientnet-lite0",
+                     "-o", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "r" / "robustness.json").read_text())
+    system = saved["systems"]["efficientnet-lite0/exact"]
+    assert system["queries"] == len(photos)
+    assert system["metrics"]["all"]["recall@1"] >= 0.9
+    assert (tmp_path / "r" / "robustness.png").exists()
