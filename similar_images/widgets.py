@@ -66,6 +66,7 @@ class SimilarImagesApp:
         self._rng = random.Random(seed)
         self._last_query: Callable[[int], list] | None = None
         self._last_url: tuple[str, float] = ("", 0.0)
+        self._missing: list[str] = []  # database image files not found while showing results
         self._build(k, columns)
 
     # --- what users (and tests) do -------------------------------------------------
@@ -189,18 +190,22 @@ class SimilarImagesApp:
         self.results = list(results)
         for cell in self.grid.children:
             cell.close()
-        self.result_buttons = []
+        self.result_buttons, self._missing = [], []
         cells = [self._cell(rank, r) for rank, r in enumerate(self.results, 1)]
         self.grid.children = cells
         found = f"{len(self.results)} most similar images" if self.results else "no results"
         self.status.value = f"<span style='color:#1a7f37'>{found}</span> ({seconds:.2f} s)"
+        if self._missing:  # one note, not a warning per thumbnail
+            self.status.value += html.escape(
+                f"; {len(self._missing)} image file(s) not found, e.g. {self._missing[0]}")
 
     def _db_thumb(self, image_id: int, size: int) -> bytes:
         """Thumbnail of a database image; a placeholder if its file is gone."""
         try:
             return thumbnail_jpeg(self.db.image_path(image_id), size=size)
         except SimilarImagesError as exc:
-            logger.warning("no thumbnail: %s", exc)
+            logger.debug("no thumbnail: %s", exc)
+            self._missing.append(str(self.db.image_path(image_id)))
             return placeholder_jpeg("image missing", size=size)
 
     def _cell(self, rank: int, result) -> w.VBox:

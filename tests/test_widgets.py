@@ -203,6 +203,7 @@ def test_a_missing_image_file_shows_a_placeholder(app, db, tmp_path):
     try:
         results = app.search_id(0)
         assert results[0] == gone and app.error is None
+        assert f"1 image file(s) not found, e.g. {path}" in app.status.value
         assert app.grid.children[0].children[0].value == placeholder_jpeg("image missing", 160)
         query = db.names.index(gone.path)
         assert len(app.search_id(query)) == 8 and app.error is None  # the query's file is gone
