@@ -133,7 +133,7 @@ def run_extraction(
         extractor: a :class:`~similar_images.features.FeatureExtractor`.
         batch_size: images per model call (a resumed run keeps the saved one).
         workers: decoding threads (default: :func:`~similar_images.pipeline.default_workers`).
-        resume: continue an interrupted run (starts fresh, with a warning, if there is none).
+        resume: continue an interrupted run (starts fresh if there is none).
         force: overwrite an existing output; without ``resume``, discard a partial run.
         show_progress: show a tqdm progress bar.
         chunk_batches: batches per checkpoint chunk.
@@ -145,6 +145,9 @@ def run_extraction(
         SimilarImagesError: bad arguments (see :func:`validate_job`) or a partial run
             that does not match.
     """
+    if batch_size < 1 or chunk_batches < 1 or (workers is not None and workers < 1):
+        raise ValueError(f"batch_size, chunk_batches and workers must be at least 1, "
+                         f"got {batch_size}, {chunk_batches} and {workers}")
     names = validate_job(file_list, image_dir, output, resume=resume, force=force)
     checkpoint = Checkpoint(output)
     state = {
@@ -161,7 +164,7 @@ def run_extraction(
     chunks = [names[i : i + chunk_size] for i in range(0, len(names), chunk_size)]
     done = checkpoint.finished(len(chunks))
     if done:
-        logger.warning("resuming: %d of %d chunks already done", len(done), len(chunks))
+        logger.info("resuming: %d of %d chunks already done", len(done), len(chunks))
     timer, started = Timer(), time.perf_counter()
     _run_chunks(checkpoint, chunks, done, state, extractor, image_dir,
                 workers=workers or default_workers(), show_progress=show_progress, timer=timer)

@@ -232,6 +232,14 @@ def test_validate_job(tmp_path):
         validate_job(tmp_path / "empty.txt", folder, output)
 
 
+def test_bad_numbers_are_refused(tmp_path):
+    file_list, folder, _ = make_collection(tmp_path, bad=False)
+    for options in ({"batch_size": 0}, {"chunk_batches": 0}, {"workers": 0}):
+        with pytest.raises(ValueError, match="at least 1"):
+            run_extraction(file_list, folder, tmp_path / "v.npy", PixelExtractor(), **options)
+    assert not partial_dir(tmp_path / "v.npy").exists()
+
+
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
 def test_unwritable_output_folder(tmp_path):
     file_list, folder, _ = make_collection(tmp_path, bad=False)
