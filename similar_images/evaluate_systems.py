@@ -150,9 +150,19 @@ def open_spec(spec: SystemSpec, workdir: Path, *, show_progress: bool,
 
 def open_systems(specs: list[SystemSpec], workdir: Path, *, show_progress: bool,
                  overrides: dict[Path, Path] | None = None) -> dict[str, tuple[object, Path]]:
-    """label -> (opened database, its vectors file), for each spec."""
-    return {spec.label: (open_spec(spec, workdir, show_progress=show_progress, overrides=overrides), spec.vectors)
-            for spec in specs}
+    """label -> (opened database, its vectors file), for each spec.
+
+    A saved index is labelled with its type, e.g. ``vgg16/ivfpq (saved)``.
+    """
+    systems = {}
+    for spec in specs:
+        db = open_spec(spec, workdir, show_progress=show_progress, overrides=overrides)
+        label = spec.label
+        saved_type = (getattr(db.database, "index_manifest", None) or {}).get("index_type")
+        if spec.index == "saved" and saved_type:
+            label = f"{spec.label.rsplit('/', 1)[0]}/{saved_type} (saved)"
+        systems[label] = (db, spec.vectors)
+    return systems
 
 
 # --- a database from a folder (robustness) -------------------------------------------------

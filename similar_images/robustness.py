@@ -114,11 +114,14 @@ def robustness_report(systems: dict, *, queries: int | None = 200, edits: list[s
                              "ranks": {name: r.tolist() for name, r in ranks.items()}}
     labels = list(per_system)
     edit_names = list(next(iter(per_system.values()))["metrics"])
-    headers = ["edit"] + [f"{col} {label}" if len(labels) > 1 else col
-                          for label in labels for col in ("R@1", "R@10", "mean rank")]
-    rows = [[name] + [per_system[label]["metrics"][name][m] for label in labels
-                      for m in ("recall@1", "recall@10", "mean rank")]
-            for name in edit_names]
+    columns = ("recall@1", "recall@10", "mean rank")
+    if len(labels) == 1:
+        headers = ["edit", "R@1", "R@10", "mean rank"]
+        rows = [[name] + [per_system[labels[0]]["metrics"][name][m] for m in columns] for name in edit_names]
+    else:  # one row per edit and system, systems side by side within each edit
+        headers = ["edit", "system", "R@1", "R@10", "mean rank"]
+        rows = [[name if i == 0 else "", label] + [per_system[label]["metrics"][name][m] for m in columns]
+                for name in edit_names for i, label in enumerate(labels)]
     first = per_system[labels[0]]
     title = (f"Robustness (copy detection): {first['queries']:,} images x {len(edit_names) - 1} edits "
              f"searched among {first['images']:,} unedited images; missing = rank {first['k'] + 1}")

@@ -311,6 +311,15 @@ def test_robustness_report_with_a_small_real_model(tmp_path):
     assert len(report.data["systems"]["thumbnail/exact"]["ranks"]["hflip"]) == 10
 
 
+def test_robustness_report_puts_systems_side_by_side(tmp_path):
+    db = thumbnail_db(tmp_path, n=4)
+    report = robustness.robustness_report({"a": db, "b": db}, edits=["resize50", "hflip"], show_progress=False)
+    assert report.headers == ["edit", "system", "R@1", "R@10", "mean rank"]
+    assert [r[:2] for r in report.rows] == [["resize50", "a"], ["", "b"], ["hflip", "a"], ["", "b"],
+                                             ["all", "a"], ["", "b"]]
+    assert report.rows[0][2:] == report.rows[1][2:]
+
+
 def test_robustness_copy_groups_count_a_copy_as_the_original(tmp_path):
     db = thumbnail_db(tmp_path, n=4, with_flip_copy=True)
     row = db.names.index("img0.png")
@@ -351,6 +360,18 @@ def test_cli_fidelity_compares_index_types_and_reuses_them(tmp_path):
     assert run_cli("fidelity", "--vectors", vectors, "--models", "flat", "--queries", 5, "-o", out,
                    "--no-progress").exit_code == 0
     assert built.stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_cli_uses_the_saved_index_by_default(tmp_path):
+    from similar_images.build import build_index_files
+    from similar_images.database import default_index_path
+
+    vectors = toy_vectors(tmp_path)
+    build_index_files(vectors, index_type="flat", show_progress=False)
+    assert default_index_path(vectors).exists()
+    result = run_cli("fidelity", "--vectors", vectors, "--queries", 10, "-o", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "toy/flat (saved)" in result.output
 
 
 def test_cli_coco(tmp_path):
