@@ -52,30 +52,46 @@ def group_ids(names: list[str], separator: str | None) -> np.ndarray:
                     dtype=np.int64)
 
 
-def edit_ranks(db, ids: list[int], edit_names: list[str] | None = None, *, k: int = MAX_K,
-               group_separator: str | None = None, batch_size: int = 16, show_progress: bool = True,
-               desc: str = "robustness") -> dict[str, np.ndarray]:
-    """Rank of the original (or the first copy of its group) for each edited copy, per edit.
+def embed_edited(db, ids: list[int], edit_names: list[str] | None = None, *, batch_size: int = 16,
+                 show_progress: bool = True, desc: str = "robustness") -> dict[str, np.ndarray]:
+    """Edit each image ``ids`` of ``db`` every way and embed the copies with the database's model.
 
     Returns:
-        ``{edit name: (len(ids),) int64}`` 1-based ranks, 0 where the original was not in
-        the first ``k`` results.
+        ``{edit name: (len(ids), d) float32}`` raw query vectors.
     """
     from tqdm.auto import tqdm
 
     chosen = select_edits(edit_names)
-    groups = np.append(group_ids(list(db.names), group_separator), -2)  # id -1 (no result) -> group -2
-    ranks = {name: np.zeros(len(ids), dtype=np.int64) for name in chosen}
+    out: dict[str, list[np.ndarray]] = {name: [] for name in chosen}
     with tqdm(total=len(ids) * len(chosen), desc=desc, unit="query", disable=not show_progress) as bar:
         for start in range(0, len(ids), batch_size):
-            batch_ids = ids[start:start + batch_size]
-            originals = [load_original(db, row) for row in batch_ids]
+            originals = [load_original(db, row) for row in ids[start:start + batch_size]]
             for name, edit in chosen.items():
-                queries = [edit(image) for image in originals]
-                found = ranked_ids(db, queries, k, batch_size=len(queries), show_progress=False)
-                ranks[name][start:start + len(batch_ids)] = metrics.ranks_of(groups[batch_ids], groups[found])
-                bar.update(len(batch_ids))
-    return ranks
+                out[name].append(db.embed([edit(image) for image in originals]))  # (b, d)
+                bar.update(len(originals))
+    return {name: np.concatenate(parts) if parts else np.zeros((0, 0), np.float32) for name, parts in out.items()}
+
+
+def ranks_of_originals(db, ids: list[int], vectors: dict[str, np.ndarray], *, k: int = MAX_K,
+                       group_separator: str | None = None) -> dict[str, np.ndarray]:
+    """Search the edited copies' ``vectors`` in ``db``; the rank of each original per edit.
+
+    Returns:
+        ``{edit name: (len(ids),) int64}`` 1-based rank of the original (or of the first
+        copy of its group), 0 where it was not in the first ``k`` results.
+    """
+    groups = np.append(group_ids(list(db.names), group_separator), -2)  # id -1 (no result) -> group -2
+    targets = groups[np.asarray(ids, dtype=np.int64)]
+    return {name: metrics.ranks_of(targets, groups[ranked_ids(db, list(v), k, show_progress=False)])
+            for name, v in vectors.items()}
+
+
+def edit_ranks(db, ids: list[int], edit_names: list[str] | None = None, *, k: int = MAX_K,
+               group_separator: str | None = None, show_progress: bool = True,
+               desc: str = "robustness") -> dict[str, np.ndarray]:
+    """:func:`embed_edited` then :func:`ranks_of_originals`."""
+    vectors = embed_edited(db, ids, edit_names, show_progress=show_progress, desc=desc)
+    return ranks_of_originals(db, ids, vectors, k=k, group_separator=group_separator)
 
 
 def summarise(ranks: dict[str, np.ndarray], k: int) -> dict[str, dict[str, float]]:
@@ -103,12 +119,15 @@ def robustness_report(systems: dict, *, queries: int | None = 200, edits: list[s
         group_separator: names sharing the stem before it are copies of one photo (see above).
         seed: which images are edited.
     """
-    per_system = {}
+    per_system, embedded = {}, {}
     for label, db in systems.items():
         k = min(len(db), MAX_K)
         ids = sample_ids(len(db), queries, seed)
-        ranks = edit_ranks(db, ids, edits, k=k, group_separator=group_separator,
-                           show_progress=show_progress, desc=f"robustness {label}")
+        # Systems over the same vectors and model (index types) share the edited queries' vectors.
+        key = (describe_database(db)["vectors"] or id(db), repr(getattr(db, "model", None)), tuple(ids))
+        if key not in embedded:
+            embedded[key] = embed_edited(db, ids, edits, show_progress=show_progress, desc=f"robustness {label}")
+        ranks = ranks_of_originals(db, ids, embedded[key], k=k, group_separator=group_separator)
         per_system[label] = {"images": len(db), "queries": len(ids), "k": k, "database": describe_database(db),
                              "metrics": summarise(ranks, k),
                              "ranks": {name: r.tolist() for name, r in ranks.items()}}
