@@ -15,6 +15,7 @@ Layout of a vectors file ``V`` (for example ``ms_coco_file_list.txt.saved_predic
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -99,7 +100,9 @@ def read_file_list(path: str | os.PathLike) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
+@functools.lru_cache(maxsize=1)
 def _current_umask() -> int:
+    # Reading the umask means setting it; do it once, not on every write from any thread.
     mask = os.umask(0)
     os.umask(mask)
     return mask
