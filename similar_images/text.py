@@ -211,25 +211,29 @@ def encode_texts(
 
     chunks = [texts[i : i + chunk_size] for i in range(0, len(texts), chunk_size)]
     folder = _prepare_checkpoint(checkpoint, texts, encoder, chunk_size) if checkpoint else None
+    paths = [folder / f"chunk_{n:06d}.npy" if folder else None for n in range(len(chunks))]
+    finished = {n for n, path in enumerate(paths) if path is not None and path.exists()}
+    already = sum(len(chunks[n]) for n in finished)
     parts: list[np.ndarray] = []
     encoded = resumed = 0
     seconds = 0.0
-    with tqdm(total=len(texts), unit="text", desc="encoding", disable=not show_progress) as bar:
+    # The bar starts at the resumed count, so its rate is this run's.
+    with tqdm(total=len(texts), initial=already, unit="text", desc="encoding", disable=not show_progress) as bar:
         for number, chunk in enumerate(chunks):
-            done = folder / f"chunk_{number:06d}.npy" if folder else None
-            if done is not None and done.exists():
-                part = np.load(done)
+            part = _load_chunk(paths[number], len(chunk)) if number in finished else None
+            if part is not None:
                 resumed += len(chunk)
             else:
                 started = time.perf_counter()
                 part = encoder.encode(chunk)  # (len(chunk), dim) float32
                 seconds += time.perf_counter() - started
                 encoded += len(chunk)
-                if done is not None:
-                    with atomic_path(done) as tmp, open(tmp, "wb") as f:
+                if paths[number] is not None:
+                    with atomic_path(paths[number]) as tmp, open(tmp, "wb") as f:
                         np.save(f, part)
+                if number not in finished:  # a bad finished chunk was already counted
+                    bar.update(len(chunk))
             parts.append(part)
-            bar.update(len(chunk))
     if resumed:
         log.warning("resumed: %d of %d texts were already encoded in %s", resumed, len(texts), folder)
     vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
@@ -240,6 +244,15 @@ def encode_texts(
         "resumed": resumed,
     }
     return vectors, timings
+
+
+def _load_chunk(path: Path, rows: int) -> np.ndarray | None:
+    """A finished chunk, or None if it is unreadable or the wrong size (it is redone)."""
+    try:
+        part = np.load(path)
+    except (OSError, ValueError):
+        return None
+    return part if part.ndim == 2 and len(part) == rows and part.dtype == np.float32 else None
 
 
 def _prepare_checkpoint(folder, texts, encoder: TextEncoder, chunk_size: int) -> Path:

@@ -128,6 +128,12 @@ def test_encoding_resumes_from_finished_chunks(tmp_path, encoder):
     assert timings["resumed"] == 6 and timings["encoded"] == 4
     assert np.abs(resumed - full).max() <= 1e-5
 
+    # A damaged chunk is encoded again, not trusted.
+    (folder / "chunk_000001.npy").write_bytes(b"garbage")
+    repaired, timings = text.encode_texts(CORPUS, encoder, checkpoint=folder, chunk_size=3, show_progress=False)
+    assert timings["resumed"] == 7 and timings["encoded"] == 3
+    assert np.abs(repaired - full).max() <= 1e-5
+
     # Other texts: the checkpoint does not belong to them and is not reused.
     other, timings = text.encode_texts(CORPUS[::-1], encoder, checkpoint=folder, chunk_size=3, show_progress=False)
     assert timings["resumed"] == 0
