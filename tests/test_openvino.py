@@ -131,7 +131,7 @@ def test_openvino_fp32_matches_pytorch(batch, cache):
     native = get_extractor("efficientnet-lite0")
     ov = get_extractor("efficientnet-lite0", runtime="openvino", cache_dir=cache)
     assert ov.describe() == {**native.describe(), "runtime": "openvino", "precision": "fp32"}
-    assert ov.batch_size in (1, 2, 4, 8, 16, 32)  # measured, and recorded for the hint
+    assert ov.batch_size in (1, 2, 4, 8, 16)  # measured, and recorded for the hint
     assert "efficientnet-lite0/openvino/fp32" in speeds.measured(cache)
     a, b = native.embed(batch), ov.embed(batch)  # (14, 1280)
     assert b.shape == a.shape and b.dtype == np.float32
