@@ -126,6 +126,7 @@ def sample_tweets(
     *,
     n: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
+    show_progress: bool = False,
 ) -> dict:
     """Write a reproducible random sample of ``n`` tweets to a UTF-8 CSV (atomically).
 
@@ -140,10 +141,12 @@ def sample_tweets(
         DownloadError: the archive is missing or unreadable.
     """
     import numpy as np
+    from tqdm.auto import tqdm
 
     if n < 1:
         raise ValueError(f"sample size must be at least 1, got {n}")
-    total = sum(1 for _ in _tweet_rows(zip_path))
+    rows = tqdm(_tweet_rows(zip_path), unit="tweet", desc="counting", disable=not show_progress)
+    total = sum(1 for _ in rows)
     if n > total:
         raise ValueError(f"asked for {n} tweets but {zip_path} holds only {total}")
     chosen = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
@@ -152,10 +155,16 @@ def sample_tweets(
     with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
-        for position, row in enumerate(_tweet_rows(zip_path)):
+        source = _tweet_rows(zip_path)
+        rows = tqdm(source, total=int(chosen[-1]) + 1, unit="tweet", desc="sampling", disable=not show_progress)
+        for position, row in enumerate(rows):
             if position == target:
                 writer.writerow(row[:-1] + [html.unescape(row[-1])])
                 target = next(wanted, None)
+                if target is None:
+                    break
+        rows.close()
+        source.close()  # closes the archive
     log.info("wrote %d of %d tweets to %s (seed %d)", n, total, output, seed)
     return {"output": str(output), "count": n, "total": total, "seed": seed}
 
@@ -179,7 +188,7 @@ def prepare_tweets(
         raise FileExistsError(f"{output} exists; use --force to replace it")
     if not Path(zip_path).exists():
         download(url, zip_path, show_progress=show_progress)
-    return sample_tweets(zip_path, output, n=n, seed=seed)
+    return sample_tweets(zip_path, output, n=n, seed=seed, show_progress=show_progress)
 
 
 # A small corpus for the notebook and the demo when the tweets have not been downloaded:
