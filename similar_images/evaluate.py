@@ -69,13 +69,13 @@ def format_cell(value: Any) -> str:
 
 
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned."""
+    """A plain-text table: text columns left-aligned, number columns right-aligned."""
     cells = [[str(h) for h in headers]] + [[format_cell(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    text = [all(isinstance(row[i], str) for row in rows) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
-        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        return "  ".join(parts).rstrip()
+        return "  ".join(c.ljust(w) if left else c.rjust(w) for c, w, left in zip(row, widths, text)).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
