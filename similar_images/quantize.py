@@ -145,7 +145,7 @@ def int8_model(
     identity = {"sample_sha256": sample_sha, "settings": settings}
     if (folder / "model.xml").exists():
         model, report = _load_cached(folder)
-        log.info("%s INT8 model from cache %s", name, folder)
+        emit(f"{name} INT8 model from the cache ({folder}), fidelity {format_report(report)}")
         calibrated = False
     elif sample is None:
         raise ModelError(
@@ -219,7 +219,7 @@ def _calibrate_and_check(name, fp32, preprocess, input_size, sample: Sample, set
     model = quantize(fp32, calib, preprocess, settings)
     report = fidelity_report(_features(fp32, held, preprocess), _features(model, held, preprocess))
     report["calibration_images"] = len(calib)
-    emit(f"{name} INT8 fidelity: {format_report(report)}", show_progress)
+    emit(f"{name} INT8 fidelity: {format_report(report)}")
     return model, report
 
 
@@ -262,10 +262,9 @@ def _features(model, images: np.ndarray, preprocess, batch: int = 8) -> np.ndarr
     return np.concatenate(parts).reshape(len(images), -1)  # (n, dim)
 
 
-def emit(text: str, show: bool) -> None:
-    """Log ``text``; also print it to stderr when progress output is on (CLI runs)."""
-    log.info(text)
-    if show:
-        from tqdm.auto import tqdm
+def emit(text: str) -> None:
+    """Log ``text`` and print it to stderr: users must see what INT8 costs in fidelity."""
+    from tqdm.auto import tqdm
 
-        tqdm.write(text, file=sys.stderr)
+    log.info(text)
+    tqdm.write(text, file=sys.stderr)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -140,7 +141,7 @@ def create_openvino_extractor(
         force_int8: use INT8 even below ``min_agreement``.
         cache_dir: where quantised models and timings live (default
             ``$SIMILAR_IMAGES_CACHE`` or ``~/.cache/similar-images``).
-        show_progress: progress bars and the printed fidelity report.
+        show_progress: progress bars (the INT8 fidelity report is printed to stderr always).
 
     Raises:
         ValueError: unknown precision, or INT8 options that do not fit together.
@@ -225,16 +226,21 @@ def convert(native, preprocess: Callable[[np.ndarray], np.ndarray], input_size: 
     shape = [-1, *example.shape[1:]]
     t0 = time.perf_counter()
     try:
-        if _is_torch(native):
-            import torch
-
-            model = ov.convert_model(native, example_input=torch.from_numpy(example), input=shape)
-        else:  # Keras (TensorFlow backend)
-            model = ov.convert_model(native, input=shape)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer and Keras structure warnings: noise for users
+            model = _convert(ov, native, example, shape)
     except Exception as exc:  # the converters raise many types; all mean "cannot convert"
-        raise ModelError(f"OpenVINO could not convert the model: {str(exc).splitlines()[0]}") from exc
+        raise ModelError(f"OpenVINO could not convert the model: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from exc
     log.info("converted to OpenVINO in %.1f s", time.perf_counter() - t0)
     return model
+
+
+def _convert(ov, native, example: np.ndarray, shape: list[int]):
+    if _is_torch(native):
+        import torch
+
+        return ov.convert_model(native, example_input=torch.from_numpy(example), input=shape)
+    return ov.convert_model(native, input=shape)  # Keras (TensorFlow backend)
 
 
 def _is_torch(native) -> bool:
