@@ -10,8 +10,9 @@ names the systems, comma-separated; each item is
 * ``MODEL:INDEX_TYPE``: both.
 
 Indexes of other types are built once into ``<out>/indexes/`` and reused. For the
-robustness report on a folder (``--images``), a database is extracted per model into
-``<out>/robustness/<model>/`` (resumable; reused while the folder's list is unchanged).
+robustness report on a folder (``--images``, see :mod:`similar_images.evaluate_folder`),
+``--models`` names the models to extract the folder with, and the other reports use each
+``--vectors`` file as it is.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from .evaluate import Report, save_report
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SPECIAL_INDEXES = ("saved", "exact")
 DEFAULT_QUERIES = {"fidelity": 1000, "coco": 1000, "robustness": 200}
 
@@ -165,75 +165,6 @@ def open_systems(specs: list[SystemSpec], workdir: Path, *, show_progress: bool,
     return systems
 
 
-# --- a database from a folder (robustness) -------------------------------------------------
-
-def list_images(folder: Path) -> list[str]:
-    """Image files under ``folder`` (recursive), as sorted paths relative to it."""
-    if not folder.is_dir():
-        raise SimilarImagesError(f"{folder}: image folder not found")
-    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not names:
-        raise SimilarImagesError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-    return names
-
-
-def folder_vectors(folder: Path, extractor, workdir: Path, *, show_progress: bool) -> Path:
-    """Extract (or reuse) the vectors of every image in ``folder``; an interrupted run resumes."""
-    from .extract import run_extraction
-
-    names = list_images(folder)
-    job = workdir / "robustness" / extractor.name.replace("/", "_")
-    file_list, output = job / "file_list.txt", job / "vectors.npy"
-    if output.exists() and store.manifest_path(output).exists():
-        manifest = store.load_vectors_manifest(output)
-        if (manifest.get("file_list_sha256") == store.sha256_lines(names)
-                and manifest.get("model") == extractor.describe()
-                and Path(manifest.get("image_dir", "")).resolve() == folder.resolve()):
-            logger.info("reusing %s", output)
-            return output
-    resume = Path(str(output) + ".partial").exists()
-    if not (resume and file_list.exists() and store.read_file_list(file_list) == names):
-        store.write_bytes_atomic(file_list, "".join(n + "\n" for n in names).encode())
-        resume = False
-    run_extraction(file_list, folder, output, extractor, resume=resume, force=True, show_progress=show_progress)
-    return output
-
-
-def parse_folder_models(models: list[str] | None) -> list[tuple[str, str]]:
-    """``--models`` items for a folder: ``MODEL[:INDEX_TYPE]`` -> ``[(model, index type)]`` (default exact)."""
-    from .features import DEFAULT_MODEL, MODELS
-
-    kinds = index_types() + ("exact",)
-    parsed = []
-    for item in models or [DEFAULT_MODEL]:
-        model, _, kind = item.partition(":")
-        kind = kind or "exact"
-        if model not in MODELS:
-            raise ValueError(f"--models {item!r}: unknown model {model!r}; choose from: {', '.join(MODELS)}")
-        if kind not in kinds:
-            raise ValueError(f"--models {item!r}: unknown index type {kind!r}; choose from: {', '.join(kinds)}")
-        parsed.append((model, kind))
-    return parsed
-
-
-def folder_systems(folder: Path, models: list[str] | None, workdir: Path, *,
-                   show_progress: bool) -> dict[str, object]:
-    """label -> database built from ``folder``; ``models`` items are ``MODEL[:INDEX_TYPE]``."""
-    from .features import get_extractor
-
-    parsed = parse_folder_models(models)
-    list_images(folder)  # a bad folder fails before any model loads
-    systems, extractors = {}, {}
-    for model, kind in parsed:
-        extractor = extractors.setdefault(model, get_extractor(model))
-        vectors = folder_vectors(folder, extractor, workdir, show_progress=show_progress)
-        spec = SystemSpec(f"{model}/{kind}", vectors, kind)
-        systems[spec.label] = open_spec(spec, workdir, show_progress=show_progress, image_dir=folder,
-                                        extractor=extractor)  # the model just used, loaded once
-    return systems
-
-
 # --- running ---------------------------------------------------------------------------------
 
 def run_reports(names: list[str], *, vectors: list[str | os.PathLike], index=None, models=None,
@@ -262,6 +193,8 @@ def run_reports(names: list[str], *, vectors: list[str | os.PathLike], index=Non
 
         select_edits(edits)
     if "robustness" in names and images is not None:
+        from .evaluate_folder import list_images, parse_folder_models
+
         parse_folder_models(models)
         list_images(Path(images))
     overrides = {vectors[0]: Path(index)} if index is not None else {}
@@ -270,7 +203,7 @@ def run_reports(names: list[str], *, vectors: list[str | os.PathLike], index=Non
             raise SimilarImagesError(f"{path}: index file not found")
     systems = {}
     if need_db:
-        specs = resolve_systems(vectors, models,
+        specs = resolve_systems(vectors, models if images is None else None,
                                 has_saved_index=lambda v: saved_index_path(v, overrides).exists())
         systems = open_systems(specs, out_dir, show_progress=show_progress, overrides=overrides)
     for name in names:
@@ -294,6 +227,7 @@ def _run_one(name: str, systems: dict, *, images, models, annotations, queries, 
 
         return coco_report({label: db for label, (db, _) in systems.items()}, load_coco_labels(annotations),
                            queries=queries, seed=seed, show_progress=show_progress)
+    from .evaluate_folder import folder_systems
     from .robustness import robustness_report
 
     dbs = (folder_systems(Path(images), models, out_dir, show_progress=show_progress) if images is not None
