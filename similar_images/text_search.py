@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_VECTORS = "tweets.csv.saved_predictions.npy"
 DEFAULT_INDEX = "tweets.csv.faiss.index"
+# On 20,000 tweets (384-d) HNSW finds the exact top 10 (recall@10 1.000) in under a
+# millisecond and builds in seconds; ivfpq reaches 0.89 even with re-ranking, because
+# 16-byte codes of 384-d text vectors rank poorly. 36 MB is small at this size. See the README.
+DEFAULT_TEXT_INDEX_TYPE = "hnsw"
 
 
 class TextResult(NamedTuple):
@@ -62,7 +66,7 @@ def build_text_database(
     vectors: str | os.PathLike | None = None,
     index: str | os.PathLike | None = None,
     model: str = textmod.DEFAULT_TEXT_MODEL,
-    index_type: str = ix.DEFAULT_INDEX_TYPE,
+    index_type: str = DEFAULT_TEXT_INDEX_TYPE,
     batch_size: int = 64,
     device: str = "cpu",
     chunk_size: int = 512,

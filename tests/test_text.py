@@ -146,7 +146,7 @@ def test_encoding_resumes_from_finished_chunks(tmp_path, encoder):
 
 @pytest.fixture
 def built(tmp_path):
-    """A text database of CORPUS built in tmp_path (flat index: too few texts to train)."""
+    """A text database of CORPUS built in tmp_path (the default index, HNSW)."""
     from similar_images.text_search import build_text_database
 
     summary = build_text_database(write_csv(tmp_path / "c.csv", CORPUS), show_progress=False)
@@ -166,7 +166,7 @@ def test_build_writes_a_database_the_image_side_can_open(built):
 
     tmp_path, summary = built
     assert summary["count"] == 10 and summary["encoded"] == 10 and summary["texts_per_s"] > 0
-    assert summary["index_type"] == "flat" and "too few" in summary["index_manifest"]["note"]
+    assert summary["index_type"] == "hnsw" and summary["index_manifest"]["recall"]["recall_at_10"] == 1.0
     assert not (tmp_path / "c.csv.saved_predictions.npy.partial").exists()
     manifest = load_vectors_manifest(tmp_path / "c.csv.saved_predictions.npy")
     assert manifest["names"] == CORPUS and manifest["column"] == "text"
@@ -278,10 +278,12 @@ def test_cli_build_search_add(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_csv(tmp_path / "tweets.csv", CORPUS, column="body")
     runner = CliRunner()
-    result = runner.invoke(main, ["text", "build", "tweets.csv", "--column", "body", "--no-progress"])
+    result = runner.invoke(main, ["text", "build", "tweets.csv", "--column", "body", "--no-progress",
+                                  "--index-type", "ivfpq"])
     assert result.exit_code == 0, result.output
     assert re.search(r"encoded 10 texts in [\d.]+ s: [\d.]+ texts/s", result.output)
-    assert "index: tweets.csv.faiss.index" in result.output
+    assert "too few to train 'ivfpq'" in result.output  # and says so
+    assert "index: tweets.csv.faiss.index (flat" in result.output
 
     result = runner.invoke(main, ["text", "search", "stocks crashed on the exchange", "--id", "0", "-k", "2", "--json"])
     assert result.exit_code == 0, result.output
