@@ -421,3 +421,16 @@ def test_robustness_with_the_offline_model_on_shipped_photos(tmp_path):
     assert system["queries"] == len(photos)
     assert system["metrics"]["all"]["recall@1"] >= 0.9
     assert (tmp_path / "r" / "robustness.png").exists()
+
+
+def test_cli_index_option(tmp_path):
+    from similar_images.build import build_index_files
+
+    vectors = toy_vectors(tmp_path)
+    build_index_files(vectors, tmp_path / "elsewhere.index", index_type="flat", show_progress=False)
+    result = run_cli("fidelity", "--vectors", vectors, "--index", tmp_path / "elsewhere.index", "--queries", 5,
+                     "-o", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "toy/flat (saved)" in result.output
+    result = run_cli("fidelity", "--vectors", vectors, "--index", tmp_path / "missing.index", "-o", tmp_path / "r")
+    assert result.exit_code == 1 and "missing.index: index file not found" in result.output

@@ -28,8 +28,9 @@ def _csv(ctx, param, value):
               help="Index file of the (first) database. Default: the one beside its vectors, if any.")
 @click.option("--models", callback=_csv, default=None, metavar="A,B",
               help="Systems to compare side by side: MODEL, INDEX_TYPE or MODEL:INDEX_TYPE, comma-separated "
-                   "(e.g. 'flat,ivfpq,hnsw' or 'vgg16,efficientnet-lite0'). Index types: the index package's "
-                   "types, 'saved' (the index file) or 'exact'.")
+                   "(e.g. 'flat,ivfpq,hnsw' or 'vgg16,efficientnet-lite0'). Index types: flat, ivfpq, "
+                   "pca-ivfpq, hnsw, saved (the index file) or exact. With --images: the models to "
+                   "extract the folder with.")
 @click.option("--annotations", type=click.Path(dir_okay=False), default=DEFAULT_ANNOTATIONS,
               show_default=True, help="COCO instances file (coco report).")
 @click.option("--images", "images", type=click.Path(file_okay=False), default=None,
