@@ -1,7 +1,7 @@
 """Measured speeds of the feature models on this machine, and the hint built from them.
 
-Every time an OpenVINO extractor picks its batch size it times the candidates; the
-result (images/s, batch size) is remembered in ``<cache>/speeds.json`` under this
+Every time an OpenVINO extractor picks its batch size and performance hint it times
+the candidates; the result (images/s, hint, batch size) is remembered in ``<cache>/speeds.json`` under this
 machine's CPU, so later runs skip the timing and ``extract`` can tell the user which
 runtime/precision is fastest here. ``benchmarks/runtimes.py`` records every model x
 runtime x precision, the native ones included.
@@ -89,7 +89,8 @@ def record_speed(
     images_per_s: float,
     *,
     batch_size: int | None = None,
-    by_batch: dict[int, float] | None = None,
+    hint: str | None = None,
+    by_setting: dict[str, float] | None = None,
     source: str = "measured",
     cache_dir=None,
 ) -> None:
@@ -100,44 +101,52 @@ def record_speed(
     entry["models"][config_key(name, runtime, precision)] = {
         "images_per_s": round(float(images_per_s), 2),
         "batch_size": batch_size,
-        "by_batch": {str(b): round(r, 2) for b, r in (by_batch or {}).items()},
+        "hint": hint,
+        "by_setting": {k: round(r, 2) for k, r in (by_setting or {}).items()},
         "source": source,
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json_atomic(cache_root(cache_dir) / SPEEDS_FILE, data)
 
 
-def tuned_batch_size(
+def tuned_setting(
     description: dict[str, Any],
-    timer: Callable[[int], float],
-    candidates: Iterable[int],
+    timer: Callable[[str, int], float],
+    hints: Iterable[str],
+    batch_sizes: Iterable[int],
     *,
     cache_dir=None,
-) -> int:
-    """The fastest batch size for ``description`` on this machine, timed once and remembered.
+) -> tuple[str, int]:
+    """The fastest (hint, batch size) for ``description`` on this machine, timed once and remembered.
 
     Args:
         description: the extractor's ``describe()`` (name, runtime, precision used).
-        timer: ``timer(batch_size)`` -> images/s.
-        candidates: batch sizes to try, smallest first; timing stops once a size is
-            more than 15% slower than the best so far.
+        timer: ``timer(hint, batch_size)`` -> images/s.
+        hints: performance hints to try.
+        batch_sizes: batch sizes to try with each hint, smallest first; a hint's timing
+            stops once a size is more than 15% slower than its best so far.
     """
+    hints, batch_sizes = list(hints), list(batch_sizes)
     key = config_key(description["name"], description["runtime"], description["precision"])
     known = measured(cache_dir).get(key)
-    if known and known.get("batch_size") and known.get("source") == "batch tuning":
-        return int(known["batch_size"])
-    rates: dict[int, float] = {}
-    for b in candidates:
-        rates[b] = timer(b)
-        log.info("%s: batch %d -> %.1f images/s", key, b, rates[b])
-        if rates[b] < 0.85 * max(rates.values()):  # timing noise is ~10% on a busy machine
-            break
-    best = max(rates, key=rates.get)
+    if known and known.get("source") == "batch tuning" and known.get("hint") in hints:
+        return known["hint"], int(known["batch_size"])
+    rates: dict[tuple[str, int], float] = {}
+    for hint in hints:
+        best = 0.0
+        for b in batch_sizes:
+            rates[hint, b] = rate = timer(hint, b)
+            log.info("%s: %s hint, batch %d -> %.1f images/s", key, hint, b, rate)
+            if rate < 0.85 * best:  # timing noise is ~10% on a busy machine
+                break
+            best = max(best, rate)
+    hint, batch = max(rates, key=rates.get)
     record_speed(
-        description["name"], description["runtime"], description["precision"], rates[best],
-        batch_size=best, by_batch=rates, source="batch tuning", cache_dir=cache_dir,
+        description["name"], description["runtime"], description["precision"], rates[hint, batch],
+        batch_size=batch, hint=hint, by_setting={f"{h}/{b}": r for (h, b), r in rates.items()},
+        source="batch tuning", cache_dir=cache_dir,
     )
-    return best
+    return hint, batch
 
 
 def runtime_hint(

@@ -88,21 +88,27 @@ def test_fidelity_check_refuses_below_threshold_unless_forced():
     int8_fidelity.check_fidelity("m", report, min_agreement=0.8, force=False)
 
 
-def test_batch_size_is_timed_once_and_remembered(tmp_path):
+def test_hint_and_batch_size_are_timed_once_and_remembered(tmp_path):
     timed = []
+    speed = {("LATENCY", 1): 10.0, ("LATENCY", 2): 18.0, ("LATENCY", 4): 25.0, ("LATENCY", 8): 20.0,
+             ("LATENCY", 16): 30.0, ("THROUGHPUT", 1): 12.0, ("THROUGHPUT", 2): 8.0}
 
-    def timer(b):
-        timed.append(b)
-        return {1: 10.0, 2: 18.0, 4: 25.0, 8: 20.0, 16: 30.0}[b]
+    def timer(hint, b):
+        timed.append((hint, b))
+        return speed[hint, b]
 
     desc = {"name": "m", "runtime": "openvino", "precision": "int8"}
-    assert speeds.tuned_batch_size(desc, timer, (1, 2, 4, 8, 16), cache_dir=tmp_path) == 4
-    assert timed == [1, 2, 4, 8]  # stopped once 8 was clearly slower than 4
-    assert speeds.tuned_batch_size(desc, timer, (1, 2, 4, 8, 16), cache_dir=tmp_path) == 4
-    assert timed == [1, 2, 4, 8]  # not timed again
+    hints, sizes = ("LATENCY", "THROUGHPUT"), (1, 2, 4, 8, 16)
+    assert speeds.tuned_setting(desc, timer, hints, sizes, cache_dir=tmp_path) == ("LATENCY", 4)
+    # each hint stops once a size is clearly slower than its best
+    assert timed == [("LATENCY", 1), ("LATENCY", 2), ("LATENCY", 4), ("LATENCY", 8),
+                     ("THROUGHPUT", 1), ("THROUGHPUT", 2)]
+    assert speeds.tuned_setting(desc, timer, hints, sizes, cache_dir=tmp_path) == ("LATENCY", 4)
+    assert len(timed) == 6  # not timed again
     record = json.loads((tmp_path / "speeds.json").read_text())
     (entry,) = record.values()
-    assert entry["models"]["m/openvino/int8"]["images_per_s"] == 25.0
+    saved = entry["models"]["m/openvino/int8"]
+    assert (saved["images_per_s"], saved["hint"], saved["batch_size"]) == (25.0, "LATENCY", 4)
 
 
 def test_runtime_hint_names_faster_options(tmp_path):
@@ -131,7 +137,7 @@ def test_openvino_fp32_matches_pytorch(batch, cache):
     native = get_extractor("efficientnet-lite0")
     ov = get_extractor("efficientnet-lite0", runtime="openvino", cache_dir=cache)
     assert ov.describe() == {**native.describe(), "runtime": "openvino", "precision": "fp32"}
-    assert ov.batch_size in (1, 2, 4, 8, 16)  # measured, and recorded for the hint
+    assert ov.batch_size in (1, 2, 4, 8, 16) and ov.hint in ("LATENCY", "THROUGHPUT")  # measured
     assert "efficientnet-lite0/openvino/fp32" in speeds.measured(cache)
     a, b = native.embed(batch), ov.embed(batch)  # (14, 1280)
     assert b.shape == a.shape and b.dtype == np.float32

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8")
 BATCH_CANDIDATES = (1, 2, 4, 8, 16)
+HINTS = ("LATENCY", "THROUGHPUT")
 COMPILE_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 
 
@@ -45,7 +46,10 @@ class OpenVINOExtractor:
         calibrated: True when this process ran the INT8 calibration (False when the
             quantised model came from the cache).
         batch_size: images per inference request.
+        hint: OpenVINO's performance hint it was compiled with (``LATENCY``: one request
+            on all cores; ``THROUGHPUT``: several requests in parallel streams).
         model: the ``openvino.Model`` (fp32 or INT8) that was compiled.
+        preprocess: uint8 NHWC batch -> the network's float32 input.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class OpenVINOExtractor:
         compiled,
         preprocess: Callable[[np.ndarray], np.ndarray],
         batch_size: int,
+        hint: str,
         description: dict[str, Any],
         fidelity: dict[str, Any] | None = None,
         calibrated: bool = False,
@@ -66,12 +71,13 @@ class OpenVINOExtractor:
         self.input_size = tuple(input_size)
         self.dim = dim
         self.batch_size = batch_size
+        self.hint = hint
         self.fidelity = fidelity
         self.calibrated = calibrated
         self.model = model
         self._compiled = compiled
-        self._request = compiled.create_infer_request()
-        self._preprocess = preprocess
+        self._queue = _queue(compiled)
+        self.preprocess = preprocess
         self._description = description
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
@@ -84,13 +90,7 @@ class OpenVINOExtractor:
             )
         if len(batch) == 0:
             return np.zeros((0, self.dim), np.float32)
-        parts = [self._infer(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
-        return np.concatenate(parts).astype(np.float32, copy=False)  # (n, dim)
-
-    def _infer(self, images: np.ndarray) -> np.ndarray:
-        x = self._preprocess(images)  # (b, ...) float32, the network's layout
-        result = self._request.infer([x])  # outputs are copied out of the request
-        return np.asarray(result[self._compiled.output(0)]).reshape(len(images), -1)
+        return run_queued(self._queue, self.preprocess, batch, self.batch_size)
 
     def describe(self) -> dict[str, Any]:
         return dict(self._description)
@@ -106,6 +106,7 @@ def create_openvino_extractor(
     describe_base: dict[str, Any],
     precision: str = "fp32",
     batch_size: int | None = None,
+    hint: str | None = None,
     calibration_paths=None,
     calibration: dict[str, Any] | None = None,
     calibration_size: int = 300,
@@ -127,8 +128,10 @@ def create_openvino_extractor(
         describe_base: the runtime-independent part of ``describe()`` (name, weights,
             dim, input_size, ...).
         precision: ``"fp32"`` or ``"int8"``.
-        batch_size: images per request; ``None`` times the candidates once on this
-            machine and remembers the fastest.
+        batch_size: images per request; ``None`` times the candidates (with each of
+            :data:`HINTS`, or with ``hint``) once on this machine and remembers the fastest.
+        hint: OpenVINO performance hint, one of :data:`HINTS`; ``None``: measured
+            with the batch size, or ``LATENCY`` when ``batch_size`` is given.
         calibration_paths: INT8 only: image files of the collection being indexed; a
             deterministic sample of them calibrates the model and checks it.
         calibration: INT8 only: the ``calibration`` entry of a database's
@@ -178,14 +181,28 @@ def create_openvino_extractor(
         if calibration_paths is not None or calibration is not None:
             raise ValueError("calibration images are only used with precision='int8'")
         model = fp32_model()
-    compiled = compile_model(model)
-    if batch_size is None:
-        batch_size = speeds.tuned_batch_size(
-            description, lambda b: time_batch(compiled, preprocess, input_size, b), BATCH_CANDIDATES, cache_dir=cache_dir
-        )
-    elif batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    log.info("%s on OpenVINO %s, batch size %d", name, precision, batch_size)
+    if hint is not None and hint not in HINTS:
+        raise ValueError(f"unknown hint {hint!r}; choose one of: {', '.join(HINTS)}")
+    compiled_by_hint: dict[str, Any] = {}
+
+    def compiled_for(h: str):
+        if h not in compiled_by_hint:
+            compiled_by_hint[h] = compile_model(model, PERFORMANCE_HINT=h)
+        return compiled_by_hint[h]
+
+    if batch_size is None:
+        hint, batch_size = speeds.tuned_setting(
+            description,
+            lambda h, b: time_setting(compiled_for(h), preprocess, input_size, b),
+            [hint] if hint else HINTS,
+            BATCH_CANDIDATES,
+            cache_dir=cache_dir,
+        )
+    hint = hint or "LATENCY"
+    compiled = compiled_for(hint)
+    log.info("%s on OpenVINO %s, %s hint, batch size %d", name, precision, hint, batch_size)
     return OpenVINOExtractor(
         name=name,
         input_size=(h, w),
@@ -194,6 +211,7 @@ def create_openvino_extractor(
         compiled=compiled,
         preprocess=preprocess,
         batch_size=batch_size,
+        hint=hint,
         description=description,
         fidelity=fidelity,
         calibrated=calibrated,
@@ -254,18 +272,47 @@ def compile_model(model, **config: str):
     return ov.Core().compile_model(model, "CPU", {**COMPILE_CONFIG, **config})
 
 
-def time_batch(compiled, preprocess, input_size: tuple[int, int], batch_size: int, *, min_seconds: float = 1.0) -> float:
-    """Images per second of ``compiled`` on batches of ``batch_size`` (preprocessing included).
+def _queue(compiled):
+    import openvino as ov
 
-    Runs one warm-up request, then repeats until ``min_seconds`` have passed (at least
-    once: a batch of 16 through fp32 VGG16 takes seconds on 2 cores).
+    return ov.AsyncInferQueue(compiled)  # the compiled model's optimal number of requests
+
+
+def run_queued(queue, preprocess, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Embed ``images`` in chunks of ``batch_size`` on the requests of ``queue``.
+
+    Preprocessing the next chunk overlaps the inference of the previous ones; with the
+    THROUGHPUT hint several chunks run at once.
+
+    Returns:
+        ``(n, dim)`` float32, in the order of ``images``.
     """
+    starts = range(0, len(images), batch_size)
+    parts: list[np.ndarray | None] = [None] * len(starts)
+
+    def done(request, index: int) -> None:
+        parts[index] = request.get_output_tensor(0).data.copy()  # the request's buffer is reused
+
+    queue.set_callback(done)
+    for index, start in enumerate(starts):
+        queue.start_async([preprocess(images[start : start + batch_size])], index)  # inputs are copied
+    queue.wait_all()
+    return np.concatenate(parts).reshape(len(images), -1).astype(np.float32, copy=False)
+
+
+def time_setting(compiled, preprocess, input_size: tuple[int, int], batch_size: int, *, min_seconds: float = 1.0) -> float:
+    """Images per second of ``compiled`` embedding chunks of ``batch_size``, preprocessing included.
+
+    Each round feeds one chunk to every request of the queue; one warm-up round, then
+    rounds until ``min_seconds`` have passed (at least one: a chunk of 16 through fp32
+    VGG16 takes seconds on 2 cores).
+    """
+    queue = _queue(compiled)
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch_size, *input_size, 3), dtype=np.uint8)
-    request = compiled.create_infer_request()
-    request.infer([preprocess(images)])
-    runs, t0 = 0, time.perf_counter()
-    while runs < 1 or time.perf_counter() - t0 < min_seconds:
-        request.infer([preprocess(images)])
-        runs += 1
-    return runs * batch_size / (time.perf_counter() - t0)
+    images = rng.integers(0, 256, (batch_size * len(queue), *input_size, 3), dtype=np.uint8)
+    run_queued(queue, preprocess, images, batch_size)
+    rounds, t0 = 0, time.perf_counter()
+    while rounds < 1 or time.perf_counter() - t0 < min_seconds:
+        run_queued(queue, preprocess, images, batch_size)
+        rounds += 1
+    return rounds * len(images) / (time.perf_counter() - t0)
