@@ -122,6 +122,20 @@ def train_index(index, vectors, *, train_size: int = DEFAULT_TRAIN_SIZE, seed: i
     return len(sample)
 
 
+def drop_training_state(index) -> None:
+    """Free what only training needs: a PCA keeps its full ``d x d`` covariance
+    eigenvectors (64 MB at 4096-d) though applying it needs only the first rows."""
+    import faiss
+
+    if not isinstance(index, faiss.IndexPreTransform):
+        index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            transform = faiss.downcast_VectorTransform(index.chain.at(i))
+            if isinstance(transform, faiss.PCAMatrix):
+                transform.PCAMat.resize(0)
+
+
 def add_vectors(index, vectors, *, show_progress: bool = False) -> None:
     """Normalise and append ``vectors`` ``(m, d)``; they get ids ``ntotal .. ntotal+m-1``."""
     from tqdm.auto import tqdm
@@ -156,6 +170,7 @@ def build_index(
         log.info("%s", plan.note)
     index = new_index(plan, dim)
     used = train_index(index, vectors, train_size=train_size, seed=seed)
+    drop_training_state(index)
     add_vectors(index, vectors, show_progress=show_progress)
     info = {
         "index_type": plan.index_type,

@@ -88,6 +88,9 @@ def roll_forward(journal: str | os.PathLike) -> bool:
             log.info("rolled forward %s", final)
         except FileNotFoundError:
             pass  # applied before the interruption (or by a concurrent reader)
+        except OSError as exc:
+            raise DatabaseError(f"{journal}: an interrupted change must be finished but {final} "
+                                f"cannot be written ({exc.strerror}); open it once with write access") from None
         folders.add(final.parent)
     for folder in folders:
         _fsync_dir(folder)
