@@ -77,21 +77,22 @@ class TextSearchApp:
         if not query.strip():
             self._show_error("type a sentence to search for")
             return []
-        return self._run(query, query)
+        return self._run(query, lambda: query)
 
     def search_id(self, text_id: int) -> list:
         """Search from the corpus text ``text_id`` (its stored vector; no model run)."""
-        return self._run(int(text_id), self.db.text(int(text_id)))
+        return self._run(text_id, lambda: f"#{text_id}: {self.db.text(text_id)}")
 
     def search_random(self) -> list:
         """Search from a random corpus text."""
         return self.search_id(self._random.randrange(len(self.db)))
 
-    def _run(self, query, label: str) -> list:
+    def _run(self, query, label) -> list:
         self.status.value = "<i>searching…</i>"
         for button in (self.search_button, self.random_button):
             button.disabled = True
         try:
+            heading = label()  # may fail too (an id out of range)
             results = self.db.search(query, k=self.k.value)
         except (SimilarImagesError, ValueError) as exc:
             self._show_error(str(exc))
@@ -104,7 +105,7 @@ class TextSearchApp:
             for button in (self.search_button, self.random_button):
                 button.disabled = False
         self.status.value = f"{len(results)} most similar of {len(self.db)} texts"
-        self.results.value = results_html(results, query=label)
+        self.results.value = results_html(results, query=heading)
         return results
 
     def _show_error(self, message: str) -> None:

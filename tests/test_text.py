@@ -341,3 +341,30 @@ def test_build_killed_mid_encoding_resumes(tmp_path, encoder):
     db = TextDatabase.open(summary["vectors"], summary["index"])
     stored = np.stack([db.vector(i) for i in range(120)])  # (120, 384)
     assert np.abs(stored - encoder.encode(texts)).max() <= 1e-5
+
+
+# --- the notebook app ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_search_app_buttons_and_errors(built):
+    from similar_images.text_widgets import TextSearchApp
+
+    tmp_path, _ = built
+    app = TextSearchApp(open_built(tmp_path), k=4)
+    app.query.value = "a cat dozing on the settee"  # what Enter does (continuous_update=False)
+    assert "4 most similar of 10 texts" in app.status.value
+    assert app.results.value.count("<tr><td>") == 4 and "A kitten naps on the couch" in app.results.value
+
+    app.k.value = 8
+    app.search_button.click()
+    assert app.results.value.count("<tr><td>") == 8
+
+    app.search_id(99)  # a bad id: one red line, no table, the app still works
+    assert "out of range" in app.status.value and "b00020" in app.status.value and app.results.value == ""
+    assert app.search_text("   ") == [] and "type a sentence" in app.status.value
+
+    app.random_button.click()
+    first = re.search(r"<td style='text-align:left'>(.*?)</td>", app.results.value).group(1)
+    assert re.search(rf"<b>Query:</b> #\d+: {re.escape(first)}</p>", app.results.value)  # finds itself first
+    assert not app.search_button.disabled
