@@ -21,6 +21,7 @@ import numpy as np
 
 from . import metrics
 from .edits import select_edits
+from .errors import ImageError
 from .evaluate import Report, bar_chart, describe_database, ranked_ids
 
 logger = logging.getLogger(__name__)
@@ -53,23 +54,41 @@ def group_ids(names: list[str], separator: str | None) -> np.ndarray:
 
 
 def embed_edited(db, ids: list[int], edit_names: list[str] | None = None, *, batch_size: int = 16,
-                 show_progress: bool = True, desc: str = "robustness") -> dict[str, np.ndarray]:
+                 show_progress: bool = True, desc: str = "robustness"):
     """Edit each image ``ids`` of ``db`` every way and embed the copies with the database's model.
 
+    An original that cannot be loaded (missing or damaged file) is left out and listed.
+
     Returns:
-        ``{edit name: (len(ids), d) float32}`` raw query vectors.
+        ``(kept, vectors, skipped)``: the ids used, ``{edit name: (len(kept), d) float32}``
+        raw query vectors, and ``[{"path", "reason"}]`` for the originals left out.
+
+    Raises:
+        ImageError: not one original could be loaded (the message names the first).
     """
     from tqdm.auto import tqdm
 
     chosen = select_edits(edit_names)
     out: dict[str, list[np.ndarray]] = {name: [] for name in chosen}
+    kept, skipped, first_error = [], [], None
     with tqdm(total=len(ids) * len(chosen), desc=desc, unit="query", disable=not show_progress) as bar:
         for start in range(0, len(ids), batch_size):
-            originals = [load_original(db, row) for row in ids[start:start + batch_size]]
+            originals = []
+            for row in ids[start:start + batch_size]:
+                try:
+                    originals.append(load_original(db, row))
+                    kept.append(row)
+                except ImageError as exc:
+                    logger.warning("left out of the robustness report: %s", exc)
+                    skipped.append({"path": str(db.image_path(row)), "reason": exc.reason})
+                    first_error = first_error or exc
             for name, edit in chosen.items():
-                out[name].append(db.embed([edit(image) for image in originals]))  # (b, d)
-                bar.update(len(originals))
-    return {name: np.concatenate(parts) if parts else np.zeros((0, 0), np.float32) for name, parts in out.items()}
+                if originals:
+                    out[name].append(db.embed([edit(image) for image in originals]))  # (b, d)
+            bar.update(len(chosen) * min(batch_size, len(ids) - start))
+    if not kept and first_error is not None:
+        raise ImageError(f"no original image could be loaded, e.g. {first_error}", first_error.reason)
+    return kept, {name: np.concatenate(parts) for name, parts in out.items()}, skipped
 
 
 def ranks_of_originals(db, ids: list[int], vectors: dict[str, np.ndarray], *, k: int = MAX_K,
@@ -89,9 +108,9 @@ def ranks_of_originals(db, ids: list[int], vectors: dict[str, np.ndarray], *, k:
 def edit_ranks(db, ids: list[int], edit_names: list[str] | None = None, *, k: int = MAX_K,
                group_separator: str | None = None, show_progress: bool = True,
                desc: str = "robustness") -> dict[str, np.ndarray]:
-    """:func:`embed_edited` then :func:`ranks_of_originals`."""
-    vectors = embed_edited(db, ids, edit_names, show_progress=show_progress, desc=desc)
-    return ranks_of_originals(db, ids, vectors, k=k, group_separator=group_separator)
+    """:func:`embed_edited` then :func:`ranks_of_originals` (ranks of the originals that loaded)."""
+    kept, vectors, _ = embed_edited(db, ids, edit_names, show_progress=show_progress, desc=desc)
+    return ranks_of_originals(db, kept, vectors, k=k, group_separator=group_separator)
 
 
 def summarise(ranks: dict[str, np.ndarray], k: int) -> dict[str, dict[str, float]]:
@@ -127,8 +146,10 @@ def robustness_report(systems: dict, *, queries: int | None = 200, edits: list[s
         key = (describe_database(db)["vectors"] or id(db), repr(getattr(db, "model", None)), tuple(ids))
         if key not in embedded:
             embedded[key] = embed_edited(db, ids, edits, show_progress=show_progress, desc=f"robustness {label}")
-        ranks = ranks_of_originals(db, ids, embedded[key], k=k, group_separator=group_separator)
-        per_system[label] = {"images": len(db), "queries": len(ids), "k": k, "database": describe_database(db),
+        kept, vectors, skipped = embedded[key]
+        ranks = ranks_of_originals(db, kept, vectors, k=k, group_separator=group_separator)
+        per_system[label] = {"images": len(db), "queries": len(kept), "k": k, "database": describe_database(db),
+                             "skipped": skipped,
                              "metrics": summarise(ranks, k),
                              "ranks": {name: r.tolist() for name, r in ranks.items()}}
     labels = list(per_system)

@@ -320,6 +320,21 @@ def test_robustness_report_puts_systems_side_by_side(tmp_path):
     assert report.rows[0][2:] == report.rows[1][2:]
 
 
+def test_robustness_leaves_out_missing_originals(tmp_path):
+    from similar_images.errors import ImageError
+
+    db = thumbnail_db(tmp_path, n=4)
+    (tmp_path / "photos" / "img2.png").unlink()
+    report = robustness.robustness_report({"t": db}, edits=["resize50"], show_progress=False)
+    system = report.data["systems"]["t"]
+    assert system["queries"] == 3 and len(system["ranks"]["resize50"]) == 3
+    assert system["skipped"] == [{"path": str(tmp_path / "photos" / "img2.png"), "reason": "not found"}]
+    for name in ("img0.png", "img1.png", "img3.png"):
+        (tmp_path / "photos" / name).unlink()
+    with pytest.raises(ImageError, match="no original image could be loaded"):
+        robustness.robustness_report({"t": db}, edits=["resize50"], show_progress=False)
+
+
 def test_robustness_copy_groups_count_a_copy_as_the_original(tmp_path):
     db = thumbnail_db(tmp_path, n=4, with_flip_copy=True)
     row = db.names.index("img0.png")
