@@ -449,3 +449,22 @@ def test_cli_index_option(tmp_path):
     assert "toy/flat (saved)" in result.output
     result = run_cli("fidelity", "--vectors", vectors, "--index", tmp_path / "missing.index", "-o", tmp_path / "r")
     assert result.exit_code == 1 and "missing.index: index file not found" in result.output
+
+
+def test_resolve_systems(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "b").mkdir()
+    a = save_db(tmp_path, rng.random((5, 4), dtype=np.float32), list("abcde"))
+    b = save_db(tmp_path / "b", rng.random((5, 4), dtype=np.float32), list("abcde"),
+                model={"name": "other", "weights": "none", "dim": 4})
+
+    def resolve(models, saved=()):
+        return [(s.label, s.vectors, s.index)
+                for s in evaluate_systems.resolve_systems([a, b], models, has_saved_index=lambda v: v in saved)]
+
+    assert resolve(None) == [("toy/exact", a, "exact"), ("other/exact", b, "exact")]
+    assert resolve(None, saved=(a,)) == [("toy/saved", a, "saved"), ("other/exact", b, "exact")]
+    assert resolve(["flat", "hnsw"]) == [("toy/flat", a, "flat"), ("toy/hnsw", a, "hnsw")]
+    assert resolve(["other:ivfpq", "toy"]) == [("other/ivfpq", b, "ivfpq"), ("toy/exact", a, "exact")]
+    with pytest.raises(ValueError, match="they hold: toy, other"):
+        resolve(["vgg16"])
