@@ -9,7 +9,7 @@ NumPy search without an index, on N realistic synthetic vectors (default 40,504 
 * build time (train on a bounded sample + add) and the index file's size;
 * recall@1 and recall@10 against exact search, with exact re-ranking (the default
   search: ``pool x k`` candidates re-scored against the memory-mapped float32
-  vectors) and without (the index's own ranking);
+  vectors; ``pool`` chosen as ``build`` chooses it) and without (the index's own ranking);
 * latency per query: one query at a time, and in one batch of all queries.
 
 Queries are held-out vectors from the same distribution (new photos), not vectors of
@@ -79,9 +79,10 @@ def bench_type(index_type, vectors, queries, exact, folder: Path, args) -> dict:
     path = folder / f"{index_type}.index"
     ix.write_index(index, path)
     k = args.k
+    pool = args.pool or ix.choose_pool_factor(index, vectors)[0]  # what `build` would record
     _, raw = ix.search(index, queries, k)
-    _, reranked = ix.search_reranked(index, vectors, queries, k, pool_factor=args.pool)
-    one = lambda q: ix.search_reranked(index, vectors, q, k, pool_factor=args.pool)  # noqa: E731
+    _, reranked = ix.search_reranked(index, vectors, queries, k, pool_factor=pool)
+    one = lambda q: ix.search_reranked(index, vectors, q, k, pool_factor=pool)  # noqa: E731
     single, batched = latency(one, one, queries, args.repeats)
     raw_single, raw_batched = latency(lambda q: ix.search(index, q, k), lambda q: ix.search(index, q, k),
                                       queries, args.repeats)
@@ -91,7 +92,7 @@ def bench_type(index_type, vectors, queries, exact, folder: Path, args) -> dict:
         "r1": recall_vs_exact(reranked, exact, 1).mean(), "r10": recall_vs_exact(reranked, exact, k).mean(),
         "r1_raw": recall_vs_exact(raw, exact, 1).mean(), "r10_raw": recall_vs_exact(raw, exact, k).mean(),
         "ms_single": single, "ms_batched": batched, "ms_single_raw": raw_single, "ms_batched_raw": raw_batched,
-        "params": info["search_params"],
+        "params": info["search_params"], "pool": pool,
     }
 
 
@@ -102,18 +103,18 @@ def bench_exact(vectors, queries, args) -> dict:
     return {"type": "exact (no index)", "spec": "NumPy on the memory map", "note": None, "build_s": 0.0,
             "train_size": 0, "bytes": 0, "r1": 1.0, "r10": 1.0, "r1_raw": 1.0, "r10_raw": 1.0,
             "ms_single": single, "ms_batched": batched, "ms_single_raw": single, "ms_batched_raw": batched,
-            "params": {}}
+            "params": {}, "pool": "-"}
 
 
 def table(rows, args) -> str:
     lines = [
-        f"| index | Faiss spec | build s | index MB | recall@1 | recall@{args.k} | recall@1 / @{args.k} "
+        f"| index | Faiss spec | build s | index MB | pool | recall@1 | recall@{args.k} | recall@1 / @{args.k} "
         "without re-rank | ms/query single | ms/query batched | ms single / batched without re-rank |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['type']} | {r['spec']} | {r['build_s']:.1f} | {r['bytes'] / 1e6:.1f} | {r['r1']:.3f} | "
+            f"| {r['type']} | {r['spec']} | {r['build_s']:.1f} | {r['bytes'] / 1e6:.1f} | {r['pool']} | {r['r1']:.3f} | "
             f"{r['r10']:.3f} | {r['r1_raw']:.3f} / {r['r10_raw']:.3f} | {r['ms_single']:.2f} | "
             f"{r['ms_batched']:.3f} | {r['ms_single_raw']:.2f} / {r['ms_batched_raw']:.3f} |"
         )
@@ -127,7 +128,8 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=200, help="held-out query vectors")
     parser.add_argument("--types", default=",".join(ix.INDEX_TYPES), help="comma-separated index types")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--pool", type=int, default=10, help="re-rank pool factor (pool x k candidates)")
+    parser.add_argument("--pool", type=int, default=None,
+                        help="re-rank pool factor (pool x k candidates)  [default: chosen as `build` does]")
     parser.add_argument("--train-size", type=int, default=ix.DEFAULT_TRAIN_SIZE)
     parser.add_argument("--repeats", type=int, default=3, help="passes of 20 single queries")
     parser.add_argument("--seed", type=int, default=0)

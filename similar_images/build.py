@@ -73,12 +73,14 @@ def build_index_files(
                                      seed=seed, show_progress=show_progress)
         build_seconds = time.perf_counter() - start
         ix.set_search_params(index, info["search_params"])
-        recall = ix.measure_recall(index, vectors, n_queries=eval_queries, seed=seed)
+        pool_factor, pool_recalls = ix.choose_pool_factor(index, vectors, n_queries=eval_queries, seed=seed)
+        recall = ix.measure_recall(index, vectors, n_queries=eval_queries, seed=seed, pool_factor=pool_factor)
         staged_index = journal.staged_path(index_path)
         staged_manifest = journal.staged_path(manifest_path(index_path))
         try:
             ix.write_index_to(index, staged_index)
-            base = {**info, "metric": "cosine", "vectors": vectors_path.name,
+            base = {**info, "metric": "cosine", "vectors": vectors_path.name, "pool_factor": pool_factor,
+                    "pool_recalls": pool_recalls,
                     "build_seconds": round(build_seconds, 3), "built": now_iso(), "recall": recall}
             manifest = index_manifest_for(index_path, staged_index, vm, base)
             write_json_to(staged_manifest, manifest)
@@ -106,5 +108,7 @@ def summary(manifest: dict[str, Any], index_path: str | os.PathLike) -> str:
         f"recall@{k} vs exact ({recall.get('queries')} own vectors as queries): "
         f"{recall.get(f'recall_at_{k}', float('nan')):.3f} with re-ranking, "
         f"{recall.get(f'recall_at_{k}_without_rerank', float('nan')):.3f} without",
+        f"re-ranking pool: {manifest.get('pool_factor')} x k candidates (recall@{k} of new-photo-like "
+        "queries per pool: " + ", ".join(f"{f}x {r:.3f}" for f, r in manifest.get("pool_recalls", {}).items()) + ")",
     ]
     return "\n".join(lines)

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
 DEFAULT_INDEX = "ms_coco_file_list.faiss.index"
-DEFAULT_POOL_FACTOR = 10
 # Describe() keys that must agree between the query model and the database's model;
 # runtime and precision may differ (OpenVINO and Keras give the same vectors, nearly).
 MODEL_IDENTITY_KEYS = ("name", "weights", "dim", "input_size", "layer")
@@ -49,11 +48,12 @@ class SimilarImages:
     """An opened image database. Build one with :meth:`open`."""
 
     def __init__(self, db: Database, *, image_dir: str | os.PathLike | None = None,
-                 extractor=None, pool_factor: int = DEFAULT_POOL_FACTOR):
+                 extractor=None, pool_factor: int | None = None):
         self._db = db
         self.image_dir = resolve_image_dir(image_dir or db.manifest.get("image_dir"), db.vectors_path)
         self._extractor = extractor
-        self.pool_factor = int(pool_factor)
+        recorded = (db.index_manifest or {}).get("pool_factor", ix.DEFAULT_POOL_FACTOR)
+        self.pool_factor = int(pool_factor or recorded)
         if extractor is not None:
             check_extractor(extractor, db.model)
 
@@ -65,7 +65,7 @@ class SimilarImages:
         image_dir: str | os.PathLike | None = None,
         extractor=None,
         *,
-        pool_factor: int = DEFAULT_POOL_FACTOR,
+        pool_factor: int | None = None,
     ) -> "SimilarImages":
         """Open and verify a database.
 
@@ -76,7 +76,8 @@ class SimilarImages:
             image_dir: folder the names are relative to; default: the manifest's.
             extractor: the feature model for image queries; default: built on first
                 use from the model recorded in the manifest.
-            pool_factor: an indexed search re-ranks ``pool_factor * k`` candidates.
+            pool_factor: an indexed search re-ranks ``pool_factor * k`` candidates;
+                default: the factor the build chose (recorded in the index manifest).
 
         Raises:
             DatabaseError: missing files, or parts that do not belong together.

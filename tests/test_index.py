@@ -154,3 +154,18 @@ def test_read_index_names_a_bad_file(tmp_path):
         ix.read_index(tmp_path / "bad.index")
     with pytest.raises(DatabaseError, match="index file not found"):
         ix.read_index(tmp_path / "none.index")
+
+
+def test_choose_pool_factor_takes_the_smallest_that_reaches_the_target(collection):
+    index, info = ix.build_index(collection, "ivfpq")
+    ix.set_search_params(index, info["search_params"])
+    factor, recalls = ix.choose_pool_factor(index, collection, n_queries=30, target=0.0)
+    assert factor == 10 and list(recalls) == ["10"]
+    factor, recalls = ix.choose_pool_factor(index, collection, n_queries=30, target=1.01)  # unreachable
+    assert factor == 100 and list(recalls) == ["10", "20", "50", "100"]
+    assert recalls["10"] <= recalls["100"]
+
+
+def test_without_self_leaves_out_the_query():
+    ids = np.array([[4, 1, 2], [0, 4, -1]])
+    np.testing.assert_array_equal(ix._without_self(ids, np.array([4, 4]), 2), [[1, 2], [0, -1]])

@@ -187,3 +187,17 @@ def test_removed_images_never_appear(tiny_db):
         assert not {"img005.png", "img006.png"} & {h.path for h in db.search(query, k=20)}
     with pytest.raises(ValueError, match="not in the database: img005.png"):
         db.remove(["img005.png"])
+
+
+def test_the_pool_factor_recorded_by_the_build_is_used(tiny_db):
+    import json
+
+    from similar_images.store import manifest_path
+
+    vectors, index, _ = tiny_db
+    manifest = json.loads(manifest_path(index).read_text())
+    assert manifest["pool_factor"] in (10, 20, 50, 100)
+    manifest["pool_factor"] = 37
+    manifest_path(index).write_text(json.dumps(manifest))
+    assert SimilarImages.open(vectors, index).pool_factor == 37
+    assert SimilarImages.open(vectors, index, pool_factor=5).pool_factor == 5
