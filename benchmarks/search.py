@@ -38,6 +38,7 @@ import numpy as np
 from similar_images import index as ix
 from similar_images import ranking
 from similar_images.metrics import recall_vs_exact
+from similar_images.recall import choose_pool_factor
 from similar_images.store import open_vectors, save_vectors
 from similar_images.synthetic import clustered_vectors
 
@@ -79,7 +80,7 @@ def bench_type(index_type, vectors, queries, exact, folder: Path, args) -> dict:
     path = folder / f"{index_type}.index"
     ix.write_index(index, path)
     k = args.k
-    pool = args.pool or ix.choose_pool_factor(index, vectors)[0]  # what `build` would record
+    pool = args.pool or choose_pool_factor(index, vectors)[0]  # what `build` would record
     _, raw = ix.search(index, queries, k)
     _, reranked = ix.search_reranked(index, vectors, queries, k, pool_factor=pool)
     one = lambda q: ix.search_reranked(index, vectors, q, k, pool_factor=pool)  # noqa: E731

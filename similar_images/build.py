@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import index as ix
+from . import recall as recall_mod
 from . import journal
 from .database import (check_vectors, default_index_path, index_manifest_for, now_iso, require_vectors,
                        write_json_to)
@@ -73,8 +74,8 @@ def build_index_files(
                                      seed=seed, show_progress=show_progress)
         build_seconds = time.perf_counter() - start
         ix.set_search_params(index, info["search_params"])
-        pool_factor, pool_recalls = ix.choose_pool_factor(index, vectors, n_queries=eval_queries, seed=seed)
-        recall = ix.measure_recall(index, vectors, n_queries=eval_queries, seed=seed, pool_factor=pool_factor)
+        pool_factor, pool_recalls = recall_mod.choose_pool_factor(index, vectors, n_queries=eval_queries, seed=seed)
+        recall = recall_mod.measure_recall(index, vectors, n_queries=eval_queries, seed=seed, pool_factor=pool_factor)
         staged_index = journal.staged_path(index_path)
         staged_manifest = journal.staged_path(manifest_path(index_path))
         try:

@@ -32,7 +32,7 @@ import numpy as np
 from . import index as ix
 from . import journal
 from .errors import DatabaseError
-from .store import load_vectors_manifest, manifest_path, open_vectors, sha256_file, sha256_lines
+from .store import load_vectors_manifest, manifest_path, open_vectors, read_json, sha256_file, sha256_lines
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,6 @@ def read_index_manifest(index_path: Path) -> dict[str, Any]:
                 f"{path}: index manifest not found; rebuild the index with `similar-images build --force`"
             )
         raise DatabaseError(f"{index_path}: index file not found (build it with `similar-images build`)")
-    from .store import read_json
-
     manifest = read_json(path)
     if manifest.get("kind") != "index":
         raise DatabaseError(f"{path}: not an index manifest (kind={manifest.get('kind')!r})")

@@ -7,6 +7,7 @@ import pytest
 
 from similar_images import index as ix
 from similar_images import ranking
+from similar_images import recall as rc
 from similar_images.metrics import recall_vs_exact
 from similar_images.synthetic import clustered_vectors
 
@@ -109,7 +110,7 @@ def test_rerank_brings_recall_at_10_above_095(index_type):
 def test_measure_recall_reports_both_kinds(collection):
     index, info = ix.build_index(collection, "ivfpq")
     ix.set_search_params(index, info["search_params"])
-    recall = ix.measure_recall(index, collection, n_queries=50)
+    recall = rc.measure_recall(index, collection, n_queries=50)
     assert recall["queries"] == 50 and recall["k"] == 10
     assert recall["recall_at_10"] >= 0.95 and recall["recall_at_1"] == 1.0
     assert 0 < recall["recall_at_10_without_rerank"] <= 1
@@ -159,13 +160,13 @@ def test_read_index_names_a_bad_file(tmp_path):
 def test_choose_pool_factor_takes_the_smallest_that_reaches_the_target(collection):
     index, info = ix.build_index(collection, "ivfpq")
     ix.set_search_params(index, info["search_params"])
-    factor, recalls = ix.choose_pool_factor(index, collection, n_queries=30, target=0.0)
+    factor, recalls = rc.choose_pool_factor(index, collection, n_queries=30, target=0.0)
     assert factor == 10 and list(recalls) == ["10"]
-    factor, recalls = ix.choose_pool_factor(index, collection, n_queries=30, target=1.01)  # unreachable
+    factor, recalls = rc.choose_pool_factor(index, collection, n_queries=30, target=1.01)  # unreachable
     assert factor == 100 and list(recalls) == ["10", "20", "50", "100"]
     assert recalls["10"] <= recalls["100"]
 
 
 def test_without_self_leaves_out_the_query():
     ids = np.array([[4, 1, 2], [0, 4, -1]])
-    np.testing.assert_array_equal(ix._without_self(ids, np.array([4, 4]), 2), [[1, 2], [0, -1]])
+    np.testing.assert_array_equal(rc._without_self(ids, np.array([4, 4]), 2), [[1, 2], [0, -1]])
