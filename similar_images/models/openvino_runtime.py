@@ -7,15 +7,16 @@ with ``openvino.convert_model``, optionally quantises it to INT8 (see
 :mod:`similar_images.quantize`), compiles it for the CPU and returns a
 :class:`~similar_images.features.FeatureExtractor`.
 
-Choices, all measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
+Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
 
-* ``PERFORMANCE_HINT=LATENCY``: one request using every core; INT8 VGG16 ran at about
-  twice the speed it reached with the THROUGHPUT hint.
 * ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AVX-512 BF16 OpenVINO silently runs
   "fp32" models in bfloat16, which moved EfficientNet-Lite0 features to cosine 0.996
   of PyTorch's; with f32 they match to 0.99999.
-* The batch size is the fastest of :data:`BATCH_CANDIDATES`, timed once per model,
-  precision and machine and remembered in the cache (:mod:`similar_images.speeds`).
+* The performance hint (``LATENCY``: one request on every core; ``THROUGHPUT``:
+  parallel streams, fed by an async request queue) and the batch size are the fastest
+  of :data:`HINTS` x :data:`BATCH_CANDIDATES`, timed once per model, precision and
+  machine and remembered in the cache (:mod:`similar_images.speeds`). On the quiet
+  build machine LATENCY ran INT8 VGG16 about twice as fast as THROUGHPUT.
 """
 
 from __future__ import annotations
