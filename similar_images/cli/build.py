@@ -47,6 +47,7 @@ def build(input_vectors, output_filename, dimension, index_type, nlist, train_si
 
     if output_filename is None:
         output_filename = DEFAULT_INDEX if input_vectors == DEFAULT_VECTORS else str(default_index_path(input_vectors))
+    click.echo(f"building the {index_type} index of {input_vectors} (training can take minutes)...", err=True)
     try:
         manifest = build_index_files(input_vectors, output_filename, index_type=index_type, dimension=dimension,
                                      force=force, nlist=nlist, train_size=train_size,
