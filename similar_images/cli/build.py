@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from . import setup_logging
@@ -47,6 +49,10 @@ def build(input_vectors, output_filename, dimension, index_type, nlist, train_si
 
     if output_filename is None:
         output_filename = DEFAULT_INDEX if input_vectors == DEFAULT_VECTORS else str(default_index_path(input_vectors))
+    if Path(output_filename).exists() and not force:  # before any work (the build checks again)
+        raise click.ClickException(f"{output_filename} already exists; use --force to replace it")
+    if not Path(input_vectors).exists():
+        raise click.ClickException(f"{input_vectors}: vectors file not found (make it with `similar-images extract`)")
     click.echo(f"building the {index_type} index of {input_vectors} (training can take minutes)...", err=True)
     try:
         manifest = build_index_files(input_vectors, output_filename, index_type=index_type, dimension=dimension,
