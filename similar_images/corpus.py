@@ -230,3 +230,26 @@ BUILTIN_TEXTS = [
     "My cat keeps sleeping on my keyboard",
     "Took the dog for a long walk in the woods",
 ]
+
+
+def builtin_database(*, index_type: str = "flat"):
+    """A text database (:class:`~similar_images.text_search.TextDatabase`) of
+    :data:`BUILTIN_TEXTS`, in a temporary folder.
+
+    For the notebook and tests when the tweets have not been downloaded; the folder is
+    deleted when the database object is.
+    """
+    import tempfile
+
+    from .text_search import TextDatabase, build_text_database
+
+    folder = tempfile.TemporaryDirectory(prefix="similar-images-text-")
+    csv_path = Path(folder.name) / "builtin.csv"
+    with open(csv_path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text"])
+        writer.writerows([t] for t in BUILTIN_TEXTS)
+    summary = build_text_database(csv_path, index_type=index_type, show_progress=False)
+    db = TextDatabase.open(summary["vectors"], summary["index"])
+    db._folder = folder  # keeps the files alive as long as the database
+    return db

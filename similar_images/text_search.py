@@ -305,25 +305,3 @@ class TextDatabase:
         self._db = type(self._db).open(db.vectors_path, db.index_path)
         return removed
 
-
-def builtin_database(*, index_type: str = "flat") -> TextDatabase:
-    """A text database of :data:`similar_images.corpus.BUILTIN_TEXTS`, in a temporary folder.
-
-    For the notebook and tests when the tweets have not been downloaded; the folder is
-    deleted when the database object is.
-    """
-    import csv
-    import tempfile
-
-    from .corpus import BUILTIN_TEXTS
-
-    folder = tempfile.TemporaryDirectory(prefix="similar-images-text-")
-    csv_path = Path(folder.name) / "builtin.csv"
-    with open(csv_path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text"])
-        writer.writerows([t] for t in BUILTIN_TEXTS)
-    summary = build_text_database(csv_path, index_type=index_type, show_progress=False)
-    db = TextDatabase.open(summary["vectors"], summary["index"])
-    db._folder = folder  # keeps the files alive as long as the database
-    return db
