@@ -65,7 +65,7 @@ def _index_types() -> list[str]:
 @click.option("-o", "--output", "vectors", default=None, type=click.Path(dir_okay=False),
               help="Vectors file to write.  [default: CSV.saved_predictions.npy]")
 @click.option("--index", default=None, type=click.Path(dir_okay=False),
-              help="Index file to write.  [default: CSV.faiss.index]")
+              help="Index file to write.  [default: CSV.faiss.index; with -o V.npy: V.faiss.index]")
 @click.option("--model", default="all-MiniLM-L6-v2", show_default=True,
               help="A sentence-transformers model name or folder (the default loads offline).")
 @click.option("--index-type", default="hnsw", show_default=True, type=click.Choice(_index_types()),
