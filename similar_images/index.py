@@ -8,12 +8,14 @@ name and to the stored float32 vector used for exact re-ranking.
 Index types (:data:`INDEX_TYPES`):
 
 * ``ivfpq``: the original demo's index, IVF with 100 lists and PQ 16 x 8 bits
-  (16 bytes a vector, about 8 MB for 40,504 images); the default.
+  (16 bytes a vector, 6.8 MB for 40,504 x 4096); the default.
 * ``flat``: exact search, the full vectors in the index (16 KB a 4096-d vector).
-* ``pca-ivfpq``: PCA to 256 dimensions, then IVF 100 and PQ 16 x 8 bits: the same
-  size class as ``ivfpq``, faster to train, better candidates (see the README).
-* ``hnsw``: an HNSW graph (32 links) over the full vectors: the lowest latency,
-  but as large as ``flat``; removing images re-adds the kept ones (no training).
+* ``pca-ivfpq``: PCA to 256 dimensions, then IVF 100 and PQ 16 x 8 bits: the smallest
+  (5.6 MB); its own ranking is better or worse than ``ivfpq``'s depending on the data.
+* ``hnsw``: an HNSW graph (32 links) over the full vectors: no training, the lowest
+  latency, but as large as ``flat``; removing images re-adds the kept ones.
+
+Measurements: ``benchmarks/search.py`` and ``benchmarks/README.md``.
 """
 
 from __future__ import annotations

@@ -132,8 +132,9 @@ def test_remove_rows_renumbers_ids_to_the_kept_rows(collection, index_type):
     assert all_ids.max() < len(kept)
 
 
-def test_add_vectors_gives_the_next_ids(collection):
-    index, info = ix.build_index(collection[:1100], "ivfpq")
+@pytest.mark.parametrize("index_type", list(ix.INDEX_TYPES))
+def test_add_vectors_gives_the_next_ids(collection, index_type):
+    index, info = ix.build_index(collection[:1100], index_type)
     ix.set_search_params(index, info["search_params"])
     ix.add_vectors(index, collection[1100:1110])
     _, ids = ix.search_reranked(index, collection[:1110], collection[[1100, 1109]], 1)

@@ -26,8 +26,8 @@ def _index_types() -> list[str]:
 @click.option("-d", "--dimension", default=4096, show_default=True, type=click.IntRange(min=1),
               help="Expected vector dimension (a check; 1280 for efficientnet-lite0).")
 @click.option("--index-type", default="ivfpq", show_default=True, type=click.Choice(_index_types()),
-              help="ivfpq: IVF100,PQ16 (8 MB, the original); flat: exact; pca-ivfpq: PCA256,IVF100,PQ16 (faster to train); "
-                   "hnsw: graph over full vectors (fastest, large).")
+              help="ivfpq: IVF100,PQ16 (7 MB, the original); flat: exact; pca-ivfpq: PCA256,IVF100,PQ16 "
+                   "(smallest); hnsw: graph over the full vectors (no training, fastest search, large).")
 @click.option("--nlist", default=100, show_default=True, type=click.IntRange(min=1),
               help="IVF lists (ivfpq, pca-ivfpq); fewer when the collection is small.")
 @click.option("--train-size", default=50_000, show_default=True, type=click.IntRange(min=1000),
