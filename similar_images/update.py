@@ -54,7 +54,10 @@ def image_files(paths) -> list[Path]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out: list[Path] = []
-    for path in map(Path, paths):
+    for given in paths:
+        if "://" in str(given):
+            raise ValueError(f"add takes image files or folders, not URLs: {given} (download it first)")
+        path = Path(given)
         if path.is_dir():
             out += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:

@@ -171,6 +171,17 @@ def test_add_a_folder_then_search_finds_the_new_images(tiny_db, tmp_path):
     assert len(reopened) == 14 and reopened.search(pattern_image(100), k=1)[0].path == report.added[0]
 
 
+def test_add_refuses_urls_and_empty_folders(tiny_db, tmp_path):
+    vectors, index, _ = tiny_db
+    db = SimilarImages.open(vectors, index)
+    with pytest.raises(ValueError, match="not URLs: http://example.org/a.jpg"):
+        db.add(["http://example.org/a.jpg"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files to add"):
+        db.add(tmp_path / "empty")
+    assert len(SimilarImages.open(vectors, index)) == 12
+
+
 def test_add_inside_the_image_folder_stores_relative_names(tiny_db):
     vectors, index, image_dir = tiny_db
     db = SimilarImages.open(vectors, index)
