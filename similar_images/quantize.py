@@ -155,7 +155,7 @@ def int8_model(
         )
     else:
         model, report = _calibrate_and_check(
-            name, fp32_model(), preprocess, input_size, sample, settings, show_progress
+            name, fp32_model, preprocess, input_size, sample, settings, show_progress
         )
         _save(folder, model, {**report, "identity": identity})
         calibrated = True
@@ -208,7 +208,7 @@ def _save(folder: Path, model, report: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _calibrate_and_check(name, fp32, preprocess, input_size, sample: Sample, settings, show_progress):
+def _calibrate_and_check(name, fp32_model, preprocess, input_size, sample: Sample, settings, show_progress):
     calib = load_images(sample.calibration, input_size, show_progress=show_progress)  # (n, h, w, 3) uint8
     held = load_images(sample.holdout, input_size, show_progress=show_progress)  # (m, h, w, 3) uint8
     if len(calib) + len(held) < MIN_IMAGES or len(held) < MIN_HOLDOUT:
@@ -216,6 +216,7 @@ def _calibrate_and_check(name, fp32, preprocess, input_size, sample: Sample, set
             f"{name} INT8 calibration needs at least {MIN_IMAGES} readable images "
             f"({MIN_HOLDOUT} held out), got {len(calib) + len(held)} ({len(held)} held out)"
         )
+    fp32 = fp32_model()  # converted only now: bad images fail fast
     model = quantize(fp32, calib, preprocess, settings)
     report = fidelity_report(_features(fp32, held, preprocess), _features(model, held, preprocess))
     report["calibration_images"] = len(calib)

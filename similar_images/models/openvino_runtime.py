@@ -13,7 +13,7 @@ Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
   "fp32" models in bfloat16, which moved EfficientNet-Lite0 features to cosine 0.996
   of PyTorch's; with f32 they match to 0.99999.
 * The performance hint (``LATENCY``: one request on every core; ``THROUGHPUT``:
-  parallel streams, fed by an async request queue) and the batch size are the fastest
+  parallel streams, fed by several requests in flight) and the batch size are the fastest
   of :data:`HINTS` x :data:`BATCH_CANDIDATES`, timed once per model, precision and
   machine and remembered in the cache (:mod:`similar_images.speeds`). On the quiet
   build machine LATENCY ran INT8 VGG16 about twice as fast as THROUGHPUT.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections import deque
 from typing import Any, Callable
 
 import numpy as np
@@ -77,7 +78,7 @@ class OpenVINOExtractor:
         self.calibrated = calibrated
         self.model = model
         self._compiled = compiled
-        self._queue = _queue(compiled)
+        self._requests = _requests(compiled)
         self.preprocess = preprocess
         self._description = description
 
@@ -91,7 +92,7 @@ class OpenVINOExtractor:
             )
         if len(batch) == 0:
             return np.zeros((0, self.dim), np.float32)
-        return run_queued(self._queue, self.preprocess, batch, self.batch_size)
+        return run_requests(self._requests, self.preprocess, batch, self.batch_size)
 
     def describe(self) -> dict[str, Any]:
         return dict(self._description)
@@ -273,47 +274,58 @@ def compile_model(model, **config: str):
     return ov.Core().compile_model(model, "CPU", {**COMPILE_CONFIG, **config})
 
 
-def _queue(compiled):
-    import openvino as ov
+def _requests(compiled) -> list:
+    """The compiled model's optimal number of inference requests (1 with LATENCY)."""
+    count = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    return [compiled.create_infer_request() for _ in range(max(1, count))]
 
-    return ov.AsyncInferQueue(compiled)  # the compiled model's optimal number of requests
 
-
-def run_queued(queue, preprocess, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Embed ``images`` in chunks of ``batch_size`` on the requests of ``queue``.
+def run_requests(requests: list, preprocess, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Embed ``images`` in chunks of ``batch_size``, round-robin over ``requests``.
 
     Preprocessing the next chunk overlaps the inference of the previous ones; with the
-    THROUGHPUT hint several chunks run at once.
+    THROUGHPUT hint several chunks run at once. No Python callbacks run on OpenVINO's
+    threads (``AsyncInferQueue`` callbacks need the GIL from a foreign thread, a source
+    of deadlocks), the caller waits for each request itself.
 
     Returns:
         ``(n, dim)`` float32, in the order of ``images``.
     """
     starts = range(0, len(images), batch_size)
     parts: list[np.ndarray | None] = [None] * len(starts)
+    pending: deque = deque()  # (request, chunk index), oldest first
+    free = list(requests)
 
-    def done(request, index: int) -> None:
+    def finish_oldest() -> None:
+        request, index = pending.popleft()
+        request.wait()
         parts[index] = request.get_output_tensor(0).data.copy()  # the request's buffer is reused
+        free.append(request)
 
-    queue.set_callback(done)
     for index, start in enumerate(starts):
-        queue.start_async([preprocess(images[start : start + batch_size])], index)  # inputs are copied
-    queue.wait_all()
+        if not free:
+            finish_oldest()
+        request = free.pop()
+        request.start_async([preprocess(images[start : start + batch_size])])  # inputs are copied
+        pending.append((request, index))
+    while pending:
+        finish_oldest()
     return np.concatenate(parts).reshape(len(images), -1).astype(np.float32, copy=False)
 
 
 def time_setting(compiled, preprocess, input_size: tuple[int, int], batch_size: int, *, min_seconds: float = 1.0) -> float:
     """Images per second of ``compiled`` embedding chunks of ``batch_size``, preprocessing included.
 
-    Each round feeds one chunk to every request of the queue; one warm-up round, then
+    Each round feeds one chunk to every request; one warm-up round, then
     rounds until ``min_seconds`` have passed (at least one: a chunk of 16 through fp32
     VGG16 takes seconds on 2 cores).
     """
-    queue = _queue(compiled)
+    requests = _requests(compiled)
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch_size * len(queue), *input_size, 3), dtype=np.uint8)
-    run_queued(queue, preprocess, images, batch_size)
+    images = rng.integers(0, 256, (batch_size * len(requests), *input_size, 3), dtype=np.uint8)
+    run_requests(requests, preprocess, images, batch_size)
     rounds, t0 = 0, time.perf_counter()
     while rounds < 1 or time.perf_counter() - t0 < min_seconds:
-        run_queued(queue, preprocess, images, batch_size)
+        run_requests(requests, preprocess, images, batch_size)
         rounds += 1
     return rounds * len(images) / (time.perf_counter() - t0)
