@@ -24,17 +24,20 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections import deque
 from typing import Any, Callable
 
 import numpy as np
+
+from .openvino_requests import COMPILE_CONFIG, compile_model, requests_for, run_requests, time_setting
+
+__all__ = ["COMPILE_CONFIG", "OpenVINOExtractor", "compile_model", "convert", "create_openvino_extractor",
+           "run_requests", "time_setting"]
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8")
 BATCH_CANDIDATES = (1, 2, 4, 8, 16)
 HINTS = ("LATENCY", "THROUGHPUT")
-COMPILE_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 
 
 class OpenVINOExtractor:
@@ -78,7 +81,7 @@ class OpenVINOExtractor:
         self.calibrated = calibrated
         self.model = model
         self._compiled = compiled
-        self._requests = _requests(compiled)
+        self._requests = requests_for(compiled)
         self.preprocess = preprocess
         self._description = description
 
@@ -265,67 +268,3 @@ def _convert(ov, native, example: np.ndarray, shape: list[int]):
 
 def _is_torch(native) -> bool:
     return any(cls.__module__.startswith("torch") for cls in type(native).__mro__)
-
-
-def compile_model(model, **config: str):
-    """Compile an ``openvino.Model`` for the CPU with :data:`COMPILE_CONFIG` (``config`` overrides)."""
-    import openvino as ov
-
-    return ov.Core().compile_model(model, "CPU", {**COMPILE_CONFIG, **config})
-
-
-def _requests(compiled) -> list:
-    """The compiled model's optimal number of inference requests (1 with LATENCY)."""
-    count = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    return [compiled.create_infer_request() for _ in range(max(1, count))]
-
-
-def run_requests(requests: list, preprocess, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Embed ``images`` in chunks of ``batch_size``, round-robin over ``requests``.
-
-    Preprocessing the next chunk overlaps the inference of the previous ones; with the
-    THROUGHPUT hint several chunks run at once. No Python callbacks run on OpenVINO's
-    threads (``AsyncInferQueue`` callbacks need the GIL from a foreign thread, a source
-    of deadlocks), the caller waits for each request itself.
-
-    Returns:
-        ``(n, dim)`` float32, in the order of ``images``.
-    """
-    starts = range(0, len(images), batch_size)
-    parts: list[np.ndarray | None] = [None] * len(starts)
-    pending: deque = deque()  # (request, chunk index), oldest first
-    free = list(requests)
-
-    def finish_oldest() -> None:
-        request, index = pending.popleft()
-        request.wait()
-        parts[index] = request.get_output_tensor(0).data.copy()  # the request's buffer is reused
-        free.append(request)
-
-    for index, start in enumerate(starts):
-        if not free:
-            finish_oldest()
-        request = free.pop()
-        request.start_async([preprocess(images[start : start + batch_size])])  # inputs are copied
-        pending.append((request, index))
-    while pending:
-        finish_oldest()
-    return np.concatenate(parts).reshape(len(images), -1).astype(np.float32, copy=False)
-
-
-def time_setting(compiled, preprocess, input_size: tuple[int, int], batch_size: int, *, min_seconds: float = 1.0) -> float:
-    """Images per second of ``compiled`` embedding chunks of ``batch_size``, preprocessing included.
-
-    Each round feeds one chunk to every request; one warm-up round, then
-    rounds until ``min_seconds`` have passed (at least one: a chunk of 16 through fp32
-    VGG16 takes seconds on 2 cores).
-    """
-    requests = _requests(compiled)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch_size * len(requests), *input_size, 3), dtype=np.uint8)
-    run_requests(requests, preprocess, images, batch_size)
-    rounds, t0 = 0, time.perf_counter()
-    while rounds < 1 or time.perf_counter() - t0 < min_seconds:
-        run_requests(requests, preprocess, images, batch_size)
-        rounds += 1
-    return rounds * len(images) / (time.perf_counter() - t0)
