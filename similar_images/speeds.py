@@ -76,10 +76,14 @@ def _load(cache_dir) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def measured(cache_dir=None) -> dict[str, dict[str, Any]]:
-    """This machine's records: config key (``name/runtime/precision``) -> record."""
+def measured(cache_dir=None, *, section: str = "models") -> dict[str, dict[str, Any]]:
+    """This machine's records: config key (``name/runtime/precision``) -> record.
+
+    ``section``: ``"models"`` (speeds, for the hint) or ``"tuning"`` (the hint and batch
+    size each OpenVINO setting chose).
+    """
     entry = _load(cache_dir).get(_machine_key(machine()), {})
-    return dict(entry.get("models", {}))
+    return dict(entry.get(section, {}))
 
 
 def record_speed(
@@ -92,13 +96,24 @@ def record_speed(
     hint: str | None = None,
     by_setting: dict[str, float] | None = None,
     source: str = "measured",
+    section: str = "models",
     cache_dir=None,
 ) -> None:
-    """Remember a model-only speed measured on this machine (atomic write)."""
+    """Remember a model-only speed measured on this machine (atomic write).
+
+    A batch-tuning result (``source="batch tuning"``) does not replace a speed recorded
+    by the benchmark, which measures under steadier conditions.
+    """
     info = machine()
     data = _load(cache_dir)
     entry = data.setdefault(_machine_key(info), {"machine": info, "models": {}})
-    entry["models"][config_key(name, runtime, precision)] = {
+    records = entry.setdefault(section, {})
+    key = config_key(name, runtime, precision)
+    if source == "batch tuning" and section == "models" and records.get(key, {}).get("source") not in (
+        None, "batch tuning"
+    ):
+        return
+    records[key] = {
         "images_per_s": round(float(images_per_s), 2),
         "batch_size": batch_size,
         "hint": hint,
@@ -128,8 +143,8 @@ def tuned_setting(
     """
     hints, batch_sizes = list(hints), list(batch_sizes)
     key = config_key(description["name"], description["runtime"], description["precision"])
-    known = measured(cache_dir).get(key)
-    if known and known.get("source") == "batch tuning" and known.get("hint") in hints:
+    known = measured(cache_dir, section="tuning").get(key)
+    if known and known.get("hint") in hints and known.get("batch_size"):
         return known["hint"], int(known["batch_size"])
     rates: dict[tuple[str, int], float] = {}
     for hint in hints:
@@ -141,11 +156,12 @@ def tuned_setting(
                 break
             best = max(best, rate)
     hint, batch = max(rates, key=rates.get)
-    record_speed(
-        description["name"], description["runtime"], description["precision"], rates[hint, batch],
-        batch_size=batch, hint=hint, by_setting={f"{h}/{b}": r for (h, b), r in rates.items()},
-        source="batch tuning", cache_dir=cache_dir,
-    )
+    for section in ("tuning", "models"):
+        record_speed(
+            description["name"], description["runtime"], description["precision"], rates[hint, batch],
+            batch_size=batch, hint=hint, by_setting={f"{h}/{b}": r for (h, b), r in rates.items()},
+            source="batch tuning", section=section, cache_dir=cache_dir,
+        )
     return hint, batch
 
 

@@ -107,8 +107,15 @@ def test_hint_and_batch_size_are_timed_once_and_remembered(tmp_path):
     assert len(timed) == 6  # not timed again
     record = json.loads((tmp_path / "speeds.json").read_text())
     (entry,) = record.values()
-    saved = entry["models"]["m/openvino/int8"]
+    saved = entry["tuning"]["m/openvino/int8"]
     assert (saved["images_per_s"], saved["hint"], saved["batch_size"]) == (25.0, "LATENCY", 4)
+    assert speeds.measured(tmp_path)["m/openvino/int8"]["images_per_s"] == 25.0  # for the hint
+    # the benchmark's figure wins over tuning's, and does not disturb the tuning record
+    speeds.record_speed("m", "openvino", "int8", 40.0, source="benchmark", cache_dir=tmp_path)
+    speeds.record_speed("m", "openvino", "int8", 5.0, source="batch tuning", cache_dir=tmp_path)
+    assert speeds.measured(tmp_path)["m/openvino/int8"]["images_per_s"] == 40.0
+    assert speeds.tuned_setting(desc, timer, hints, sizes, cache_dir=tmp_path) == ("LATENCY", 4)
+    assert len(timed) == 6
 
 
 def test_runtime_hint_names_faster_options(tmp_path):
