@@ -126,7 +126,8 @@ def int8_model(
         ModelError: too few readable images, the cached model named by ``calibration``
             is missing or belongs to other images, or the fidelity check failed.
     """
-    settings = settings_for(name)
+    # A database's own settings win: its vectors came from exactly that model.
+    settings = dict(calibration["settings"]) if calibration and calibration.get("settings") else settings_for(name)
     if calibration_paths is None and calibration is None:
         raise ValueError(
             "precision 'int8' needs calibration images from the collection being indexed "
