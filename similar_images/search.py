@@ -31,9 +31,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
 DEFAULT_INDEX = "ms_coco_file_list.faiss.index"
-# Describe() keys that must agree between the query model and the database's model;
-# runtime and precision may differ (OpenVINO and Keras give the same vectors, nearly).
-MODEL_IDENTITY_KEYS = ("name", "weights", "dim", "input_size", "layer")
+# Describe() keys that must agree between the query model and the database's model.
+# The fp32 runtimes may differ (OpenVINO and the native framework give the same vectors,
+# cosine >= 0.999), but an INT8 model's vectors drift from fp32 ones and depend on its
+# calibration sample, so precision and calibration must match.
+MODEL_IDENTITY_KEYS = ("name", "weights", "dim", "input_size", "layer", "precision", "calibration")
 
 
 class SearchResult(NamedTuple):
@@ -283,7 +285,10 @@ def extractor_for(model: dict[str, Any]):
     elif weights:
         options["weights"] = weights
     if model.get("runtime") not in (None, "native"):
-        options["runtime"] = model["runtime"]  # queries in fp32 even for INT8 vectors
+        options["runtime"] = model["runtime"]
+    if model.get("precision") not in (None, "fp32"):
+        # The very model that made the vectors: loaded from the quantised-model cache.
+        options.update(precision=model["precision"], calibration=model.get("calibration"))
     extractor = get_extractor(model.get("name", "?"), **options)
     check_extractor(extractor, model)
     return extractor

@@ -269,9 +269,8 @@ def test_extract_cli_int8_reuses_cached_model(effnet_int8, collection, cache, tm
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="search.check_extractor does not compare precision/calibration yet "
-                   "(MODEL_IDENTITY_KEYS, helper B); remove this mark when it does")
-def test_int8_database_refuses_fp32_queries(effnet_int8, collection, batch, tmp_path):
+def test_int8_database_refuses_fp32_queries(effnet_int8, collection, batch, cache, tmp_path,
+                                            monkeypatch):
     from similar_images.search import SimilarImages
     from similar_images.store import save_vectors
 
@@ -283,3 +282,12 @@ def test_int8_database_refuses_fp32_queries(effnet_int8, collection, batch, tmp_
     fp32 = get_extractor("efficientnet-lite0", runtime="openvino", batch_size=8, cache_dir=tmp_path)
     with pytest.raises(ModelError, match="precision"):
         SimilarImages.open(vectors, index=None, extractor=fp32)
+
+    # With no extractor given, an image query loads the database's own INT8 model from
+    # the cache (no second calibration) and finds the image's row with score 1.
+    monkeypatch.setenv("SIMILAR_IMAGES_CACHE", str(cache))
+    monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("calibrated again"))
+    db = SimilarImages.open(vectors, index=None)
+    hit = db.search(collection[9], k=1)[0]
+    assert hit.path == collection[9].name and hit.score == pytest.approx(1.0, abs=1e-5)
+    assert db.extractor.describe() == effnet_int8.describe()
