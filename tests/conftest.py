@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 # Keep TensorFlow quiet and deterministic in tests; set before any test imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Nothing in the tests may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_model_cache(tmp_path_factory):
+    """Quantised models and speed records go to a per-run folder, never the user's
+    ~/.cache/similar-images (tests that check the cache set their own folder)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIMILAR_IMAGES_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+        yield
