@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+from _machine import machine_info
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
           "stereo_motorcycle", "cat", "colorwheel", "retina")
@@ -70,19 +70,8 @@ def model_only(extractor, batches: list[np.ndarray]) -> float:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()}
-    if hasattr(os, "sched_getaffinity"):
-        info["cores_usable"] = len(os.sched_getaffinity(0))
-    if hasattr(os, "getloadavg"):
-        info["load_before"] = [round(x, 2) for x in os.getloadavg()]
+    info = machine_info()
+    info["load_before"] = info.pop("load")
     return info
 
 

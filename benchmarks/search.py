@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -41,19 +40,11 @@ from similar_images.metrics import recall_vs_exact
 from similar_images.recall import choose_pool_factor
 from similar_images.store import open_vectors, save_vectors
 from similar_images.synthetic import clustered_vectors
+from _machine import machine_line
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load {load:.1f}"
+    return machine_line()
 
 
 def timed(fn, *args, **kwargs):

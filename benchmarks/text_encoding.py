@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
+from _machine import machine_line
 
 WORDS = (
     "today tomorrow love hate work school home friends family game music movie phone laptop coffee tea rain sun "
@@ -48,14 +48,7 @@ def make_corpus(path: Path, n: int, seed: int = 0) -> Path:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return f"{cpu}, {os.cpu_count()} cores, load average {load}, Python {sys.version.split()[0]}"
+    return machine_line()
 
 
 def main() -> None:

@@ -108,6 +108,16 @@ def stop_server(server: RangeServer) -> None:
     server.httpd.server_close()
 
 
+@pytest.fixture
+def server(tmp_path):
+    """A local Range-capable HTTP server over an empty folder ``tmp_path / "www"``."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    srv = start_server(folder)
+    yield srv
+    stop_server(srv)
+
+
 def jpeg_bytes(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     buffer = io.BytesIO()

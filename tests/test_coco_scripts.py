@@ -15,20 +15,10 @@ from _coco_fakes import (
     make_val2014_zip,
     needs_tools,
     run_script as _run,
-    start_server,
-    stop_server,
+    server,  # noqa: F401  (a fixture)
 )
 
 pytestmark = needs_tools
-
-
-@pytest.fixture
-def server(tmp_path):
-    folder = tmp_path / "www"
-    folder.mkdir()
-    srv = start_server(folder)
-    yield srv
-    stop_server(srv)
 
 
 @pytest.fixture

@@ -45,13 +45,16 @@ def main() -> None:
 
 
 def setup_logging(verbose: bool) -> None:
-    """Log to stderr: warnings by default, everything with -v."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    # TensorFlow's C++ logging is not ours to show unless asked.
+    """Log to stderr: warnings by default, this package's details with -v.
+
+    Other libraries stay at WARNING even with -v: their debug output (matplotlib, PIL,
+    urllib3...) would bury ours.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("similar_images").setLevel(logging.DEBUG if verbose else logging.WARNING)
     if not verbose:
         import os
 
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # TensorFlow's C++ start-up lines (CUDA probing on a CPU-only machine, oneDNN
+        # notes) are not ours to show unless asked; its Python errors still surface.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
