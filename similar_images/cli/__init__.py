@@ -51,8 +51,9 @@ def setup_logging(verbose: bool) -> None:
     urllib3...) would bury ours.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("similar_images").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    if not verbose:
+    if verbose:
+        logging.getLogger("similar_images").setLevel(logging.DEBUG)
+    else:
         import os
 
         # TensorFlow's C++ start-up lines (CUDA probing on a CPU-only machine, oneDNN
