@@ -53,12 +53,13 @@ Compute them instead, from the images that ./get_ms_coco_dataset.sh downloaded:
 
   # EfficientNet-Lite0 (1280-d, pretrained weights ship with the package, works offline):
   similar-images extract --model efficientnet-lite0 -l ms_coco_file_list.txt -d ms_coco/val2014
-  # about 15-20 minutes for the 40,504 images on a 2-core CPU (~40 images/s)
+  # about 25 minutes for the 40,504 images on a 2-core CPU (~26 images/s; add
+  # --runtime openvino for about 3 minutes)
 
   # VGG16 fc2 (4096-d, the original model; downloads its ImageNet weights once):
   similar-images extract --model vgg16 -l ms_coco_file_list.txt -d ms_coco/val2014
-  # about 70 minutes on a 2-core CPU (~10 images/s); see the README's speed section
-  # for the OpenVINO runtime, which is several times faster
+  # about 95 minutes on a 2-core CPU (~7 images/s); --runtime openvino --precision int8
+  # takes about 25 (see the README's speed section)
 
 An interrupted extraction continues with --resume. Then build the index
 (-d: 1280 for EfficientNet-Lite0, 4096 for VGG16):

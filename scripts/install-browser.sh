@@ -7,8 +7,14 @@ if command -v chromium >/dev/null 2>&1; then
 fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "install-browser: need root or sudo to apt-get install chromium" >&2; exit 1; }
     SUDO=sudo
+fi
+if ! command -v apt-get >/dev/null 2>&1 || { [ -n "$SUDO" ] && ! sudo -n true 2>/dev/null; }; then
+    # Without apt or root the browser test is skipped locally; CI must run it, so there it fails.
+    echo "install-browser: cannot apt-get install chromium here (needs Debian/Ubuntu and root or sudo);" \
+         "install Chromium yourself, or the notebook's browser test is skipped" >&2
+    [ -n "${CI:-}" ] && exit 1
+    exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

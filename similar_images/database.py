@@ -150,7 +150,8 @@ def build_index_files(vectors_path, index_path=None, **options) -> dict[str, Any
 
 def require_vectors(path: Path) -> None:
     if not path.exists():
-        raise DatabaseError(f"{path}: vectors file not found (make it with `similar-images extract`)")
+        raise DatabaseError(f"{path}: vectors file not found (make it with `similar-images extract`, "
+                            "or `similar-images text build` for texts)")
 
 
 def check_vectors(path: Path, manifest: dict[str, Any], array: np.ndarray) -> None:

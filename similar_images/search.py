@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
 DEFAULT_INDEX = "ms_coco_file_list.faiss.index"
+# `index=` default: the index beside the vectors (``X.faiss.index`` for
+# ``X.txt.saved_predictions.npy``) when it exists, else exact search over the vectors.
+AUTO_INDEX = "auto"
 # Describe() keys that must agree between the query model and the database's model.
 # The fp32 runtimes may differ (OpenVINO and the native framework give the same vectors,
 # cosine >= 0.999), but an INT8 model's vectors drift from fp32 ones and depend on its
@@ -63,7 +66,7 @@ class SimilarImages:
     def open(
         cls,
         vectors: str | os.PathLike = DEFAULT_VECTORS,
-        index: str | os.PathLike | None = DEFAULT_INDEX,
+        index: str | os.PathLike | None = AUTO_INDEX,
         image_dir: str | os.PathLike | None = None,
         extractor=None,
         *,
@@ -74,7 +77,9 @@ class SimilarImages:
         Args:
             vectors: the vectors file (``.npy`` with its ``.manifest.json``).
             index: the Faiss index file (with its manifest); None for exact search
-                over the vectors.
+                over the vectors; default: the index beside the vectors (for the
+                default vectors, ``ms_coco_file_list.faiss.index``) if it exists, else
+                exact search.
             image_dir: folder the names are relative to; default: the manifest's.
             extractor: the feature model for image queries; default: built on first
                 use from the model recorded in the manifest.
@@ -85,6 +90,8 @@ class SimilarImages:
             DatabaseError: missing files, or parts that do not belong together.
             ModelError: ``extractor`` is not the model the vectors were made with.
         """
+        if isinstance(index, str) and index == AUTO_INDEX:
+            index = find_default_index(vectors)
         return cls(Database.open(vectors, index), image_dir=image_dir, extractor=extractor,
                    pool_factor=pool_factor)
 
@@ -258,6 +265,17 @@ def _as_source(q):
     if isinstance(q, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
         return q
     raise ValueError(f"cannot search for a {type(q).__name__}: give a path, URL, bytes, PIL image, id or vector")
+
+
+def find_default_index(vectors: str | os.PathLike) -> Path | None:
+    """The index file beside ``vectors`` if there is one; None (exact search) otherwise."""
+    from .database import default_index_path
+
+    path = default_index_path(vectors)
+    if path.exists():
+        return path
+    log.info("no index %s: searching %s exactly", path, vectors)
+    return None
 
 
 def resolve_image_dir(image_dir, vectors_path: Path) -> Path:

@@ -41,6 +41,17 @@ def test_open_without_files_names_the_missing_one(tmp_path, monkeypatch):
         SimilarImages.open()
 
 
+def test_open_uses_the_index_beside_the_vectors_else_exact_search(tiny_db):
+    from similar_images.database import default_index_path
+
+    vectors, index, _ = tiny_db
+    assert default_index_path(vectors) == index  # the fixture names them as the README steps do
+    assert SimilarImages.open(vectors).has_index
+    index.rename(index.with_name("elsewhere.index"))
+    db = SimilarImages.open(vectors)
+    assert not db.has_index and db.search(3, k=1)[0].id == 3
+
+
 def test_an_image_of_the_collection_finds_itself_first(tiny_db):
     vectors, index, image_dir = tiny_db
     for idx in (index, None):  # indexed and exact search agree

@@ -53,7 +53,7 @@ def build(input_vectors, output_filename, dimension, index_type, nlist, train_si
         raise click.ClickException(f"{output_filename} already exists; use --force to replace it")
     if not Path(input_vectors).exists():
         raise click.ClickException(f"{input_vectors}: vectors file not found (make it with `similar-images extract`)")
-    click.echo(f"building the {index_type} index of {input_vectors} (training can take minutes)...", err=True)
+    click.echo(f"building the {index_type} index of {input_vectors} ...", err=True)
     try:
         manifest = build_index_files(input_vectors, output_filename, index_type=index_type, dimension=dimension,
                                      force=force, nlist=nlist, train_size=train_size,

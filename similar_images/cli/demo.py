@@ -29,7 +29,7 @@ def demo(workdir, query, photo, photos, k, model, weights, rebuild, list_photos,
     """Build a sample database from offline photos, search it, show the results.
 
     The first run writes real photos shipped by scikit-image, scikit-learn and
-    matplotlib plus edited copies (crops, flips, resizes, recompressions, rotations)
+    matplotlib plus edited copies (crops, flips, resizes, recompressions, rotations, tone)
     into WORKDIR, extracts their vectors and indexes them; later runs reuse them. The
     query is a held-out edit of one photo: its edited copies should rank first.
     Results are printed and written to WORKDIR/results.html and results.png.

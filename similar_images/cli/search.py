@@ -42,11 +42,11 @@ def open_database(vectors: str, index: str | None, exact: bool, image_dir: str |
         index_path = index
     else:
         from ..database import default_index_path
+        from ..search import find_default_index
 
-        default = Path(DEFAULT_INDEX) if vectors == DEFAULT_VECTORS else default_index_path(vectors)
-        index_path = default if default.exists() else None
+        index_path = find_default_index(vectors)
         if index_path is None and Path(vectors).exists():
-            click.echo(f"note: no index {default}; searching the vectors exactly", err=True)
+            click.echo(f"note: no index {default_index_path(vectors)}; searching the vectors exactly", err=True)
     return SimilarImages.open(vectors=vectors, index=index_path, image_dir=image_dir)
 
 
