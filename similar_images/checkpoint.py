@@ -97,7 +97,7 @@ class Checkpoint:
                 elapsed = float(data["elapsed_s"])
             if vectors.shape != (len(names), dim):
                 raise ValueError(f"vectors {vectors.shape} for {len(names)} names of dimension {dim}")
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             path.unlink(missing_ok=True)
             raise DatabaseError(
                 f"{path}: damaged checkpoint ({exc}); deleted it, rerun with --resume to redo that chunk"
@@ -130,7 +130,7 @@ def _readable(path: Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {"vectors", "names", "skipped", "elapsed_s"} <= set(data.files)
-    except (OSError, ValueError, zipfile.BadZipFile):
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
         return False
 
 

@@ -88,7 +88,11 @@ class Database:
                 together (the message names the mismatch).
         """
         vectors_path = Path(vectors)
-        journal.roll_forward(journal.journal_path(vectors_path))
+        if journal.journal_path(vectors_path).exists():
+            # An interrupted change: finish it under the writers' lock, so a reader never
+            # races a writer that is applying (and then deleting) its own journal.
+            with journal.writer_lock(vectors_path):
+                journal.roll_forward(journal.journal_path(vectors_path))
         require_vectors(vectors_path)
         manifest = load_vectors_manifest(vectors_path)
         array = open_vectors(vectors_path)

@@ -13,6 +13,7 @@ message naming the source and saying why, and a stable ``reason`` code.
 
 from __future__ import annotations
 
+import http.client
 import io
 import logging
 import os
@@ -147,7 +148,7 @@ def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DE
         raise ImageError(f"{url}: cannot connect ({exc.reason})", "http error") from None
     except (socket.timeout, TimeoutError):
         raise ImageError(f"{url}: timed out after {timeout:g} s", "timeout") from None
-    except (OSError, ValueError) as exc:  # connection reset, malformed URL, bad chunking
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, malformed URL, bad chunking
         raise ImageError(f"{url}: download failed ({exc})", "http error") from None
 
 

@@ -169,7 +169,8 @@ def build_index(
         parameters.
     """
     n, dim = vectors.shape
-    plan = plan_index(index_type, n, dim, nlist=nlist)
+    # Lists and code sizes must fit the vectors the training sees, not the collection.
+    plan = plan_index(index_type, min(n, train_size), dim, nlist=nlist)
     if plan.note:
         log.info("%s", plan.note)
     index = new_index(plan, dim)

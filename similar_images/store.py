@@ -133,29 +133,45 @@ def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> 
 
     ``manifest`` must hold at least ``model`` (an extractor's ``describe()``) and
     ``names`` (one name per row). ``count``, ``dimension``, ``vectors_sha256`` and
-    ``names_sha256`` are filled in here. The vectors file is renamed into place first,
-    then the manifest: a reader checks the manifest's checksum against the vectors, so
-    a crash between the two renames is detected rather than silently mismatched.
+    ``names_sha256`` are filled in here. Both files are staged, then committed together
+    through the roll-forward journal (see ``journal.py``), under the writers' lock: a
+    kill -9 at any moment leaves the old pair or the new pair, never new vectors under
+    an old manifest.
     """
     import numpy as np
+
+    from . import journal  # journal builds on this module
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     names = list(manifest["names"])
     if vectors.ndim != 2 or len(vectors) != len(names):
         raise ValueError(f"vectors {vectors.shape} and {len(names)} names do not match")
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, vectors)
-    manifest = {
-        "format": VECTORS_FORMAT,
-        "kind": "vectors",
-        **manifest,
-        "count": int(vectors.shape[0]),
-        "dimension": int(vectors.shape[1]),
-        "vectors_sha256": sha256_file(path),
-        "names_sha256": sha256_lines(names),
-    }
-    write_json_atomic(manifest_path(path), manifest)
+    path = Path(path)
+    finals = [path, manifest_path(path)]
+    with journal.writer_lock(path):
+        journal.roll_forward(journal.journal_path(path))
+        journal.discard_staged(finals)
+        staged = [journal.staged_path(final) for final in finals]
+        try:
+            with open(staged[0], "wb") as f:
+                np.save(f, vectors)
+            manifest = {
+                "format": VECTORS_FORMAT,
+                "kind": "vectors",
+                **manifest,
+                "count": int(vectors.shape[0]),
+                "dimension": int(vectors.shape[1]),
+                "vectors_sha256": sha256_file(staged[0]),
+                "names_sha256": sha256_lines(names),
+            }
+            staged[1].write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+            for file in staged:
+                _fsync_file(file)
+        except BaseException:
+            for file in staged:
+                file.unlink(missing_ok=True)
+            raise
+        journal.commit(journal.journal_path(path), list(zip(staged, finals)))
     return manifest
 
 

@@ -211,6 +211,17 @@ def test_damaged_chunk_is_reported_and_redone(tmp_path, caplog):
     assert np.array_equal(open_vectors(output), reference)
 
 
+def test_empty_chunk_file_is_redone(tmp_path, caplog):
+    file_list, folder, names, output, done = interrupted_run(tmp_path, bad=False)
+    (partial_dir(output) / "chunk-000000.npz").write_bytes(b"")  # created, never written
+    with caplog.at_level(logging.WARNING):
+        manifest = run_extraction(file_list, folder, output, PixelExtractor(), batch_size=2, resume=True,
+                                  show_progress=False)
+    assert "chunk-000000.npz is damaged" in caplog.text and manifest["names"] == names
+    reference = extract_vectors(names, folder, PixelExtractor(), batch_size=2, show_progress=False)[0]
+    assert np.array_equal(open_vectors(output), reference)
+
+
 # --- argument checks ----------------------------------------------------------------------
 
 

@@ -237,6 +237,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             for _ in range(10):
                 self.wfile.write(b"x" * 1000)
+        elif self.path == "/broken-chunks.png":  # chunked body cut short mid-chunk
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"400\r\n" + self.image[:100])
         elif self.path == "/to-ftp":
             self.send_response(302)
             self.send_header("Location", "ftp://127.0.0.1/secret.png")
@@ -282,6 +288,11 @@ def test_url_timeout(server):
 @pytest.mark.parametrize("path", ["/big.png", "/big-stream.png"])
 def test_url_too_big(server, path):
     expect_error(f"{server}{path}", "too large", max_bytes=2000)
+
+
+def test_url_with_a_truncated_chunked_body_is_an_http_error(server):
+    error = expect_error(f"{server}/broken-chunks.png", "http error")
+    assert "/broken-chunks.png" in str(error)
 
 
 def test_url_redirect_to_other_scheme_is_refused(server):

@@ -171,3 +171,9 @@ def test_choose_pool_factor_takes_the_smallest_that_reaches_the_target(collectio
 def test_without_self_leaves_out_the_query():
     ids = np.array([[4, 1, 2], [0, 4, -1]])
     np.testing.assert_array_equal(rc._without_self(ids, np.array([4, 4]), 2), [[1, 2], [0, -1]])
+
+
+def test_a_small_training_sample_plans_for_the_sample_not_the_collection():
+    vectors = clustered_vectors(3000, 64, seed=3)  # enough for IVF100 + 8-bit PQ, if trained on all
+    index, info = ix.build_index(vectors, "ivfpq", train_size=1200, show_progress=False)
+    assert info["train_size"] == 1200 and "IVF30," in info["spec"] and index.ntotal == 3000
