@@ -148,6 +148,7 @@ def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> 
         raise ValueError(f"vectors {vectors.shape} and {len(names)} names do not match")
     path = Path(path)
     finals = [path, manifest_path(path)]
+    path.parent.mkdir(parents=True, exist_ok=True)
     with journal.writer_lock(path):
         journal.roll_forward(journal.journal_path(path))
         journal.discard_staged(finals)

@@ -31,10 +31,11 @@ def test_written_files_get_umask_permissions_not_private(tmp_path):
 
 
 def test_save_round_trip(tmp_path):
-    vectors = save(tmp_path / "v.npy", 1)
-    manifest = load_vectors_manifest(tmp_path / "v.npy")
+    path = tmp_path / "new-folder" / "v.npy"  # folders are made as needed
+    vectors = save(path, 1)
+    manifest = load_vectors_manifest(path)
     assert manifest["count"] == 3 and manifest["dimension"] == 4 and manifest["names"][0] == "1-0.jpg"
-    assert np.array_equal(open_vectors(tmp_path / "v.npy"), vectors)
+    assert np.array_equal(open_vectors(path), vectors)
 
 
 def test_crash_before_the_commit_point_keeps_the_old_pair(tmp_path, monkeypatch):
