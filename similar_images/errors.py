@@ -25,6 +25,7 @@ class ImageError(SimilarImagesError):
 
 IMAGE_ERROR_REASONS = (
     "not found",
+    "unreadable",  # exists, but cannot be opened (permissions, an I/O error)
     "not an image",
     "corrupt",  # truncated or otherwise undecodable
     "too large",

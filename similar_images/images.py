@@ -64,8 +64,8 @@ def load_image(
         An RGB image (``mode == "RGB"``), fully loaded.
 
     Raises:
-        ImageError: with ``reason`` one of "not found", "not an image", "corrupt",
-            "too large", "refused url", "http error", "timeout".
+        ImageError: with ``reason`` one of "not found", "unreadable", "not an image",
+            "corrupt", "too large", "refused url", "http error", "timeout".
     """
     if isinstance(source, Image.Image):
         return _finish(source, "<PIL image>")
@@ -173,7 +173,9 @@ def _decode_file(path: Path, target_size: tuple[int, int] | None) -> Image.Image
     except IsADirectoryError:
         raise ImageError(f"{path}: is a folder, not an image file", "not an image") from None
     except OSError as exc:
-        raise ImageError(f"{path}: cannot open ({exc.strerror or exc})", "not found") from None
+        raise ImageError(f"{path}: cannot open ({exc.strerror or exc})", "unreadable") from None
+    except ValueError:  # a path with a NUL byte names no file
+        raise ImageError(f"{str(path)!r}: not a valid file path", "not found") from None
     with handle:
         return _decode(handle, str(path), target_size)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
 import threading
 import time
 
@@ -174,6 +175,19 @@ def test_jpeg_draft_accounts_for_exif_rotation():
 def test_missing_file(tmp_path):
     error = expect_error(tmp_path / "nope.jpg", "not found")
     assert "nope.jpg" in str(error)
+
+
+def test_path_with_a_nul_byte_is_not_found():
+    error = expect_error("photo\x00.jpg", "not found")
+    assert "not a valid file path" in str(error)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may read anything")
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "secret.png"
+    path.write_bytes(png_bytes(halves()))
+    path.chmod(0)
+    assert "Permission denied" in str(expect_error(path, "unreadable"))
 
 
 def test_folder_is_not_an_image(tmp_path):
