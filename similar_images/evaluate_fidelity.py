@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from .evaluate import Report, describe_database, ranked_ids
+from .ranking import normalize  # the brute force below stays independent of the search path
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +24,6 @@ DEFAULT_KS = (1, 10, 100)
 CURVE_KS = (1, 2, 5, 10, 20, 50, 100)
 TIE_TOLERANCE = 1e-5
 CHUNK_ROWS = 8192
-
-
-def normalize(x) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def brute_force_scores(vectors, queries, k: int) -> np.ndarray:
