@@ -20,7 +20,6 @@ later rows shift down; ids are row numbers of the current files, names are stabl
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -32,7 +31,17 @@ import numpy as np
 from . import index as ix
 from . import journal
 from .errors import DatabaseError
-from .store import load_vectors_manifest, manifest_path, open_vectors, read_json, sha256_file, sha256_lines
+from .store import (  # noqa: F401 (_HashingWriter, write_* re-exported for update.py and tests)
+    _HashingWriter,
+    load_vectors_manifest,
+    manifest_path,
+    open_vectors,
+    read_json,
+    sha256_file,
+    sha256_lines,
+    write_json_to,
+    write_vectors_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -232,47 +241,6 @@ def check_index_object(index_path: Path, index, vm: dict[str, Any]) -> None:
 
 
 # --- writing ---------------------------------------------------------------------------
-
-
-class _HashingWriter:
-    """A binary file that hashes what is written to it."""
-
-    def __init__(self, f):
-        self.f, self.digest = f, hashlib.sha256()
-
-    def write(self, data) -> int:
-        self.digest.update(data)
-        return self.f.write(data)
-
-
-def write_vectors_file(path: Path, shape: tuple[int, int], chunks) -> str:
-    """Write a ``.npy`` float32 file of ``shape`` from an iterable of row blocks; return its sha256."""
-    count = 0
-    with open(path, "wb") as f:
-        out = _HashingWriter(f)
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-                  "fortran_order": False, "shape": tuple(int(s) for s in shape)}
-        np.lib.format.write_array_header_1_0(out, header)
-        for block in chunks:
-            block = np.ascontiguousarray(block, dtype=np.float32)  # (c, d)
-            if block.ndim != 2 or block.shape[1] != shape[1]:
-                raise ValueError(f"block of shape {block.shape} in a file of shape {shape}")
-            out.write(block.tobytes())
-            count += len(block)
-        f.flush()
-        os.fsync(f.fileno())
-    if count != shape[0]:
-        raise ValueError(f"wrote {count} rows, expected {shape[0]}")
-    return out.digest.hexdigest()
-
-
-def write_json_to(path: Path, obj: Any) -> None:
-    import json
-
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(obj, indent=1) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def index_manifest_for(index_path: Path, staged_index: Path, vm: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:

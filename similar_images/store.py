@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from .errors import DatabaseError
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -123,6 +125,46 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+class _HashingWriter:
+    """A binary file that hashes what is written to it."""
+
+    def __init__(self, f):
+        self.f, self.digest = f, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.f.write(data)
+
+
+def write_vectors_file(path: Path, shape: tuple[int, int], chunks) -> str:
+    """Write a ``.npy`` float32 file of ``shape`` from an iterable of row blocks; return its sha256."""
+    count = 0
+    with open(path, "wb") as f:
+        out = _HashingWriter(f)
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                  "fortran_order": False, "shape": tuple(int(s) for s in shape)}
+        np.lib.format.write_array_header_1_0(out, header)
+        for block in chunks:
+            block = np.ascontiguousarray(block, dtype=np.float32)  # (c, d)
+            if block.ndim != 2 or block.shape[1] != shape[1]:
+                raise ValueError(f"block of shape {block.shape} in a file of shape {shape}")
+            out.write(block.tobytes())
+            count += len(block)
+        f.flush()
+        os.fsync(f.fileno())
+    if count != shape[0]:
+        raise ValueError(f"wrote {count} rows, expected {shape[0]}")
+    return out.digest.hexdigest()
+
+
+def write_json_to(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` (a staged name) and flush it to disk."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(obj, indent=1) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 # --- vectors files ---------------------------------------------------------------------
 
 VECTORS_FORMAT = 1
@@ -138,8 +180,6 @@ def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> 
     kill -9 at any moment leaves the old pair or the new pair, never new vectors under
     an old manifest.
     """
-    import numpy as np
-
     from . import journal  # journal builds on this module
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -154,20 +194,17 @@ def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> 
         journal.discard_staged(finals)
         staged = [journal.staged_path(final) for final in finals]
         try:
-            with open(staged[0], "wb") as f:
-                np.save(f, vectors)
             manifest = {
                 "format": VECTORS_FORMAT,
                 "kind": "vectors",
                 **manifest,
                 "count": int(vectors.shape[0]),
                 "dimension": int(vectors.shape[1]),
-                "vectors_sha256": sha256_file(staged[0]),
+                # hashed while written: no second read of a file that can be gigabytes
+                "vectors_sha256": write_vectors_file(staged[0], vectors.shape, [vectors]),
                 "names_sha256": sha256_lines(names),
             }
-            staged[1].write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-            for file in staged:
-                _fsync_file(file)
+            write_json_to(staged[1], manifest)
         except BaseException:
             for file in staged:
                 file.unlink(missing_ok=True)
@@ -192,8 +229,6 @@ def load_vectors_manifest(path: str | os.PathLike) -> dict[str, Any]:
 
 def open_vectors(path: str | os.PathLike):
     """Memory-map a vectors file read-only: ``(count, dimension)`` float32."""
-    import numpy as np
-
     try:
         vectors = np.load(path, mmap_mode="r")
     except FileNotFoundError:
