@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast browser-deps clean
+.PHONY: setup demo test test-fast lint browser-deps clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ demo: setup
 browser-deps:
 	@bash scripts/install-browser.sh
 
-test: setup browser-deps
+# The layer contract (pyproject.toml, docs/architecture.md) and the linter.
+lint: setup
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+
+test: setup lint browser-deps
 	$(PY) -m pytest
 
 # Skips the slow and browser tests: for a quick local loop only; CI runs everything.

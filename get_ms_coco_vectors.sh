@@ -119,7 +119,7 @@ main() {
     image_dir="$ROOT/ms_coco/val2014"
     [ "$ROOT" != "." ] || image_dir="ms_coco/val2014"  # as the README's extract command records it
     [ -f "$list" ] || die "$list not found; run ./get_ms_coco_dataset.sh first"
-    if [ "$FORCE" -eq 0 ] && "$python" -m similar_images.coco_vectors --check-installed \
+    if [ "$FORCE" -eq 0 ] && "$python" -m similar_images.datasets.coco_vectors --check-installed \
             --file-list "$list" --output "$output" 2>/dev/null; then
         say "vectors already in place: $output"
         exit 0
@@ -133,7 +133,7 @@ main() {
     fi
     [ -z "$MODEL" ] || extra+=(--model "$MODEL")
     [ "$FORCE" -eq 0 ] || extra+=(--force)
-    "$python" -m similar_images.coco_vectors "$part" --file-list "$list" \
+    "$python" -m similar_images.datasets.coco_vectors "$part" --file-list "$list" \
         --image-dir "$image_dir" --output "$output" --url "$URL" --sha256 "$SHA256" \
         ${extra[@]+"${extra[@]}"} \
         || die "the downloaded vectors were not installed; the download is kept as $part (delete it to download again)"

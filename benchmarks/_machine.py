@@ -6,7 +6,9 @@ import os
 import platform
 from typing import Any
 
-from similar_images.speeds import machine as cpu_info  # CPU model, usable cores, ISA flags
+from similar_images.models.speeds import (
+    machine as cpu_info,  # CPU model, usable cores, ISA flags
+)
 
 
 def load_average() -> list[float]:

@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 from _machine import machine_info
+from PIL import Image, ImageOps
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
           "stereo_motorcycle", "cat", "colorwheel", "retina")

@@ -59,7 +59,11 @@ def model_only(extractor, decoded: np.ndarray, batch_size: int, *, min_images: i
 
 def other_hint(extractor, *, min_seconds: float) -> tuple[str, float]:
     """The OpenVINO hint the extractor did not choose, and its images/s at the same batch size."""
-    from similar_images.models.openvino_runtime import HINTS, compile_model, time_setting
+    from similar_images.models.openvino_runtime import (
+        HINTS,
+        compile_model,
+        time_setting,
+    )
 
     (other,) = [h for h in HINTS if h != extractor.hint]
     compiled = compile_model(extractor.model, PERFORMANCE_HINT=other)
@@ -97,7 +101,7 @@ def end_to_end(extractor, folder: Path, names: list[str], tmp: Path, batch_size:
 
 
 def run_model(model: str, args, folder: Path, names: list[str], decoded: np.ndarray, tmp: Path) -> dict:
-    from similar_images import speeds
+    from similar_images.models import speeds
 
     weights = args.vgg_weights if model == "vgg16" else None
     paths = [folder / n for n in names]
@@ -174,9 +178,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from similar_images.demo.sample_photos import write_collection
     from similar_images.images import load_for_model
-    from similar_images.sample_photos import write_collection
-    from similar_images.speeds import machine
+    from similar_images.models.speeds import machine
 
     info = {**machine(), "load_before": [round(x, 2) for x in os.getloadavg()]}
     results = []

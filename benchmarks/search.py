@@ -26,21 +26,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-from similar_images import index as ix
-from similar_images import ranking
-from similar_images.metrics import recall_vs_exact
-from similar_images.recall import choose_pool_factor
-from similar_images.store import open_vectors, save_vectors
-from similar_images.synthetic import clustered_vectors
 from _machine import machine_line
+
+from similar_images.db import index as ix
+from similar_images.db import ranking
+from similar_images.db.recall import choose_pool_factor, recall_of_ids
+from similar_images.db.vectors import open_vectors, save_vectors
+from similar_images.evaluation.synthetic import clustered_vectors
 
 
 def machine() -> str:
@@ -81,8 +79,10 @@ def bench_type(index_type, vectors, queries, exact, folder: Path, args) -> dict:
     return {
         "type": index_type, "spec": info["spec"], "note": info["note"], "build_s": build_s,
         "train_size": info["train_size"], "bytes": path.stat().st_size,
-        "r1": recall_vs_exact(reranked, exact, 1).mean(), "r10": recall_vs_exact(reranked, exact, k).mean(),
-        "r1_raw": recall_vs_exact(raw, exact, 1).mean(), "r10_raw": recall_vs_exact(raw, exact, k).mean(),
+        "r1": recall_of_ids(vectors, queries, reranked, exact, 1).mean(),
+        "r10": recall_of_ids(vectors, queries, reranked, exact, k).mean(),
+        "r1_raw": recall_of_ids(vectors, queries, raw, exact, 1).mean(),
+        "r10_raw": recall_of_ids(vectors, queries, raw, exact, k).mean(),
         "ms_single": single, "ms_batched": batched, "ms_single_raw": raw_single, "ms_batched_raw": raw_batched,
         "params": info["search_params"], "pool": pool,
     }

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
+
 from _machine import machine_line
 
 WORDS = (
@@ -34,7 +33,7 @@ WORDS = (
 
 def make_corpus(path: Path, n: int, seed: int = 0) -> Path:
     """Write ``n`` tweet-like lines to a CSV with a ``text`` column."""
-    from similar_images.corpus import BUILTIN_TEXTS
+    from similar_images.text.corpus import BUILTIN_TEXTS
 
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8", newline="") as f:
@@ -61,7 +60,7 @@ def main() -> None:
     parser.add_argument("--out", help="folder for the corpus and database (default: a temporary one)")
     args = parser.parse_args()
 
-    from similar_images.text_search import TextDatabase, build_text_database
+    from similar_images.text.database import TextDatabase, build_text_database
 
     out = Path(args.out or tempfile.mkdtemp(prefix="text-bench-"))
     out.mkdir(parents=True, exist_ok=True)

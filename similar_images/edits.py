@@ -8,7 +8,7 @@ reports show.
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 

@@ -4,7 +4,7 @@
   query, the ``add`` command).
 * :func:`run_extraction`: the checkpointed job behind ``similar-images extract``: a
   file list and an image folder to a vectors file with its manifest, resumable after
-  Ctrl-C or kill -9 (see :mod:`similar_images.checkpoint`).
+  Ctrl-C or kill -9 (see :mod:`similar_images.db.checkpoint`).
 
 Bad files are skipped with their reason recorded; they never stop a run.
 """
@@ -15,15 +15,17 @@ import datetime
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .checkpoint import Checkpoint, check_compatible, partial_dir
-from .errors import SimilarImagesError
-from .pipeline import Timer, default_workers, embed_chunks, progress_bar
-from .store import read_file_list, save_vectors, sha256_lines
+from similar_images.db.checkpoint import Checkpoint, check_compatible, partial_dir
+from similar_images.db.files import read_file_list, sha256_lines
+from similar_images.db.vectors import save_vectors
+from similar_images.errors import SimilarImagesError
+from similar_images.pipeline import Timer, default_workers, embed_chunks, progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -238,3 +240,38 @@ def summary(manifest: dict[str, Any]) -> str:
     if timings.get("resumed_chunks"):
         text += f" (resumed: {timings['resumed_chunks']} of {timings['chunks']} chunks were already done)"
     return text
+
+
+# --- image files given by the user (add) ------------------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def image_files(paths) -> list[Path]:
+    """Expand ``paths`` (files and folders; a single path or folder is fine too) to image files.
+
+    Folders are searched recursively for :data:`IMAGE_SUFFIXES`, sorted; files are kept
+    as given (a file that does not exist is reported when it is loaded).
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[Path] = []
+    for given in paths:
+        if "://" in str(given):
+            raise ValueError(f"add takes image files or folders, not URLs: {given} (download it first)")
+        path = Path(given)
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            out.append(path)
+    return out
+
+
+def name_for(path: str | os.PathLike, image_dir: str | os.PathLike | None) -> str:
+    """The name an added file gets: relative to ``image_dir`` when inside it, else absolute."""
+    absolute = os.path.abspath(path)
+    if image_dir:
+        root = os.path.abspath(image_dir)
+        if os.path.commonpath([absolute, root]) == root:
+            return Path(os.path.relpath(absolute, root)).as_posix()
+    return absolute

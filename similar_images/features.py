@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from similar_images.errors import ModelError
+
 
 @runtime_checkable
 class FeatureExtractor(Protocol):
@@ -75,3 +77,41 @@ def get_extractor(model: str = DEFAULT_MODEL, **options: Any) -> FeatureExtracto
     module_name, factory_name = target.split(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
     return factory(**options)
+
+
+# Describe() keys that must agree between the query model and the database's model.
+# The fp32 runtimes may differ (OpenVINO and the native framework give the same vectors,
+# cosine >= 0.999), but an INT8 model's vectors drift from fp32 ones and depend on its
+# calibration sample, so precision and calibration must match.
+MODEL_IDENTITY_KEYS = ("name", "weights", "dim", "input_size", "layer", "precision", "calibration")
+
+
+def extractor_for(model: dict[str, Any]):
+    """Build the extractor that made vectors described by ``model`` (a ``describe()``)."""
+    options: dict[str, Any] = {}
+    weights = str(model.get("weights", ""))
+    if weights.startswith("none(seed=") and weights.endswith(")"):
+        options.update(weights="none", seed=int(weights[len("none(seed="):-1]))
+    elif weights.startswith("file:"):
+        raise ModelError(f"the vectors were made with weights from a file ({weights[5:]}); "
+                         "pass extractor=get_extractor(..., weights=PATH) to search with images")
+    elif weights:
+        options["weights"] = weights
+    if model.get("runtime") not in (None, "native"):
+        options["runtime"] = model["runtime"]
+    if model.get("precision") not in (None, "fp32"):
+        # The very model that made the vectors: loaded from the quantised-model cache.
+        options.update(precision=model["precision"], calibration=model.get("calibration"))
+    extractor = get_extractor(model.get("name", "?"), **options)
+    check_extractor(extractor, model)
+    return extractor
+
+
+def check_extractor(extractor, model: dict[str, Any]) -> None:
+    """Refuse a query model that does not make the vectors in the database."""
+    described = extractor.describe()
+    diffs = [f"{key} {described.get(key)!r} vs {model.get(key)!r}" for key in MODEL_IDENTITY_KEYS
+             if key in model and described.get(key) != model.get(key)]
+    if diffs:
+        raise ModelError("the query model is not the database's model (query vs database: "
+                         + "; ".join(diffs) + ")")

@@ -20,18 +20,18 @@ import os
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
 from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from similar_images.errors import ImageError
 
 logger = logging.getLogger(__name__)
 
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image]
+Source = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
 
 DEFAULT_TIMEOUT = 10.0  # seconds, for URLs
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # size cap for URL downloads
@@ -146,7 +146,7 @@ def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DE
         if isinstance(exc.reason, (socket.timeout, TimeoutError)):
             raise ImageError(f"{url}: timed out after {timeout:g} s", "timeout") from None
         raise ImageError(f"{url}: cannot connect ({exc.reason})", "http error") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise ImageError(f"{url}: timed out after {timeout:g} s", "timeout") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, malformed URL, bad chunking
         raise ImageError(f"{url}: download failed ({exc})", "http error") from None

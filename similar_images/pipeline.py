@@ -15,14 +15,15 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ImageError
-from .images import load_for_model
+from similar_images.db.checkpoint import ChunkResult
+from similar_images.errors import ImageError
+from similar_images.images import load_for_model
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +31,6 @@ logger = logging.getLogger(__name__)
 def default_workers() -> int:
     """Decoding threads: one per core, at most 4 (decoding is cheap next to the model)."""
     return max(1, min(4, os.cpu_count() or 1))
-
-
-@dataclass
-class ChunkResult:
-    """What one chunk of names became.
-
-    Attributes:
-        vectors: ``(len(names), dim)`` float32, row ``i`` belongs to ``names[i]``.
-        names: the names that were embedded, in input order.
-        skipped: ``{"path", "reason", "message"}`` for each name that was not.
-    """
-
-    vectors: np.ndarray
-    names: list[str]
-    skipped: list[dict[str, str]]
 
 
 @dataclass

@@ -17,15 +17,24 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import index as ix
-from . import ranking
-from .database import Database
-from .errors import ModelError
+from similar_images.db import index as ix
+from similar_images.db import ranking
+from similar_images.db.changes import add_rows, name_key, remove_rows
+from similar_images.db.database import Database
+from similar_images.errors import ModelError
+from similar_images.extract import (
+    IMAGE_SUFFIXES,
+    extract_vectors,
+    image_files,
+    name_for,
+)
+from similar_images.features import check_extractor, extractor_for
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +43,7 @@ DEFAULT_INDEX = "ms_coco_file_list.faiss.index"
 # `index=` default: the index beside the vectors (``X.faiss.index`` for
 # ``X.txt.saved_predictions.npy``) when it exists, else exact search over the vectors.
 AUTO_INDEX = "auto"
-# Describe() keys that must agree between the query model and the database's model.
-# The fp32 runtimes may differ (OpenVINO and the native framework give the same vectors,
-# cosine >= 0.999), but an INT8 model's vectors drift from fp32 ones and depend on its
-# calibration sample, so precision and calibration must match.
-MODEL_IDENTITY_KEYS = ("name", "weights", "dim", "input_size", "layer", "precision", "calibration")
+
 
 
 class SearchResult(NamedTuple):
@@ -71,7 +76,7 @@ class SimilarImages:
         extractor=None,
         *,
         pool_factor: int | None = None,
-    ) -> "SimilarImages":
+    ) -> SimilarImages:
         """Open and verify a database.
 
         Args:
@@ -179,7 +184,7 @@ class SimilarImages:
 
     def embed(self, queries: Sequence) -> np.ndarray:
         """Query vectors ``(m, d)`` float32 (raw): ids and vectors looked up, images embedded once."""
-        from .images import load_image, to_model_input
+        from similar_images.images import load_image, to_model_input
 
         out = np.empty((len(queries), self._db.dimension), dtype=np.float32)  # (m, d)
         pending, images = [], []
@@ -232,8 +237,6 @@ class SimilarImages:
         Returns:
             :class:`similar_images.update.AddReport`.
         """
-        from .update import add_images
-
         report = add_images(self, paths, batch_size=batch_size, show_progress=show_progress)
         self._reopen()
         return report
@@ -244,8 +247,6 @@ class SimilarImages:
         Returns:
             The names removed. Ids of later images shift down by the number removed.
         """
-        from .update import remove_rows
-
         removed = remove_rows(self._db.vectors_path, self._db.index_path, paths,
                               image_dir=self.image_dir, missing_ok=missing_ok)
         self._reopen()
@@ -269,7 +270,7 @@ def _as_source(q):
 
 def find_default_index(vectors: str | os.PathLike) -> Path | None:
     """The index file beside ``vectors`` if there is one; None (exact search) otherwise."""
-    from .database import default_index_path
+    from similar_images.db.database import default_index_path
 
     path = default_index_path(vectors)
     if path.exists():
@@ -289,34 +290,37 @@ def resolve_image_dir(image_dir, vectors_path: Path) -> Path:
     return beside if beside.exists() else path
 
 
-def extractor_for(model: dict[str, Any]):
-    """Build the extractor that made vectors described by ``model`` (a ``describe()``)."""
-    from .features import get_extractor
+class AddReport(NamedTuple):
+    """What :func:`add_images` did; ``skipped`` holds ``{"path", "reason", "message"}``."""
 
-    options: dict[str, Any] = {}
-    weights = str(model.get("weights", ""))
-    if weights.startswith("none(seed=") and weights.endswith(")"):
-        options.update(weights="none", seed=int(weights[len("none(seed="):-1]))
-    elif weights.startswith("file:"):
-        raise ModelError(f"the vectors were made with weights from a file ({weights[5:]}); "
-                         "pass extractor=get_extractor(..., weights=PATH) to search with images")
-    elif weights:
-        options["weights"] = weights
-    if model.get("runtime") not in (None, "native"):
-        options["runtime"] = model["runtime"]
-    if model.get("precision") not in (None, "fp32"):
-        # The very model that made the vectors: loaded from the quantised-model cache.
-        options.update(precision=model["precision"], calibration=model.get("calibration"))
-    extractor = get_extractor(model.get("name", "?"), **options)
-    check_extractor(extractor, model)
-    return extractor
+    added: list[str]
+    already_present: list[str]
+    skipped: list[dict[str, str]]
 
 
-def check_extractor(extractor, model: dict[str, Any]) -> None:
-    """Refuse a query model that does not make the vectors in the database."""
-    described = extractor.describe()
-    diffs = [f"{key} {described.get(key)!r} vs {model.get(key)!r}" for key in MODEL_IDENTITY_KEYS
-             if key in model and described.get(key) != model.get(key)]
-    if diffs:
-        raise ModelError("the query model is not the database's model (query vs database: "
-                         + "; ".join(diffs) + ")")
+def add_images(db, paths, *, batch_size: int = 32, show_progress: bool = True) -> AddReport:
+    """Embed image files with ``db``'s model and add them (see :func:`add_rows`).
+
+    Args:
+        db: an open :class:`SimilarImages`.
+        paths: image files and/or folders.
+    """
+    image_dir = db.image_dir
+    files = image_files(paths)
+    if not files:
+        raise ValueError("no image files to add (folders are searched for " + ", ".join(IMAGE_SUFFIXES) + ")")
+    present = {name_key(n, image_dir) for n in db.names}
+    names, already = [], []
+    for path in files:
+        name = name_for(path, image_dir)
+        key = name_key(name, image_dir)
+        (already if key in present else names).append(name)
+        present.add(key)
+    if not names:
+        return AddReport([], already, [])
+    vectors, done, skipped = extract_vectors(names, image_dir, db.extractor, batch_size=batch_size,
+                                             show_progress=show_progress)
+    if not done:
+        return AddReport([], already, skipped)
+    result = add_rows(db.database.vectors_path, db.database.index_path, vectors, done, image_dir=image_dir)
+    return AddReport(result.added, already + result.already_present, skipped)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from similar_images.errors import ImageError
 
 logger = logging.getLogger(__name__)
 

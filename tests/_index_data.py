@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from similar_images.db.vectors import save_vectors
+from similar_images.evaluation.synthetic import clustered_vectors
 from similar_images.images import load_for_model
-from similar_images.store import save_vectors
-from similar_images.synthetic import clustered_vectors
 
 TINY_DIM = 48
 

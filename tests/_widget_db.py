@@ -32,8 +32,8 @@ def database_files(tmp_path_factory) -> dict[str, Path]:
 
 
 def _build(folder: Path) -> dict[str, Path]:
-    from similar_images import sample_photos
-    from similar_images.database import build_index_files
+    from similar_images.db.build import build_index_files
+    from similar_images.demo import sample_photos
     from similar_images.extract import run_extraction
     from similar_images.features import get_extractor
 

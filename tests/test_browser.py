@@ -20,7 +20,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from _widget_db import database_files
 
 pytestmark = pytest.mark.browser

@@ -15,10 +15,9 @@ from _extract_data import BAD, PixelExtractor, make_collection
 from click.testing import CliRunner
 
 from similar_images import features
-from similar_images.checkpoint import partial_dir
 from similar_images.cli import main
-from similar_images.cli.extract import extract
-from similar_images.store import load_vectors_manifest, open_vectors
+from similar_images.db.checkpoint import partial_dir
+from similar_images.db.vectors import load_vectors_manifest, open_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "extract_image_vectors.py"

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _coco_fakes import (
     DATASET_SCRIPT,
     IMAGE_NAMES,
     make_annotations_zip,
     make_val2014_zip,
     needs_tools,
-    run_script as _run,
     server,  # noqa: F401  (a fixture)
+)
+from _coco_fakes import (
+    run_script as _run,
 )
 
 pytestmark = needs_tools

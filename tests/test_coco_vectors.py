@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _coco_fakes import (
     IMAGE_NAMES,
     VECTORS_SCRIPT,
     needs_tools,
-    run_script as _run,
     server,  # noqa: F401  (a fixture)
+)
+from _coco_fakes import (
+    run_script as _run,
 )
 
 pytestmark = needs_tools
@@ -48,7 +49,7 @@ def test_vectors_without_url_explains_how_to_compute(tmp_path):
 
 
 def test_vectors_download_check_install(vectors_site):
-    from similar_images.store import load_vectors_manifest, open_vectors
+    from similar_images.db.vectors import load_vectors_manifest, open_vectors
 
     server, work, vectors, digest, env = vectors_site
     result = _run(VECTORS_SCRIPT, "--sha256", digest, cwd=work, env=env)
@@ -147,11 +148,11 @@ def test_vectors_need_the_file_list(tmp_path, vectors_site):
     assert "get_ms_coco_dataset.sh first" in result.stderr
 
 
-# --- similar_images.coco_vectors ----------------------------------------------------------
+# --- similar_images.datasets.coco_vectors ----------------------------------------------------------
 
 
 def test_model_description_matches_the_efficientnet_extractor():
-    from similar_images.coco_vectors import model_description
+    from similar_images.datasets.coco_vectors import model_description
     from similar_images.features import get_extractor
 
     assert model_description("efficientnet-lite0") == get_extractor("efficientnet-lite0").describe()
@@ -161,7 +162,7 @@ def test_model_description_matches_the_efficientnet_extractor():
 
 @pytest.mark.slow
 def test_model_description_matches_the_vgg16_extractor():
-    from similar_images.coco_vectors import model_description
+    from similar_images.datasets.coco_vectors import model_description
     from similar_images.features import get_extractor
 
     described = model_description("vgg16", weights="none")
@@ -170,7 +171,7 @@ def test_model_description_matches_the_vgg16_extractor():
 
 
 def test_install_refuses_non_finite_vectors_and_existing_output(tmp_path):
-    from similar_images.coco_vectors import install_vectors
+    from similar_images.datasets.coco_vectors import install_vectors
     from similar_images.errors import DatabaseError
 
     (tmp_path / "list.txt").write_text("a.jpg\nb.jpg\n")

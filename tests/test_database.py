@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from _index_data import vector_db
 
-from similar_images import journal
-from similar_images.build import build_index_files
-from similar_images.database import Database, default_index_path
+from similar_images.db import journal
+from similar_images.db.build import build_index_files
+from similar_images.db.changes import add_rows, remove_rows
+from similar_images.db.database import Database, default_index_path
+from similar_images.db.files import manifest_path
+from similar_images.db.vectors import save_vectors
 from similar_images.errors import DatabaseError
-from similar_images.store import manifest_path, save_vectors
-from similar_images.synthetic import clustered_vectors
-from similar_images.update import add_rows, remove_rows
+from similar_images.evaluation.synthetic import clustered_vectors
 
 N, DIM = 1200, 32
 
@@ -198,8 +199,8 @@ def test_roll_forward_finishes_a_committed_change(tmp_path):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
-    from similar_images import database, index as ix
-    from similar_images.update import add_rows, remove_rows
+    from similar_images.db import files, index as ix
+    from similar_images.db.changes import add_rows, remove_rows
 
     point, op, vectors_path, index_path = sys.argv[1:5]
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)
@@ -212,13 +213,13 @@ KILLER = textwrap.dedent("""
             real(a, b)
         os.replace = replace
     elif point == "vectors":  # kill half-way through writing the new vectors file
-        real_write, calls = database._HashingWriter.write, [0]
+        real_write, calls = files.HashingWriter.write, [0]
         def write(self, data):
             calls[0] += 1
             if calls[0] == 2:
                 die()
             return real_write(self, data)
-        database._HashingWriter.write = write
+        files.HashingWriter.write = write
     elif point == "index":  # kill while the index is written
         ix.write_index_to = lambda index, path: (open(path, "wb").write(b"part"), die())
     elif point == "unlink":  # kill after every rename, before the journal is deleted
@@ -267,7 +268,7 @@ def test_kill_9_during_a_change_leaves_the_old_or_the_new_database(tmp_path, db_
     if op == "add":
         assert len(db) == (N + 3 if changed else N)
         if changed:
-            from similar_images import index as ix
+            from similar_images.db import index as ix
 
             _, ids = ix.search_reranked(db.index, db.vectors, db.vectors[[N + 1]], 1)
             assert ids[0, 0] == N + 1 and db.names[N + 1] == "new1.jpg"
@@ -283,7 +284,7 @@ def test_kill_9_during_a_change_leaves_the_old_or_the_new_database(tmp_path, db_
 LOOPER = textwrap.dedent("""
     import sys
     import numpy as np
-    from similar_images.update import add_rows
+    from similar_images.db.changes import add_rows
     vectors_path, index_path, dim = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rng = np.random.default_rng(0)
     for i in range(1000):

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from similar_images import sample_photos
-from similar_images.report import ShownResult, contact_sheet, write_contact_sheet, write_results_html
+from similar_images.demo import sample_photos
+from similar_images.demo.results_page import (
+    ShownResult,
+    contact_sheet,
+    write_contact_sheet,
+    write_results_html,
+)
 
 # --- sample photos --------------------------------------------------------------------------
 
@@ -111,8 +116,8 @@ from pathlib import Path  # noqa: E402
 
 from click.testing import CliRunner  # noqa: E402
 
-from similar_images import demo  # noqa: E402
 from similar_images.cli import main  # noqa: E402
+from similar_images.demo import run as demo  # noqa: E402
 from similar_images.errors import ImageError  # noqa: E402
 
 DEMO_PHOTOS = ["chelsea", "coffee", "rocket", "china", "grace_hopper"]
@@ -240,7 +245,7 @@ def test_own_query_is_searched_unmarked(built, tmp_path):
 def test_another_model_or_a_damaged_index_is_rebuilt(built, tmp_path):
     import shutil
 
-    from similar_images.store import load_vectors_manifest
+    from similar_images.db.vectors import load_vectors_manifest
 
     workdir = tmp_path / "copy"
     shutil.copytree(built[0], workdir)

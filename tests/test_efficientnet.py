@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from similar_images import sample_photos
+from similar_images.demo import sample_photos
 from similar_images.errors import ModelError
 from similar_images.features import get_extractor
 from similar_images.models import efficientnet
@@ -191,6 +191,6 @@ def test_weights_as_recorded_in_a_manifest(model):
 
 
 def test_search_rebuilds_the_model_from_the_manifest(model):
-    from similar_images.search import extractor_for
+    from similar_images.features import extractor_for
 
     assert extractor_for(model.describe()).describe() == model.describe()

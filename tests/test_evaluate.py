@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from similar_images import edits, evaluate, evaluate_coco
+from similar_images import edits
+from similar_images.db.vectors import open_vectors, save_vectors
 from similar_images.errors import DatabaseError
+from similar_images.evaluation import coco as evaluate_coco
+from similar_images.evaluation import fidelity as evaluate_fidelity
+from similar_images.evaluation import report as evaluate
+from similar_images.evaluation import robustness
+from similar_images.evaluation import systems as evaluate_systems
 
 CATEGORIES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "car"}]
 
@@ -135,7 +141,6 @@ def test_select_edits_lists_valid_names():
 
 # --- reports on real small databases ------------------------------------------------------
 
-from similar_images import evaluate_fidelity, evaluate_systems, robustness, store  # noqa: E402
 
 
 def save_db(folder, vectors: np.ndarray, names: list[str], model: dict | None = None, image_dir=None):
@@ -143,7 +148,7 @@ def save_db(folder, vectors: np.ndarray, names: list[str], model: dict | None = 
     path = folder / "db.saved_predictions.npy"
     model = model or {"name": "toy", "weights": "none", "dim": vectors.shape[1], "input_size": [8, 8],
                       "runtime": "native", "precision": "fp32"}
-    store.save_vectors(path, vectors.astype(np.float32),
+    save_vectors(path, vectors.astype(np.float32),
                        {"model": model, "names": names, "image_dir": str(image_dir or folder), "skipped": []})
     return path
 
@@ -159,13 +164,6 @@ def test_brute_force_reference():
     got = evaluate_fidelity.brute_force_scores(vectors, vectors[:4], 7)
     full = evaluate_fidelity.normalize(vectors[:4]) @ evaluate_fidelity.normalize(vectors).T
     np.testing.assert_allclose(got, -np.sort(-full, axis=1)[:, :7], atol=1e-6)
-
-
-def test_recall_with_ties_counts_duplicates_as_found():
-    exact = np.array([[1.0, 0.9, 0.9]])
-    # the search returned the other copy of the 0.9 duplicate: still a perfect top 2
-    assert evaluate_fidelity.recall_with_ties(np.array([[1.0, 0.9]]), exact, 2)[0] == 1.0
-    assert evaluate_fidelity.recall_with_ties(np.array([[1.0, 0.5]]), exact, 2)[0] == 0.5
 
 
 def open_db(vectors_path, index=None, **kw):
@@ -245,7 +243,7 @@ def test_fidelity_report(tmp_path):
     vectors = rng.random((400, 16), dtype=np.float32)
     path = save_db(tmp_path, vectors, [f"{i}.jpg" for i in range(400)])
     exact = open_db(path)
-    mapped = store.open_vectors(path)
+    mapped = open_vectors(path)
     report = evaluate_fidelity.fidelity_report({"exact": exact, "broken": Broken(exact)},
                                                {"exact": mapped, "broken": mapped}, queries=50,
                                                show_progress=False)
@@ -378,8 +376,8 @@ def test_cli_fidelity_compares_index_types_and_reuses_them(tmp_path):
 
 
 def test_cli_uses_the_saved_index_by_default(tmp_path):
-    from similar_images.build import build_index_files
-    from similar_images.database import default_index_path
+    from similar_images.db.build import build_index_files
+    from similar_images.db.database import default_index_path
 
     vectors = toy_vectors(tmp_path)
     build_index_files(vectors, index_type="flat", show_progress=False)
@@ -424,7 +422,7 @@ def test_cli_usage_error():
 
 @pytest.mark.slow
 def test_robustness_with_the_offline_model_on_shipped_photos(tmp_path):
-    from similar_images import sample_photos
+    from similar_images.demo import sample_photos
 
     photos = ["astronaut", "coffee", "chelsea", "rocket", "motorcycle", "china", "flower", "grace_hopper"]
     sample_photos.write_collection(tmp_path / "photos", photos=photos, edits=[], show_progress=False)
@@ -439,7 +437,7 @@ def test_robustness_with_the_offline_model_on_shipped_photos(tmp_path):
 
 
 def test_cli_index_option(tmp_path):
-    from similar_images.build import build_index_files
+    from similar_images.db.build import build_index_files
 
     vectors = toy_vectors(tmp_path)
     build_index_files(vectors, tmp_path / "elsewhere.index", index_type="flat", show_progress=False)

@@ -10,11 +10,17 @@ import pytest
 from _extract_data import AWKWARD, BAD, SMALL_CAP, PixelExtractor, make_collection
 from PIL import Image
 
-from similar_images.checkpoint import partial_dir
+from similar_images.db.checkpoint import partial_dir
+from similar_images.db.files import sha256_lines
+from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import SimilarImagesError
-from similar_images.extract import extract_vectors, run_extraction, summary, validate_job
+from similar_images.extract import (
+    extract_vectors,
+    run_extraction,
+    summary,
+    validate_job,
+)
 from similar_images.images import load_for_model
-from similar_images.store import load_vectors_manifest, open_vectors, sha256_lines
 
 
 @pytest.fixture

@@ -14,7 +14,12 @@ from PIL import Image
 
 from similar_images import images
 from similar_images.errors import IMAGE_ERROR_REASONS, ImageError
-from similar_images.images import load_for_model, load_image, prepare_batch, to_model_input
+from similar_images.images import (
+    load_for_model,
+    load_image,
+    prepare_batch,
+    to_model_input,
+)
 
 
 def jpeg_bytes(image: Image.Image, **options) -> bytes:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from similar_images import index as ix
-from similar_images import ranking
-from similar_images import recall as rc
-from similar_images.metrics import recall_vs_exact
-from similar_images.synthetic import clustered_vectors
+from similar_images.db import index as ix
+from similar_images.db import ranking
+from similar_images.db import recall as rc
+from similar_images.db.recall import recall_of_ids
+from similar_images.evaluation.synthetic import clustered_vectors
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +102,9 @@ def test_rerank_brings_recall_at_10_above_095(index_type):
     _, exact = brute_force(vectors, queries, 10)
     _, raw = ix.search(index, queries, 10)
     _, reranked = ix.search_reranked(index, vectors, queries, 10)
-    recall = recall_vs_exact(reranked, exact, 10).mean()
+    recall = recall_of_ids(vectors, queries, reranked, exact, 10).mean()
     assert recall >= 0.95
-    assert recall > recall_vs_exact(raw, exact, 10).mean()  # compressed scores alone are worse
+    assert recall > recall_of_ids(vectors, queries, raw, exact, 10).mean()  # compressed scores alone are worse
 
 
 def test_measure_recall_reports_both_kinds(collection):

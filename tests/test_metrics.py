@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from similar_images import metrics
+from similar_images.evaluation import metrics
 
 # Two queries, five ranks each.
 #   q0: hit miss hit miss miss   -> P@1 = 1, P@3 = 2/3, P@5 = 2/5
@@ -53,21 +53,6 @@ def test_average_precision_rewards_earlier_hits():
     early = metrics.average_precision_at_k([[1, 0, 0]], 3, [1])[0]
     late = metrics.average_precision_at_k([[0, 0, 1]], 3, [1])[0]
     assert early == 1.0 and late == pytest.approx(1 / 3)
-
-
-def test_recall_vs_exact():
-    exact = np.array([[0, 1, 2, 3], [4, 5, 6, 7]])
-    found = np.array([[0, 2, 9, 1], [7, -1, -1, -1]])
-    np.testing.assert_allclose(metrics.recall_vs_exact(found, exact, 1), [1.0, 0.0])
-    # k=2: q0 found {0, 2} vs exact {0, 1} -> 1/2; q1 found {7} vs {4, 5} -> 0
-    np.testing.assert_allclose(metrics.recall_vs_exact(found, exact, 2), [0.5, 0.0])
-    # k=4: q0 found {0, 2, 9, 1} vs {0..3} -> 3/4; q1 {7} -> 1/4 (-1 never counts)
-    np.testing.assert_allclose(metrics.recall_vs_exact(found, exact, 4), [0.75, 0.25])
-
-
-def test_recall_vs_exact_rejects_short_exact_ranking():
-    with pytest.raises(ValueError, match="fewer than k"):
-        metrics.recall_vs_exact([[1, 2, 3]], [[1, 2]], 3)
 
 
 def test_ranks_recall_and_mean_rank():

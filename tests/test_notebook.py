@@ -6,9 +6,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from _widget_db import database_files
+from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "Similar image.ipynb"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

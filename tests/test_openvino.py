@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from similar_images import int8_fidelity, quantize, speeds
 from similar_images.errors import ModelError
 from similar_images.features import get_extractor
 from similar_images.images import load_for_model
+from similar_images.models import int8_fidelity, quantize, speeds
 
 SIZE = (224, 224)
 # Small INT8 runs for the tests: 36 calibration + 12 held-out images.
@@ -26,7 +26,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
     """The offline sample photos (real photos + edited copies) as JPEG files."""
-    from similar_images.sample_photos import write_collection
+    from similar_images.demo.sample_photos import write_collection
 
     folder = tmp_path_factory.mktemp("photos")
     return [folder / name for name in write_collection(folder, show_progress=False)]
@@ -247,7 +247,7 @@ def test_extract_cli_int8_reuses_cached_model(effnet_int8, collection, cache, tm
     from click.testing import CliRunner
 
     from similar_images.cli import main
-    from similar_images.store import load_vectors_manifest
+    from similar_images.db.vectors import load_vectors_manifest
 
     # The fixture's sample (36 + 12 images) is the whole of this smaller collection, so the
     # CLI's default sample (300 + 100) is the same images, split the same way: a cache hit.
@@ -271,8 +271,8 @@ def test_extract_cli_int8_reuses_cached_model(effnet_int8, collection, cache, tm
 @pytest.mark.slow
 def test_int8_database_refuses_fp32_queries(effnet_int8, collection, batch, cache, tmp_path,
                                             monkeypatch):
+    from similar_images.db.vectors import save_vectors
     from similar_images.search import SimilarImages
-    from similar_images.store import save_vectors
 
     vectors = tmp_path / "vectors.npy"
     save_vectors(vectors, effnet_int8.embed(batch),

@@ -9,12 +9,20 @@ from functools import partial
 
 import numpy as np
 import pytest
-from _index_data import TinyExtractor, image_db, pattern_image, register_tiny, vector_db, write_images
+from _index_data import (
+    TinyExtractor,
+    image_db,
+    pattern_image,
+    register_tiny,
+    vector_db,
+    write_images,
+)
 from PIL import Image
 
-from similar_images.build import build_index_files
+from similar_images.db.build import build_index_files
 from similar_images.errors import DatabaseError, ImageError, ModelError
-from similar_images.search import SearchResult, SimilarImages, extractor_for
+from similar_images.features import extractor_for
+from similar_images.search import SearchResult, SimilarImages
 
 
 @pytest.fixture
@@ -42,7 +50,7 @@ def test_open_without_files_names_the_missing_one(tmp_path, monkeypatch):
 
 
 def test_open_uses_the_index_beside_the_vectors_else_exact_search(tiny_db):
-    from similar_images.database import default_index_path
+    from similar_images.db.database import default_index_path
 
     vectors, index, _ = tiny_db
     assert default_index_path(vectors) == index  # the fixture names them as the README steps do
@@ -214,7 +222,7 @@ def test_removed_images_never_appear(tiny_db):
 def test_the_pool_factor_recorded_by_the_build_is_used(tiny_db):
     import json
 
-    from similar_images.store import manifest_path
+    from similar_images.db.files import manifest_path
 
     vectors, index, _ = tiny_db
     manifest = json.loads(manifest_path(index).read_text())

@@ -8,9 +8,10 @@ import stat
 import numpy as np
 import pytest
 
-from similar_images import journal
-from similar_images.database import Database
-from similar_images.store import load_vectors_manifest, manifest_path, open_vectors, save_vectors, write_json_atomic
+from similar_images.db import journal
+from similar_images.db.database import Database
+from similar_images.db.files import manifest_path, write_json_atomic
+from similar_images.db.vectors import load_vectors_manifest, open_vectors, save_vectors
 
 MODEL = {"name": "test", "weights": "none", "dim": 4}
 

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from similar_images import text
 from similar_images.errors import DatabaseError, ModelError
+from similar_images.text import encode as text
 
 # Three topics, each with paraphrases; the queries below are paraphrases of one topic.
 CORPUS = [
@@ -147,22 +147,22 @@ def test_encoding_resumes_from_finished_chunks(tmp_path, encoder):
 @pytest.fixture
 def built(tmp_path):
     """A text database of CORPUS built in tmp_path (the default index, HNSW)."""
-    from similar_images.text_search import build_text_database
+    from similar_images.text.database import build_text_database
 
     summary = build_text_database(write_csv(tmp_path / "c.csv", CORPUS), show_progress=False)
     return tmp_path, summary
 
 
 def open_built(tmp_path, **kwargs):
-    from similar_images.text_search import TextDatabase
+    from similar_images.text.database import TextDatabase
 
     return TextDatabase.open(tmp_path / "c.csv.saved_predictions.npy", tmp_path / "c.csv.faiss.index", **kwargs)
 
 
 @pytest.mark.slow
 def test_build_writes_a_database_the_image_side_can_open(built):
-    from similar_images.database import Database
-    from similar_images.store import load_vectors_manifest
+    from similar_images.db.database import Database
+    from similar_images.db.vectors import load_vectors_manifest
 
     tmp_path, summary = built
     assert summary["count"] == 10 and summary["encoded"] == 10 and summary["texts_per_s"] > 0
@@ -223,7 +223,7 @@ def test_add_and_remove_texts(built):
 
 @pytest.mark.slow
 def test_build_refuses_existing_files_and_reuses_finished_vectors(built):
-    from similar_images.text_search import build_text_database
+    from similar_images.text.database import build_text_database
 
     tmp_path, _ = built
     csv_path = tmp_path / "c.csv"
@@ -245,8 +245,9 @@ def test_build_refuses_existing_files_and_reuses_finished_vectors(built):
 
 @pytest.mark.slow
 def test_image_databases_and_other_models_are_refused(tmp_path, built):
-    from similar_images.store import load_vectors_manifest, manifest_path, save_vectors
-    from similar_images.text_search import TextDatabase
+    from similar_images.db.files import manifest_path
+    from similar_images.db.vectors import load_vectors_manifest, save_vectors
+    from similar_images.text.database import TextDatabase
 
     rng = np.random.default_rng(0)
     save_vectors(tmp_path / "img.npy", rng.random((3, 8), dtype=np.float32),
@@ -317,12 +318,12 @@ def test_build_killed_mid_encoding_resumes(tmp_path, encoder):
     import subprocess
     import time
 
-    from similar_images.text_search import TextDatabase, build_text_database
+    from similar_images.text.database import TextDatabase, build_text_database
 
     texts = [f"{t} (variant {i})" for i in range(12) for t in CORPUS]  # 120 texts
     csv_path = write_csv(tmp_path / "c.csv", texts)
     partial = tmp_path / "c.csv.saved_predictions.npy.partial"
-    script = ("from similar_images.text_search import build_text_database as b; "
+    script = ("from similar_images.text.database import build_text_database as b; "
               f"b({str(csv_path)!r}, chunk_size=4, batch_size=4, show_progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
     try:
@@ -348,7 +349,7 @@ def test_build_killed_mid_encoding_resumes(tmp_path, encoder):
 
 @pytest.mark.slow
 def test_search_app_buttons_and_errors(built):
-    from similar_images.text_widgets import TextSearchApp
+    from similar_images.ui.text_app import TextSearchApp
 
     tmp_path, _ = built
     app = TextSearchApp(open_built(tmp_path), k=4)

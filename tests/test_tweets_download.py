@@ -11,8 +11,8 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
-from similar_images import corpus
 from similar_images.cli import main
+from similar_images.text import corpus
 
 TRAINING = "training.1600000.processed.noemoticon.csv"
 

@@ -9,11 +9,11 @@ import io
 import threading
 
 import pytest
+from _widget_db import database_files
 from PIL import Image
 
-from _widget_db import database_files
-from similar_images.notebook import open_database
-from similar_images.widgets import SimilarImagesApp
+from similar_images.ui.image_app import SimilarImagesApp
+from similar_images.ui.notebook import open_database
 
 
 @pytest.fixture(scope="session")

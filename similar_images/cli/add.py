@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from . import setup_logging
-from .search import database_options, open_database
+from similar_images.cli import setup_logging
+from similar_images.cli.search import database_options, open_database
 
 
 @click.command(name="add")
@@ -22,7 +22,7 @@ def add(paths, batch_size, no_progress, vectors, index, exact, image_dir, verbos
     added twice. Files that cannot be loaded are listed and skipped (exit code 1).
     """
     setup_logging(verbose)
-    from ..errors import SimilarImagesError
+    from similar_images.errors import SimilarImagesError
 
     try:
         db = open_database(vectors, index, exact, image_dir)

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import click
 
-from . import setup_logging
-from .search import DEFAULT_INDEX, DEFAULT_VECTORS
-
-
-def _index_types() -> list[str]:
-    from ..index import INDEX_TYPES
-
-    return list(INDEX_TYPES)
+from similar_images.cli import setup_logging
+from similar_images.cli.search import DEFAULT_INDEX, DEFAULT_VECTORS
+from similar_images.db.index import INDEX_TYPES
 
 
 @click.command(name="build")
@@ -25,7 +20,7 @@ def _index_types() -> list[str]:
                    "else <vectors stem>.faiss.index]")
 @click.option("-d", "--dimension", default=4096, show_default=True, type=click.IntRange(min=1),
               help="Expected vector dimension (a check; 1280 for efficientnet-lite0).")
-@click.option("--index-type", default="ivfpq", show_default=True, type=click.Choice(_index_types()),
+@click.option("--index-type", default="ivfpq", show_default=True, type=click.Choice(list(INDEX_TYPES)),
               help="ivfpq: IVF100,PQ16 (7 MB, the original); flat: exact; pca-ivfpq: PCA256,IVF100,PQ16 "
                    "(smallest); hnsw: graph over the full vectors (no training, fastest search, large).")
 @click.option("--nlist", default=100, show_default=True, type=click.IntRange(min=1),
@@ -43,9 +38,9 @@ def build(input_vectors, output_filename, dimension, index_type, nlist, train_si
     vectors as queries.
     """
     setup_logging(verbose)
-    from ..build import build_index_files, summary
-    from ..database import default_index_path
-    from ..errors import SimilarImagesError
+    from similar_images.db.build import build_index_files, summary
+    from similar_images.db.database import default_index_path
+    from similar_images.errors import SimilarImagesError
 
     if output_filename is None:
         output_filename = DEFAULT_INDEX if input_vectors == DEFAULT_VECTORS else str(default_index_path(input_vectors))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..features import MODELS
-from . import setup_logging
+from similar_images.cli import setup_logging
+from similar_images.features import MODELS
 
 
 @click.command(name="demo")
@@ -35,7 +35,7 @@ def demo(workdir, query, photo, photos, k, model, weights, rebuild, list_photos,
     Results are printed and written to WORKDIR/results.html and results.png.
     """
     setup_logging(verbose)
-    from .. import sample_photos
+    from similar_images.demo import sample_photos
 
     if list_photos:
         click.echo("\n".join(sample_photos.PHOTOS))
@@ -46,9 +46,9 @@ def demo(workdir, query, photo, photos, k, model, weights, rebuild, list_photos,
             raise click.BadParameter(f"{name!r}: choose from {', '.join(sample_photos.PHOTOS)}", param_hint=hint)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ..demo import format_results, next_steps, run_demo
-    from ..errors import SimilarImagesError
-    from .extract import model_options
+    from similar_images.cli.extract import model_options
+    from similar_images.demo.run import format_results, next_steps, run_demo
+    from similar_images.errors import SimilarImagesError
 
     click.echo(f"similar-images demo: sample database in {workdir}/ ({model})", err=True)
     try:

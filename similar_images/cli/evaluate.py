@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import setup_logging
+from similar_images.cli import setup_logging
 
 DEFAULT_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
 DEFAULT_ANNOTATIONS = "ms_coco/annotations/instances_val2014.json"
@@ -66,8 +66,8 @@ def evaluate(reports, vectors, index, models, annotations, images, queries, edit
       similar-images evaluate robustness --images my_photos/ --models efficientnet-lite0
     """
     setup_logging(verbose)
-    from ..errors import SimilarImagesError
-    from ..evaluate_systems import run_reports
+    from similar_images.errors import SimilarImagesError
+    from similar_images.evaluation.run import run_reports
 
     names = ["fidelity", "coco", "robustness"] if "all" in reports else list(dict.fromkeys(reports))
     try:

@@ -6,8 +6,8 @@ import inspect
 
 import click
 
-from ..features import DEFAULT_MODEL, MODELS
-from . import setup_logging
+from similar_images.cli import setup_logging
+from similar_images.features import DEFAULT_MODEL, MODELS
 
 DEFAULT_FILE_LIST = "ms_coco_file_list.txt"
 DEFAULT_IMG_DIR = "ms_coco/val2014"
@@ -58,10 +58,10 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
     setup_logging(verbose)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ..errors import SimilarImagesError
-    from ..checkpoint import partial_dir
-    from ..extract import run_extraction, summary, validate_job
-    from ..features import get_extractor
+    from similar_images.db.checkpoint import partial_dir
+    from similar_images.errors import SimilarImagesError
+    from similar_images.extract import run_extraction, summary, validate_job
+    from similar_images.features import get_extractor
 
     output = output_filename or f"{filename_list}.saved_predictions.npy"
     try:
@@ -109,8 +109,8 @@ def runtime_options(runtime: str, precision: str, filename_list: str, img_dir: s
         return {}
     options = {"runtime": runtime, "precision": precision, "show_progress": show_progress}
     if precision == "int8":
-        from ..pipeline import resolve
-        from ..store import read_file_list
+        from similar_images.db.files import read_file_list
+        from similar_images.pipeline import resolve
 
         names = read_file_list(filename_list)
         options.update(calibration_paths=[resolve(name, img_dir) for name in names], force_int8=force_int8)
@@ -121,8 +121,8 @@ def runtime_options(runtime: str, precision: str, filename_list: str, img_dir: s
 
 def speed_hint(filename_list: str, model: str, runtime: str, precision: str) -> None:
     """Before a long run, name the faster runtime/precision options measured on this machine."""
-    from ..speeds import runtime_hint
-    from ..store import read_file_list
+    from similar_images.db.files import read_file_list
+    from similar_images.models.speeds import runtime_hint
 
     hint = runtime_hint(model, runtime, precision, len(read_file_list(filename_list)))
     if hint:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from . import setup_logging
-from .search import database_options, open_database
+from similar_images.cli import setup_logging
+from similar_images.cli.search import database_options, open_database
 
 
 @click.command(name="remove")
@@ -20,7 +20,7 @@ def remove(paths, missing_ok, vectors, index, exact, image_dir, verbose):
     a path that is not in the database is an error and nothing is removed.
     """
     setup_logging(verbose)
-    from ..errors import SimilarImagesError
+    from similar_images.errors import SimilarImagesError
 
     try:
         db = open_database(vectors, index, exact, image_dir)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import setup_logging
+from similar_images.cli import setup_logging
 
 DEFAULT_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
 DEFAULT_INDEX = "ms_coco_file_list.faiss.index"
@@ -32,7 +32,7 @@ def database_options(command):
 
 def open_database(vectors: str, index: str | None, exact: bool, image_dir: str | None):
     """Open the database the options name; no --index and no default index file: exact search."""
-    from ..search import SimilarImages
+    from similar_images.search import SimilarImages
 
     if exact:
         if index:
@@ -41,8 +41,8 @@ def open_database(vectors: str, index: str | None, exact: bool, image_dir: str |
     elif index:
         index_path = index
     else:
-        from ..database import default_index_path
-        from ..search import find_default_index
+        from similar_images.db.database import default_index_path
+        from similar_images.search import find_default_index
 
         index_path = find_default_index(vectors)
         if index_path is None and Path(vectors).exists():
@@ -66,8 +66,8 @@ def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir,
     same image). Exit code 1 if any query failed (the others are still answered).
     """
     setup_logging(verbose)
-    from ..errors import ImageError, SimilarImagesError
-    from ..images import load_image
+    from similar_images.errors import ImageError, SimilarImagesError
+    from similar_images.images import load_image
 
     if not images and not ids:
         raise click.UsageError("give at least one IMAGE or --id")

@@ -4,15 +4,17 @@ Subcommands: ``download`` (a Sentiment140 sample), ``build`` (CSV -> vectors + i
 ``search`` (free text or a corpus id), ``add`` and ``remove`` (change a database
 atomically). Default files, in the current folder: ``tweets.csv`` ->
 ``tweets.csv.saved_predictions.npy`` (+ manifest) and ``tweets.csv.faiss.index``.
-They parse arguments and call :mod:`similar_images.corpus` and
-:mod:`similar_images.text_search`.
+They parse arguments and call :mod:`similar_images.text.corpus` and
+:mod:`similar_images.text.database`.
 """
 
 from __future__ import annotations
 
 import click
 
-from . import setup_logging
+from similar_images.cli import setup_logging
+from similar_images.db.index import INDEX_TYPES
+
 
 def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
@@ -41,7 +43,7 @@ def text() -> None:
 @click.option("-v", "--verbose", is_flag=True)
 def download(url, zip_path, output, n, seed, force, verbose) -> None:
     """Download Sentiment140 and write a reproducible random sample of N tweets."""
-    from .. import corpus
+    from similar_images.text import corpus
 
     setup_logging(verbose)
     try:
@@ -53,12 +55,6 @@ def download(url, zip_path, output, n, seed, force, verbose) -> None:
     click.echo(f"wrote {summary['count']} of {summary['total']} tweets (seed {seed}) to {summary['output']}")
 
 
-def _index_types() -> list[str]:
-    from ..index import INDEX_TYPES
-
-    return list(INDEX_TYPES)
-
-
 @text.command()
 @click.argument("csv_file", metavar="CSV", type=click.Path(dir_okay=False))
 @click.option("--column", default="text", show_default=True, help="The CSV column holding the texts.")
@@ -68,7 +64,7 @@ def _index_types() -> list[str]:
               help="Index file to write.  [default: CSV.faiss.index; with -o V.npy: V.faiss.index]")
 @click.option("--model", default="all-MiniLM-L6-v2", show_default=True,
               help="A sentence-transformers model name or folder (the default loads offline).")
-@click.option("--index-type", default="hnsw", show_default=True, type=click.Choice(_index_types()),
+@click.option("--index-type", default="hnsw", show_default=True, type=click.Choice(list(INDEX_TYPES)),
               help="Faiss index (hnsw: exact top 10 on 20,000 tweets, < 1 ms; ivfpq/pca-ivfpq fall back "
                    "to flat below 1000 texts).")
 @click.option("-b", "--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
@@ -84,9 +80,9 @@ def build(csv_file, column, vectors, index, model, index_type, batch_size, devic
     stopped when run again.
     """
     setup_logging(verbose)
-    from ..build import summary
-    from ..errors import SimilarImagesError
-    from ..text_search import build_text_database
+    from similar_images.db.build import summary
+    from similar_images.errors import SimilarImagesError
+    from similar_images.text.database import build_text_database
 
     try:
         result = build_text_database(
@@ -124,8 +120,8 @@ def database_options(command):
 def open_text_database(vectors: str, index: str | None, exact: bool):
     from pathlib import Path
 
-    from ..database import default_index_path
-    from ..text_search import TextDatabase
+    from similar_images.db.database import default_index_path
+    from similar_images.text.database import TextDatabase
 
     if exact and index:
         raise click.UsageError("--exact and --index exclude each other")
@@ -153,7 +149,7 @@ def search(queries, ids, k, as_json, vectors, index, exact, verbose):
     import json
 
     setup_logging(verbose)
-    from ..errors import SimilarImagesError
+    from similar_images.errors import SimilarImagesError
 
     if not queries and not ids:
         raise click.UsageError('give at least one QUERY (quoted: "a sentence") or --id')
@@ -175,7 +171,7 @@ def search(queries, ids, k, as_json, vectors, index, exact, verbose):
 
 
 def _texts_from(texts, csv_file, column) -> list[str]:
-    from ..text import read_texts
+    from similar_images.text.encode import read_texts
 
     out = list(texts)
     if csv_file:
@@ -197,7 +193,7 @@ def add(texts, csv_file, column, vectors, index, exact, verbose):
     Texts already in the database are not added twice.
     """
     setup_logging(verbose)
-    from ..errors import SimilarImagesError
+    from similar_images.errors import SimilarImagesError
 
     try:
         new = _texts_from(texts, csv_file, column)
@@ -215,7 +211,7 @@ def add(texts, csv_file, column, vectors, index, exact, verbose):
 def remove(texts, vectors, index, exact, verbose):
     """Remove TEXTs (exactly as stored) from a text database, atomically."""
     setup_logging(verbose)
-    from ..errors import SimilarImagesError
+    from similar_images.errors import SimilarImagesError
 
     try:
         db = open_text_database(vectors, index, exact)

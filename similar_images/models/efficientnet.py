@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from similar_images.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _weights_id(weights: str | os.PathLike, seed: int) -> str:
         return f"pretrained:{weights_file().name}"
     if weights == "none":
         return f"none(seed={seed})"
-    from ..store import sha256_file
+    from similar_images.db.files import sha256_file
 
     try:
         return f"file:sha256={sha256_file(weights)[:16]}"
@@ -244,7 +244,7 @@ def create(
         raise ValueError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
     weights = _canonical_weights(str(weights))
     if runtime == "openvino":
-        from . import openvino_runtime
+        from similar_images.models import openvino_runtime
 
         return openvino_runtime.create_openvino_extractor(
             name=NAME,

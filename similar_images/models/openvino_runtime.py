@@ -4,7 +4,7 @@ A model module (``vgg16.py``, ``efficientnet.py``) hands over its native network
 Keras model on preprocessed NHWC input, or a torch module on preprocessed NCHW input)
 and its ``preprocess`` function; :func:`create_openvino_extractor` converts the network
 with ``openvino.convert_model``, optionally quantises it to INT8 (see
-:mod:`similar_images.quantize`), compiles it for the CPU and returns a
+:mod:`similar_images.models.quantize`), compiles it for the CPU and returns a
 :class:`~similar_images.features.FeatureExtractor`.
 
 Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
@@ -15,7 +15,7 @@ Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
 * The performance hint (``LATENCY``: one request on every core; ``THROUGHPUT``:
   parallel streams, fed by several requests in flight) and the batch size are the fastest
   of :data:`HINTS` x :data:`BATCH_CANDIDATES`, timed once per model, precision and
-  machine and remembered in the cache (:mod:`similar_images.speeds`). On the quiet
+  machine and remembered in the cache (:mod:`similar_images.models.speeds`). On the quiet
   build machine LATENCY ran INT8 VGG16 about twice as fast as THROUGHPUT.
 """
 
@@ -24,11 +24,18 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from .openvino_requests import COMPILE_CONFIG, compile_model, requests_for, run_requests, time_setting
+from similar_images.models.openvino_requests import (
+    COMPILE_CONFIG,
+    compile_model,
+    requests_for,
+    run_requests,
+    time_setting,
+)
 
 __all__ = ["COMPILE_CONFIG", "OpenVINOExtractor", "compile_model", "convert", "create_openvino_extractor",
            "run_requests", "time_setting"]
@@ -156,7 +163,7 @@ def create_openvino_extractor(
         ModelError: conversion failed, INT8 was refused, or a cached INT8 model named
             by ``calibration`` is missing.
     """
-    from .. import quantize, speeds
+    from similar_images.models import quantize, speeds
 
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
@@ -243,7 +250,7 @@ def convert(native, preprocess: Callable[[np.ndarray], np.ndarray], input_size: 
     """
     import openvino as ov
 
-    from ..errors import ModelError
+    from similar_images.errors import ModelError
 
     example = preprocess(np.zeros((1, *input_size, 3), np.uint8))  # (1, ...) float32
     shape = [-1, *example.shape[1:]]

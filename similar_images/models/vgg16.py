@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
-from ..store import sha256_file
-from . import keras_io
+from similar_images.db.files import sha256_file
+from similar_images.errors import ModelError
+from similar_images.models import keras_io
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def create(
         raise ValueError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
     base = _describe_base(weights, seed)
     if runtime == "openvino":
-        from . import openvino_runtime
+        from similar_images.models import openvino_runtime
 
         return openvino_runtime.create_openvino_extractor(
             name=NAME,

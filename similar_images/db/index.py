@@ -1,0 +1,319 @@
+"""Faiss indexes as plain functions: arrays in, ``(scores, ids)`` out.
+
+Every index here searches by cosine similarity: vectors are L2-normalised before they
+are trained on, added or searched, and the index ranks by inner product. Index ids are
+row numbers of the vectors file (row ``i`` has id ``i``), so a result maps straight to a
+name and to the stored float32 vector used for exact re-ranking.
+
+Index types (:data:`INDEX_TYPES`):
+
+* ``ivfpq``: the original demo's index, IVF with 100 lists and PQ 16 x 8 bits
+  (16 bytes a vector, 6.8 MB for 40,504 x 4096); the default.
+* ``flat``: exact search, the full vectors in the index (16 KB a 4096-d vector).
+* ``pca-ivfpq``: PCA to 256 dimensions, then IVF 100 and PQ 16 x 8 bits: the smallest
+  (5.6 MB); its own ranking is better or worse than ``ivfpq``'s depending on the data.
+* ``hnsw``: an HNSW graph (32 links) over the full vectors: no training, the lowest
+  latency, but as large as ``flat``; removing images re-adds the kept ones.
+
+Measurements: ``benchmarks/search.py`` and ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from similar_images.db.files import atomic_path
+from similar_images.db.ranking import exact_search, normalize, rerank, row_norms  # noqa: F401 (re-exported)
+
+log = logging.getLogger(__name__)
+
+INDEX_TYPES: dict[str, str] = {
+    "ivfpq": "IVF{nlist},PQ16x{nbits}",
+    "flat": "Flat",
+    "pca-ivfpq": "PCA{pca},IVF{nlist},PQ16x{nbits}",
+    "hnsw": "HNSW32",
+}
+DEFAULT_INDEX_TYPE = "ivfpq"
+DEFAULT_NLIST = 100
+# Below this many vectors a trained index is not worth it: exact search is instant.
+MIN_TRAIN_VECTORS = 1000
+# Faiss' k-means wants at least 39 training points per centroid.
+POINTS_PER_CENTROID = 39
+DEFAULT_TRAIN_SIZE = 50_000
+DEFAULT_NPROBE = 16
+DEFAULT_EF_SEARCH = 128
+# Candidates re-ranked per result when the index manifest records no choice (see recall.py).
+DEFAULT_POOL_FACTOR = 10
+CHUNK = 8192
+
+
+class IndexPlan(NamedTuple):
+    """What will be built: the requested type, the Faiss factory string, and why it
+    differs from the default settings (``None`` when it does not)."""
+
+    index_type: str
+    spec: str
+    note: str | None
+
+
+def check_index_type(index_type: str) -> str:
+    if index_type not in INDEX_TYPES:
+        raise ValueError(
+            f"unknown index type {index_type!r}; choose one of: {', '.join(INDEX_TYPES)}"
+        )
+    return index_type
+
+
+def plan_index(index_type: str, n: int, dim: int, *, nlist: int = DEFAULT_NLIST) -> IndexPlan:
+    """Choose the Faiss factory string for ``n`` vectors of ``dim`` dimensions.
+
+    A collection too small to train the requested index gets fewer IVF lists and fewer
+    PQ bits, or exact search below :data:`MIN_TRAIN_VECTORS`; ``note`` says so.
+    """
+    check_index_type(index_type)
+    if index_type in ("flat", "hnsw"):
+        return IndexPlan(index_type, INDEX_TYPES[index_type], None)
+    if n < MIN_TRAIN_VECTORS:
+        return IndexPlan(
+            "flat", "Flat",
+            f"{n} vectors are too few to train {index_type!r} (needs {MIN_TRAIN_VECTORS}); "
+            "using exact search (flat)",
+        )
+    pca = min(256, dim - dim % 16)  # PQ16 needs a multiple of 16
+    if pca == 0:
+        raise ValueError(f"{index_type} needs at least 16 dimensions, got {dim}")
+    if index_type == "ivfpq" and dim % 16:
+        raise ValueError(f"ivfpq needs a dimension divisible by 16, got {dim}")
+    use_nlist = max(1, min(nlist, n // POINTS_PER_CENTROID))
+    nbits = max(4, min(8, int(math.log2(n / POINTS_PER_CENTROID))))
+    spec = INDEX_TYPES[index_type].format(nlist=use_nlist, nbits=nbits, pca=pca)
+    notes = []
+    if use_nlist != nlist:
+        notes.append(f"{use_nlist} lists instead of {nlist}")
+    if nbits != 8:
+        notes.append(f"{nbits}-bit codes instead of 8")
+    note = f"{n} vectors: {' and '.join(notes)} ({spec})" if notes else None
+    return IndexPlan(index_type, spec, note)
+
+
+def train_sample(vectors, size: int, *, seed: int = 0) -> np.ndarray:
+    """Up to ``size`` rows of ``vectors`` (sorted random rows), normalised."""
+    n = len(vectors)
+    if n <= size:
+        return normalize(vectors)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+    return normalize(vectors[rows])
+
+
+def new_index(plan: IndexPlan, dim: int):
+    import faiss
+
+    index = faiss.index_factory(dim, plan.spec, faiss.METRIC_INNER_PRODUCT)
+    return index
+
+
+def train_index(index, vectors, *, train_size: int = DEFAULT_TRAIN_SIZE, seed: int = 0) -> int:
+    """Train ``index`` on a bounded random sample of ``vectors``; return the sample size."""
+    if index.is_trained:
+        return 0
+    sample = train_sample(vectors, train_size, seed=seed)  # (t, d) normalised
+    index.train(sample)
+    return len(sample)
+
+
+def drop_training_state(index) -> None:
+    """Free what only training needs: a PCA keeps its full ``d x d`` covariance
+    eigenvectors (64 MB at 4096-d) though applying it needs only the first rows."""
+    import faiss
+
+    if not isinstance(index, faiss.IndexPreTransform):
+        index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            transform = faiss.downcast_VectorTransform(index.chain.at(i))
+            if isinstance(transform, faiss.PCAMatrix):
+                transform.PCAMat.resize(0)
+
+
+def add_vectors(index, vectors, *, show_progress: bool = False) -> None:
+    """Normalise and append ``vectors`` ``(m, d)``; they get ids ``ntotal .. ntotal+m-1``."""
+    from tqdm.auto import tqdm
+
+    n = len(vectors)
+    with tqdm(total=n, unit="vec", desc="adding", disable=not show_progress or n < CHUNK) as bar:
+        for start in range(0, n, CHUNK):
+            chunk = normalize(vectors[start:start + CHUNK])  # (c, d)
+            index.add(chunk)
+            bar.update(len(chunk))
+
+
+def build_index(
+    vectors,
+    index_type: str = DEFAULT_INDEX_TYPE,
+    *,
+    nlist: int = DEFAULT_NLIST,
+    train_size: int = DEFAULT_TRAIN_SIZE,
+    seed: int = 0,
+    show_progress: bool = False,
+):
+    """Train and fill an index over ``vectors`` ``(n, d)`` (raw or memory-mapped).
+
+    Returns:
+        ``(index, info)``: the Faiss index (id ``i`` is row ``i``) and a dict with
+        ``index_type``, ``spec``, ``note``, ``train_size`` and the default search
+        parameters.
+    """
+    n, dim = vectors.shape
+    # Lists and code sizes must fit the vectors the training sees, not the collection.
+    plan = plan_index(index_type, min(n, train_size), dim, nlist=nlist)
+    if plan.note:
+        log.info("%s", plan.note)
+    index = new_index(plan, dim)
+    used = train_index(index, vectors, train_size=train_size, seed=seed)
+    drop_training_state(index)
+    add_vectors(index, vectors, show_progress=show_progress)
+    info = {
+        "index_type": plan.index_type,
+        "requested_type": index_type,
+        "spec": plan.spec,
+        "note": plan.note,
+        "train_size": used,
+        "search_params": default_search_params(plan.index_type),
+    }
+    return index, info
+
+
+def default_search_params(index_type: str) -> dict[str, int]:
+    if index_type in ("ivfpq", "pca-ivfpq"):
+        return {"nprobe": DEFAULT_NPROBE}
+    if index_type == "hnsw":
+        return {"efSearch": DEFAULT_EF_SEARCH}
+    return {}
+
+
+def set_search_params(index, params: dict[str, Any]) -> None:
+    """Apply ``{"nprobe": 16}`` / ``{"efSearch": 128}`` to ``index`` (nested ones too)."""
+    import faiss
+
+    space = faiss.ParameterSpace()
+    for name, value in params.items():
+        space.set_index_parameter(index, name, value)
+
+
+def search(index, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate search. ``queries`` ``(m, d)`` are normalised here.
+
+    Returns:
+        ``(scores, ids)``, each ``(m, k)``: inner products of normalised vectors
+        (approximate for compressed indexes) and ids, ``-1`` where fewer than ``k``
+        were found.
+    """
+    q = normalize(queries)  # (m, d)
+    k = max(1, min(int(k), max(1, index.ntotal)))
+    return index.search(q, k)
+
+
+def search_reranked(
+    index, vectors, queries, k: int, *, pool_factor: int = 10, norms=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate search for ``pool_factor * k`` candidates, re-scored exactly.
+
+    The scores returned are exact cosines against the stored float32 vectors, so an
+    image in the collection finds itself with 1.0.
+
+    Returns:
+        ``(scores, ids)`` ``(m, k)``, best first, padded with ``-inf`` / ``-1``.
+    """
+    pool = max(k, int(pool_factor) * k)
+    _, candidates = search(index, queries, pool)  # (m, pool)
+    return rerank(vectors, queries, candidates, k, norms=norms)
+
+
+def remove_rows(index, rows, *, kept_vectors=None) -> None:
+    """Delete ids ``rows`` and renumber the rest so ids stay equal to row numbers.
+
+    After the call, the vector that had id ``j`` has id ``j - (number of removed ids
+    below j)``, matching a vectors file with those rows deleted. IVF indexes are edited
+    in place; flat indexes compact themselves; HNSW cannot delete, so it is emptied and
+    ``kept_vectors`` (the remaining rows, in order) are added again, without training.
+    """
+    import faiss
+
+    removed = np.unique(np.asarray(rows, dtype=np.int64))  # sorted
+    if len(removed) == 0:
+        return
+    if _is_ivf(index):
+        index.remove_ids(faiss.IDSelectorBatch(removed))
+        _renumber_ivf(faiss.extract_index_ivf(index), removed)
+    elif isinstance(faiss.downcast_index(index), faiss.IndexFlat):
+        index.remove_ids(faiss.IDSelectorBatch(removed))
+    else:
+        if kept_vectors is None:
+            raise ValueError("this index cannot delete in place; pass kept_vectors")
+        log.info("%s cannot delete in place: re-adding %d vectors", type(index).__name__, len(kept_vectors))
+        index.reset()
+        add_vectors(index, kept_vectors)
+
+
+def _is_ivf(index) -> bool:
+    import faiss
+
+    try:
+        faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _renumber_ivf(ivf, removed: np.ndarray) -> None:
+    import faiss
+
+    invlists = ivf.invlists
+    for lst in range(ivf.nlist):
+        size = invlists.list_size(lst)
+        if size == 0:
+            continue
+        ids = faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy()  # (size,) int64
+        codes = faiss.rev_swig_ptr(invlists.get_codes(lst), size * invlists.code_size).copy()
+        new_ids = ids - np.searchsorted(removed, ids)  # (size,) holds the arrays alive
+        invlists.update_entries(lst, 0, size, faiss.swig_ptr(new_ids), faiss.swig_ptr(codes))
+
+
+def index_dimension(index) -> int:
+    """The dimension the index takes as input (before any PCA)."""
+    return int(index.d)
+
+
+def write_index(index, path: str | os.PathLike) -> None:
+    """Write ``index`` to ``path`` atomically (temporary file, then rename)."""
+    import faiss
+
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
+
+
+def write_index_to(index, path: str | os.PathLike) -> None:
+    """Write ``index`` to exactly ``path`` (the caller handles atomicity)."""
+    import faiss
+
+    faiss.write_index(index, str(path))
+
+
+def read_index(path: str | os.PathLike):
+    """Read a Faiss index; :class:`DatabaseError` naming the file if it is unreadable."""
+    import faiss
+
+    from similar_images.errors import DatabaseError
+
+    if not os.path.exists(path):
+        raise DatabaseError(f"{path}: index file not found (build it with `similar-images build`)")
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise DatabaseError(f"{path}: not a readable Faiss index ({first})") from None

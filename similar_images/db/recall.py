@@ -1,0 +1,140 @@
+"""How well an index agrees with exact search, measured on a collection's own vectors.
+
+``build`` uses these to report recall@10 and to choose the re-ranking pool: the
+smallest number of candidates (a factor of k) that the index must propose so that
+exact re-ranking finds the true nearest neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from similar_images.db.index import search, search_reranked
+from similar_images.db.ranking import exact_search, normalize
+
+log = logging.getLogger(__name__)
+
+# The build picks the smallest factor (candidates = factor x k) whose recall@10 of a
+# collection's own vectors (each one's own id left out) reaches the target.
+POOL_FACTORS = (10, 20, 50, 100)
+TARGET_RECALL = 0.97
+# Scores this close to the exact k-th score count as ties: any of them is a right answer.
+TIE_TOLERANCE = 1e-5
+
+
+def recall_vs_exact(found_scores, exact_scores, k: int, tol: float = TIE_TOLERANCE) -> np.ndarray:
+    """Per query, the share of the top ``k`` found whose exact score reaches the exact ``k``-th score.
+
+    This is recall@k against brute force with ties counted: when several vectors share
+    the k-th score, returning any of them is right. It is the one definition used by
+    ``build``, ``evaluate`` and the benchmarks.
+
+    Args:
+        found_scores: ``(n, >=k)`` exact cosine of each returned id (``-inf`` for none),
+            see :func:`exact_scores_of`.
+        exact_scores: ``(n, >=k)`` brute-force scores, best first.
+        k: cut-off.
+
+    Returns:
+        ``(n,)`` float64 in [0, 1].
+    """
+    found = np.asarray(found_scores, dtype=np.float64)
+    exact = np.asarray(exact_scores, dtype=np.float64)
+    if found.ndim != 2 or exact.ndim != 2 or found.shape[0] != exact.shape[0]:
+        raise ValueError(f"found {found.shape} and exact {exact.shape} must be (queries, ranks)")
+    if exact.shape[1] < k or found.shape[1] < k:
+        raise ValueError(f"rankings of {found.shape[1]} and {exact.shape[1]} columns, fewer than k={k}")
+    kth = exact[:, k - 1:k]  # (n, 1)
+    return (found[:, :k] >= kth - tol).sum(axis=1) / k
+
+
+def exact_scores_of(vectors, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Exact cosine between each query ``(n, d)`` and each of its result ids ``(n, m)``; ``-inf`` for ``-1``."""
+    q = normalize(np.asarray(queries, dtype=np.float32))  # (n, d)
+    ids = np.asarray(ids)
+    out = np.full(ids.shape, -np.inf, dtype=np.float32)
+    for row in range(len(ids)):
+        valid = ids[row] >= 0
+        if valid.any():
+            rows = np.asarray(vectors[ids[row][valid]], dtype=np.float32)  # (m, d)
+            norms = np.maximum(np.linalg.norm(rows, axis=1), 1e-12)
+            out[row, valid] = rows @ q[row] / norms
+    return out
+
+
+def recall_of_ids(vectors, queries, found_ids, exact_ids, k: int) -> np.ndarray:
+    """:func:`recall_vs_exact` for two id rankings over ``vectors`` (scores looked up exactly)."""
+    return recall_vs_exact(exact_scores_of(vectors, queries, found_ids),
+                           exact_scores_of(vectors, queries, exact_ids), k)
+
+
+def choose_pool_factor(
+    index, vectors, *, k: int = 10, n_queries: int = 200, seed: int = 0,
+    target: float = TARGET_RECALL, factors: tuple[int, ...] = POOL_FACTORS,
+) -> tuple[int, dict[str, float]]:
+    """The smallest re-ranking pool factor whose recall@k reaches ``target``.
+
+    Queries are own vectors, and each query's own id is left out of both rankings,
+    so what is measured is how well the *other* neighbours are found: what a new photo
+    (not in the collection) gets.
+
+    Returns:
+        ``(factor, {str(factor): recall, ...})`` for the factors tried.
+    """
+    rows, queries = _own_queries(vectors, n_queries, seed)
+    kk = min(k + 1, len(vectors))
+    if kk < 2:
+        return factors[0], {}
+    _, exact = exact_search(vectors, queries, kk)
+    exact = _without_self(exact, rows, kk - 1)
+    recalls: dict[str, float] = {}
+    for factor in factors:
+        _, found = search_reranked(index, vectors, queries, kk, pool_factor=factor)
+        recalls[str(factor)] = float(recall_of_ids(vectors, queries, _without_self(found, rows, kk - 1), exact, kk - 1).mean())
+        if recalls[str(factor)] >= target:
+            return factor, recalls
+    log.warning("re-ranking %d x k candidates reaches recall@%d %.3f only (target %.2f)",
+                factors[-1], k, recalls[str(factors[-1])], target)
+    return factors[-1], recalls
+
+
+def _own_queries(vectors, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    n = len(vectors)
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(n_queries, n), replace=False))
+    return rows, np.asarray(vectors[rows], dtype=np.float32)  # (q,), (q, d)
+
+
+def _without_self(ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Each row of ``ids`` without the query's own id, cut or padded (-1) to ``k``."""
+    out = np.full((len(ids), k), -1, dtype=np.int64)
+    for q, (found, own) in enumerate(zip(ids, rows)):
+        kept = found[found != own][:k]
+        out[q, : len(kept)] = kept
+    return out
+
+
+def measure_recall(
+    index, vectors, *, k: int = 10, n_queries: int = 200, pool_factor: int = 10, seed: int = 0, norms=None
+) -> dict[str, Any]:
+    """Recall@1 and @k against exact search, with re-ranking and without.
+
+    The queries are a random sample of the collection's own vectors.
+    """
+    n = len(vectors)
+    rows, queries = _own_queries(vectors, n_queries, seed)
+    kk = min(k, n)
+    _, exact = exact_search(vectors, queries, kk, norms=norms)
+    _, raw = search(index, queries, kk)
+    _, reranked = search_reranked(index, vectors, queries, kk, pool_factor=pool_factor, norms=norms)
+    return {
+        "queries": int(len(rows)),
+        "k": kk,
+        "pool_factor": int(pool_factor),
+        f"recall_at_{kk}": float(recall_of_ids(vectors, queries, reranked, exact, kk).mean()),
+        "recall_at_1": float(recall_of_ids(vectors, queries, reranked, exact, 1).mean()),
+        f"recall_at_{kk}_without_rerank": float(recall_of_ids(vectors, queries, raw, exact, kk).mean()),
+        "recall_at_1_without_rerank": float(recall_of_ids(vectors, queries, raw, exact, 1).mean()),
+    }

@@ -1,0 +1,275 @@
+"""The one-command demo: build a small database from offline photos, search it, show it.
+
+``similar-images demo`` (``make demo``) writes everything into one folder (default
+``demo_output/``):
+
+* ``photos/``: the sample collection (see :mod:`similar_images.demo.sample_photos`): real
+  photos shipped by scikit-image, scikit-learn and matplotlib plus edited copies.
+* ``sample_file_list.txt``: their names, written last, so its presence means the
+  photos are complete.
+* ``sample_<model>.saved_predictions.npy`` (+ manifest) and ``sample_<model>.faiss.index``
+  (+ manifest): the database, built with the extraction and index code the COCO
+  database uses.
+* ``query/<photo>__query.jpg``: a held-out edit of one photo (not in the database).
+* ``results.html`` and ``results.png``: the ranked results with thumbnails and scores.
+
+A second run reuses the database and only searches; ``rebuild=True`` starts over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from similar_images.db.files import read_file_list, write_bytes_atomic
+from similar_images.demo import sample_photos
+from similar_images.demo.results_page import (
+    ShownResult,
+    write_contact_sheet,
+    write_results_html,
+)
+from similar_images.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKDIR = "demo_output"
+DEFAULT_MODEL = "efficientnet-lite0"
+DEFAULT_PHOTO = "chelsea"
+FILE_LIST = "sample_file_list.txt"
+
+
+@dataclass
+class DemoRun:
+    """What one demo run did and found.
+
+    Attributes:
+        workdir: the demo folder.
+        query: the query image file.
+        query_photo: the sample photo the query was made from (``None`` for a user's own
+            image); results from the same photo are ``marked``.
+        results: ranked best first.
+        database_size: images in the database.
+        built: ``True`` when this run built the database, ``False`` when it reused it.
+        timings: seconds per step.
+        html: the results page; png: the contact sheet.
+    """
+
+    workdir: Path
+    query: Path
+    query_photo: str | None
+    results: list[ShownResult]
+    database_size: int
+    built: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    html: Path | None = None
+    png: Path | None = None
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo keeps its files inside ``workdir``."""
+
+    workdir: Path
+    model: str
+
+    @property
+    def photos(self) -> Path:
+        return self.workdir / "photos"
+
+    @property
+    def file_list(self) -> Path:
+        return self.workdir / FILE_LIST
+
+    @property
+    def vectors(self) -> Path:
+        return self.workdir / f"sample_{self.model}.saved_predictions.npy"
+
+    @property
+    def index(self) -> Path:
+        return self.workdir / f"sample_{self.model}.faiss.index"
+
+    def query(self, photo: str) -> Path:
+        return self.workdir / "query" / sample_photos.sample_name(photo, "query")
+
+
+def ensure_photos(paths: DemoPaths, photos: Sequence[str], *, rebuild: bool = False,
+                  show_progress: bool = True) -> bool:
+    """Write the sample collection unless its file list already names exactly these
+    photos and their edits; True if written."""
+    expected = sorted(sample_photos.sample_name(p, e) for p in photos for e in [None, *sample_photos.EDITS])
+    if paths.file_list.exists() and not rebuild and read_file_list(paths.file_list) == expected:
+        return False
+    names = sample_photos.write_collection(paths.photos, photos=photos, show_progress=show_progress)
+    write_bytes_atomic(paths.file_list, ("\n".join(names) + "\n").encode("utf-8"))
+    return True
+
+
+def ensure_vectors(paths: DemoPaths, extractor, *, rebuild: bool = False, show_progress: bool = True) -> bool:
+    """Extract the vectors unless up to date for this model; True if extracted."""
+    from similar_images.db.vectors import load_vectors_manifest
+    from similar_images.extract import run_extraction
+
+    stale = rebuild
+    if paths.vectors.exists() and not rebuild:
+        manifest = load_vectors_manifest(paths.vectors)
+        if manifest["model"] == extractor.describe() and manifest["names"] == read_file_list(paths.file_list):
+            return False
+        log.warning("the sample vectors were made by another model or list; extracting again")
+        stale = True
+    # An interrupted extraction resumes from its checkpoints; stale vectors are replaced.
+    run_extraction(paths.file_list, paths.photos, paths.vectors, extractor,
+                   resume=not stale, force=stale, show_progress=show_progress)
+    return True
+
+
+def ensure_index(paths: DemoPaths, *, rebuild: bool = False, show_progress: bool = True) -> bool:
+    """Build the (exact) index unless it exists; True if built."""
+    from similar_images.db.build import build_index_files
+    from similar_images.db.database import Database
+    from similar_images.errors import DatabaseError
+
+    if paths.index.exists() and not rebuild:
+        try:
+            Database.open(paths.vectors, paths.index)
+            return False
+        except DatabaseError as exc:  # for example, vectors rebuilt after an interruption
+            log.warning("rebuilding the sample index: %s", exc)
+    build_index_files(paths.vectors, paths.index, index_type="flat", force=True, show_progress=show_progress)
+    return True
+
+
+def _open(paths: DemoPaths, extractor):
+    from similar_images.search import SimilarImages
+
+    return SimilarImages.open(vectors=paths.vectors, index=paths.index, image_dir=paths.photos,
+                              extractor=extractor)
+
+
+def run_demo(
+    workdir: str | os.PathLike = DEFAULT_WORKDIR,
+    *,
+    query: str | os.PathLike | None = None,
+    photo: str = DEFAULT_PHOTO,
+    photos: Sequence[str] | None = None,
+    k: int = 10,
+    model: str = DEFAULT_MODEL,
+    model_options: dict[str, Any] | None = None,
+    rebuild: bool = False,
+    show_progress: bool = True,
+) -> DemoRun:
+    """Build (or reuse) the sample database in ``workdir``, search it, write the pages.
+
+    Args:
+        workdir: the demo folder (created).
+        query: an image to search for; default: a held-out edit of ``photo``.
+        photo: which sample photo the default query is made from.
+        photos: the sample photos in the database (default: all of
+            :data:`~similar_images.sample_photos.PHOTOS`); must include ``photo``.
+        k: results to show.
+        model: the feature model (default: EfficientNet-Lite0, pretrained, offline).
+        model_options: options for the model (for example ``{"weights": "none"}``).
+        rebuild: build everything again.
+        show_progress: show progress bars.
+
+    Raises:
+        ValueError: bad ``k``, ``photo`` or ``model``.
+        SimilarImagesError: a query or model that cannot be loaded.
+    """
+    from similar_images.features import get_extractor
+
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    photos = list(sample_photos.PHOTOS if photos is None else photos)
+    for name in [photo, *photos]:
+        if name not in sample_photos.PHOTOS:
+            raise ValueError(f"unknown photo {name!r}; choose one of: {', '.join(sample_photos.PHOTOS)}")
+    if query is None and photo not in photos:
+        raise ValueError(f"the query photo {photo!r} is not among the database photos")
+    if query is not None and "://" not in str(query) and not Path(query).is_file():
+        raise ImageError(f"{query}: file not found", "not found")
+    paths = DemoPaths(Path(workdir).resolve(), model)
+    paths.workdir.mkdir(parents=True, exist_ok=True)  # an unusable folder fails before the model loads
+    timings: dict[str, float] = {}
+    extractor = _timed(timings, "load model", lambda: get_extractor(model, **(model_options or {})))
+    built = _timed(timings, "photos", lambda: ensure_photos(paths, photos, rebuild=rebuild,
+                                                             show_progress=show_progress))
+    built |= _timed(timings, "vectors", lambda: ensure_vectors(
+        paths, extractor, rebuild=rebuild or built, show_progress=show_progress))
+    built |= _timed(timings, "index", lambda: ensure_index(paths, rebuild=rebuild or built,
+                                                            show_progress=show_progress))
+    if query is None:
+        query_path = paths.query(photo)
+        if rebuild or not query_path.exists():
+            sample_photos.write_query(query_path, photo)
+        query_photo: str | None = photo
+    else:
+        query_path, query_photo = Path(query), None
+    db = _open(paths, extractor)
+    found = _timed(timings, "search", lambda: db.search(str(query_path), k=k))
+    results = [
+        ShownResult(rank, r.path, Path(db.image_path(r)), float(r.score),
+                    marked=query_photo is not None and sample_photos.group_of(r.path) == query_photo)
+        for rank, r in enumerate(found, start=1)
+    ]
+    run = DemoRun(paths.workdir, query_path, query_photo, results, len(db), built, timings)
+    _write_pages(run)
+    return run
+
+
+def _timed(timings: dict[str, float], step: str, fn):
+    start = time.perf_counter()
+    value = fn()
+    timings[step] = time.perf_counter() - start
+    return value
+
+
+def _write_pages(run: DemoRun) -> None:
+    title = f"similar-images demo: {run.database_size} sample images (offline photos and edited copies)"
+    notes = [f"Query {run.query.name}: " + (
+        f"a held-out edit of the sample photo '{run.query_photo}'; green frames mark its edited copies."
+        if run.query_photo else "your image.")]
+    run.html = write_results_html(run.workdir / "results.html", run.query, run.results, title=title,
+                                  notes=notes, mark_label="same photo")
+    run.png = write_contact_sheet(run.workdir / "results.png", run.query, run.results, title=title)
+
+
+# --- what the command prints --------------------------------------------------------------
+
+
+def format_results(run: DemoRun) -> str:
+    """The ranked results as a text table, with a one-line verdict for sample queries."""
+    width = max([len(r.name) for r in run.results] + [5])
+    lines = [f"{'rank':>4}  {'score':>6}  {'image':<{width}}"]
+    for r in run.results:
+        lines.append(f"{r.rank:>4}  {r.score:>6.3f}  {r.name:<{width}}" + ("  * same photo" if r.marked else ""))
+    if run.query_photo is not None:
+        lines.append(verdict(run))
+    return "\n".join(lines)
+
+
+def verdict(run: DemoRun) -> str:
+    """Whether the edited copies of the query photo rank above every other photo."""
+    marked = [r.rank for r in run.results if r.marked]
+    others = [r for r in run.results if not r.marked]
+    if not marked:
+        return f"No copy of '{run.query_photo}' in the top {len(run.results)}: something is wrong."
+    if others and min(r.rank for r in others) < max(marked):
+        return f"Some other photos rank above copies of '{run.query_photo}': something is wrong."
+    best_other = f"; the best other photo scores {others[0].score:.3f}" if others else ""
+    return f"All {len(marked)} copies of '{run.query_photo}' shown rank first (1-{max(marked)}){best_other}."
+
+
+def next_steps(run: DemoRun) -> str:
+    return "\n".join([
+        "Next steps:",
+        f"  * Look at the results: {run.html}  (picture: {run.png})",
+        "  * Search your own photo here: similar-images demo --query PATH",
+        '  * Browse interactively: jupyter notebook "Similar image.ipynb"',
+        "  * Build the COCO database (README, section COCO): ./get_ms_coco_dataset.sh, then",
+        "    similar-images extract --model efficientnet-lite0, then similar-images build -d 1280",
+    ])

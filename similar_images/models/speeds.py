@@ -1,0 +1,211 @@
+"""Measured speeds of the feature models on this machine, and the hint built from them.
+
+Every time an OpenVINO extractor picks its batch size and performance hint it times
+the candidates; the result (images/s, hint, batch size) is remembered in ``<cache>/speeds.json`` under this
+machine's CPU, so later runs skip the timing and ``extract`` can tell the user which
+runtime/precision is fastest here. ``benchmarks/runtimes.py`` records every model x
+runtime x precision, the native ones included.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import platform
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from similar_images.db.files import read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+SPEEDS_FILE = "speeds.json"
+LONG_RUN_IMAGES = 2000  # below this, extraction takes minutes whatever the runtime
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``cache_dir``, else ``$SIMILAR_IMAGES_CACHE``, else ``~/.cache/similar-images``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("SIMILAR_IMAGES_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "similar-images"
+
+
+def machine() -> dict[str, Any]:
+    """What identifies this machine's speed: CPU model, usable cores, relevant ISA flags."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    cpu = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8") if f in flags]
+    return {"cpu": cpu, "cores": cores, "isa": isa}
+
+
+def _machine_key(info: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_key(name: str, runtime: str, precision: str) -> str:
+    return f"{name}/{runtime}/{precision}"
+
+
+def _load(cache_dir) -> dict[str, Any]:
+    path = cache_root(cache_dir) / SPEEDS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = read_json(path)
+    except Exception as exc:  # a damaged cache file only costs a re-measurement
+        log.warning("ignoring unreadable %s (%s)", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def measured(cache_dir=None, *, section: str = "models") -> dict[str, dict[str, Any]]:
+    """This machine's records: config key (``name/runtime/precision``) -> record.
+
+    ``section``: ``"models"`` (speeds, for the hint) or ``"tuning"`` (the hint and batch
+    size each OpenVINO setting chose).
+    """
+    entry = _load(cache_dir).get(_machine_key(machine()), {})
+    return dict(entry.get(section, {}))
+
+
+def record_speed(
+    name: str,
+    runtime: str,
+    precision: str,
+    images_per_s: float,
+    *,
+    batch_size: int | None = None,
+    hint: str | None = None,
+    by_setting: dict[str, float] | None = None,
+    source: str = "measured",
+    section: str = "models",
+    cache_dir=None,
+) -> None:
+    """Remember a model-only speed measured on this machine (atomic write).
+
+    A batch-tuning result (``source="batch tuning"``) does not replace a speed recorded
+    by the benchmark, which measures under steadier conditions.
+    """
+    info = machine()
+    data = _load(cache_dir)
+    entry = data.setdefault(_machine_key(info), {"machine": info, "models": {}})
+    records = entry.setdefault(section, {})
+    key = config_key(name, runtime, precision)
+    if source == "batch tuning" and section == "models" and records.get(key, {}).get("source") not in (
+        None, "batch tuning"
+    ):
+        return
+    records[key] = {
+        "images_per_s": round(float(images_per_s), 2),
+        "batch_size": batch_size,
+        "hint": hint,
+        "by_setting": {k: round(r, 2) for k, r in (by_setting or {}).items()},
+        "source": source,
+        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(cache_root(cache_dir) / SPEEDS_FILE, data)
+
+
+def tuned_setting(
+    description: dict[str, Any],
+    timer: Callable[[str, int], float],
+    hints: Iterable[str],
+    batch_sizes: Iterable[int],
+    *,
+    cache_dir=None,
+) -> tuple[str, int]:
+    """The fastest (hint, batch size) for ``description`` on this machine, timed once and remembered.
+
+    Args:
+        description: the extractor's ``describe()`` (name, runtime, precision used).
+        timer: ``timer(hint, batch_size)`` -> images/s.
+        hints: performance hints to try.
+        batch_sizes: batch sizes to try with each hint, smallest first; a hint's timing
+            stops once a size is more than 15% slower than its best so far.
+    """
+    hints, batch_sizes = list(hints), list(batch_sizes)
+    key = config_key(description["name"], description["runtime"], description["precision"])
+    known = measured(cache_dir, section="tuning").get(key)
+    if known and known.get("hint") in hints and known.get("batch_size"):
+        return known["hint"], int(known["batch_size"])
+    rates: dict[tuple[str, int], float] = {}
+    for hint in hints:
+        best = 0.0
+        for b in batch_sizes:
+            rates[hint, b] = rate = timer(hint, b)
+            log.info("%s: %s hint, batch %d -> %.1f images/s", key, hint, b, rate)
+            if rate < 0.85 * best:  # timing noise is ~10% on a busy machine
+                break
+            best = max(best, rate)
+    hint, batch = max(rates, key=rates.get)
+    for section in ("tuning", "models"):
+        record_speed(
+            description["name"], description["runtime"], description["precision"], rates[hint, batch],
+            batch_size=batch, hint=hint, by_setting={f"{h}/{b}": r for (h, b), r in rates.items()},
+            source="batch tuning", section=section, cache_dir=cache_dir,
+        )
+    return hint, batch
+
+
+def runtime_hint(
+    model: str,
+    runtime: str,
+    precision: str,
+    n_images: int,
+    *,
+    cache_dir=None,
+) -> str | None:
+    """Text naming faster runtime/precision options for a long run, with their speed here.
+
+    Returns ``None`` for short runs (fewer than :data:`LONG_RUN_IMAGES` images) and
+    when nothing measured on this machine is faster than the chosen setting.
+    """
+    if n_images < LONG_RUN_IMAGES:
+        return None
+    records = measured(cache_dir)
+    mine = records.get(config_key(model, runtime, precision), {}).get("images_per_s")
+    faster = []
+    for key, rec in records.items():
+        name, rt, prec = key.split("/")
+        rate = rec.get("images_per_s") or 0.0
+        if (rt, prec) != (runtime, precision) and (mine is None or rate > 1.1 * mine):
+            faster.append((rate, name, rt, prec))
+    if not faster:
+        if mine is None and runtime == "native":
+            return (
+                f"{n_images:,} images to extract with {model} ({runtime}, {precision}). Faster: "
+                "--runtime openvino (and --precision int8, checked against fp32) was about 4x "
+                "TensorFlow for VGG16 on a 2-core AVX-512 VNNI CPU; "
+                "`python benchmarks/runtimes.py` measures every option on this machine."
+            )
+        return None
+    lines = [f"{n_images:,} images to extract with {model} ({runtime}, {precision}"
+             + (f", {mine:.1f} images/s here)." if mine else ").")
+             + " Faster options measured on this machine (model only):"]
+    for rate, name, rt, prec in sorted(faster, reverse=True)[:4]:
+        minutes = n_images / rate / 60
+        ratio = f", {rate / mine:.1f}x" if mine else ""
+        lines.append(
+            f"  --model {name} --runtime {rt} --precision {prec}: {rate:.1f} images/s{ratio}, "
+            f"about {minutes:.0f} min"
+        )
+    return "\n".join(lines)
