@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "Text_similarity.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "Text_similarity.ipynb"
 
 pytestmark = pytest.mark.slow  # starts a kernel that loads torch and the model
 
