@@ -172,10 +172,12 @@ def run_extraction(
                 workers=workers or default_workers(), show_progress=show_progress, timer=timer)
     elapsed = time.perf_counter() - started
     vectors, kept, skipped, total_s = checkpoint.assemble(len(chunks), int(extractor.dim))
+    model_files = keep_model_files(extractor, output)
     manifest = save_vectors(output, vectors, {
         "model": state["model"],
+        **({"model_files": model_files} if model_files else {}),
         "names": kept,
-        "image_dir": str(image_dir),
+        "image_dir": recorded_image_dir(image_dir, output),
         "file_list": str(file_list),
         "file_list_sha256": state["file_list_sha256"],
         "skipped": skipped,
@@ -184,6 +186,32 @@ def run_extraction(
     checkpoint.remove()
     logger.info("%s", summary(manifest))
     return manifest
+
+
+def keep_model_files(extractor, output: str | os.PathLike) -> str | None:
+    """Copy a quantised model beside ``output`` so the database travels; its folder name, or None.
+
+    The copy is named by its calibration sample (``<output>.int8-<sample>``), so a crash
+    before the vectors are committed leaves only a folder the next run reuses.
+    """
+    source = getattr(extractor, "model_folder", None)
+    if source is None:
+        return None
+    from similar_images.models.quantize import save_model_folder
+
+    sample = str(extractor.describe().get("calibration", {}).get("sample_sha256", "model"))[:12]
+    output = Path(output)
+    target = save_model_folder(source, output.parent / f"{output.name}.int8-{sample}")
+    return target.name
+
+
+def recorded_image_dir(image_dir: str | os.PathLike, output: str | os.PathLike) -> str:
+    """The image folder as the manifest records it: relative to the database's folder when
+    the images live there (so a moved or copied database still finds them), else absolute."""
+    images, home = Path(os.path.abspath(image_dir)), Path(os.path.abspath(output)).parent
+    if images == home or home in images.parents:
+        return Path(os.path.relpath(images, home)).as_posix()
+    return str(images)
 
 
 def _open_checkpoint(checkpoint: Checkpoint, state: dict[str, Any], *, resume: bool) -> dict[str, Any]:

@@ -67,7 +67,6 @@ def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir,
     """
     setup_logging(verbose)
     from similar_images.errors import ImageError, SimilarImagesError
-    from similar_images.images import load_image
 
     if not images and not ids:
         raise click.UsageError("give at least one IMAGE or --id")
@@ -76,7 +75,7 @@ def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir,
         queries, labels, failed = [], [], []
         for image in images:
             try:
-                queries.append(load_image(image))
+                queries.append(db.load_query(image))  # decoded as extraction decodes
                 labels.append(image)
             except ImageError as exc:
                 failed.append({"query": image, "error": str(exc)})

@@ -117,6 +117,12 @@ class Database:
         return self.manifest["model"]
 
     @property
+    def model_folder(self) -> Path | None:
+        """The database's own copy of its quantised model (``manifest["model_files"]``), or None."""
+        name = self.manifest.get("model_files")
+        return self.vectors_path.parent / name if name else None
+
+    @property
     def dimension(self) -> int:
         return int(self.manifest["dimension"])
 
