@@ -26,7 +26,7 @@ import numpy as np
 from similar_images.db import index as ix
 from similar_images.db import ranking
 from similar_images.db.changes import add_rows, name_key, remove_rows
-from similar_images.db.database import Database
+from similar_images.db.database import COCO_VECTORS, Database
 from similar_images.errors import ModelError
 from similar_images.extract import (
     IMAGE_SUFFIXES,
@@ -39,8 +39,6 @@ from similar_images.images import load_for_model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
-DEFAULT_INDEX = "ms_coco_file_list.faiss.index"
 # `index=` default: the index beside the vectors (``X.faiss.index`` for
 # ``X.txt.saved_predictions.npy``) when it exists, else exact search over the vectors.
 AUTO_INDEX = "auto"
@@ -72,7 +70,7 @@ class SimilarImages:
     @classmethod
     def open(
         cls,
-        vectors: str | os.PathLike = DEFAULT_VECTORS,
+        vectors: str | os.PathLike = COCO_VECTORS,
         index: str | os.PathLike | None = AUTO_INDEX,
         image_dir: str | os.PathLike | None = None,
         extractor=None,

@@ -40,6 +40,10 @@ INDEX_FORMAT = 1
 # Index files up to this size are checksummed on every open (8 MB takes milliseconds).
 HASH_ON_OPEN_BYTES = 64 << 20
 VECTORS_SUFFIX = ".saved_predictions.npy"
+# The COCO database the README's steps make in the current folder: the default everywhere.
+COCO_FILE_LIST = "ms_coco_file_list.txt"
+COCO_VECTORS = COCO_FILE_LIST + VECTORS_SUFFIX
+COCO_INDEX = "ms_coco_file_list.faiss.index"  # = default_index_path(COCO_VECTORS)
 
 
 def default_index_path(vectors: str | os.PathLike) -> Path:
