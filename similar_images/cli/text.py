@@ -101,6 +101,9 @@ def build(csv_file, column, vectors, index, model, index_type, batch_size, devic
         click.echo(f"encoded {result['encoded']} texts in {result['encode_seconds']:.1f} s: "
                    f"{result['texts_per_s']:.1f} texts/s ({model}, batch {batch_size}, {device}{resumed})")
         click.echo(f"vectors: {result['vectors']} ({result['count']} texts; {result['skipped']} rows skipped)")
+    for row in result["skipped_rows"]:
+        if row["reason"].startswith("malformed"):
+            click.echo(f"warning: {csv_file} {row['path']} skipped: {row['reason']}", err=True)
     click.echo(build_summary(result["index_manifest"], result["index"]))
     click.echo(f"search it: {search_command(result['vectors'], result['index'])}")
 
