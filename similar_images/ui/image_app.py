@@ -26,6 +26,7 @@ import ipywidgets as w
 
 from similar_images.errors import ImageError, SimilarImagesError
 from similar_images.thumbnails import placeholder_jpeg, thumbnail_jpeg
+from similar_images.ui.styles import IMAGE_APP_STYLE
 
 logger = logging.getLogger(__name__)
 
@@ -81,18 +82,20 @@ class SimilarImagesApp:
         return self.search_id(self._rng.choice(ids))
 
     def search_id(self, image_id: int) -> list:
-        """Search from database image ``image_id`` (no model run); it is left out of
-        its own results."""
+        """Search from database image ``image_id`` (no model run).
+
+        One rule for every query source: a query that is in the database is shown among
+        its results (first, score 1.000), whether it was picked, clicked or uploaded; the
+        score says the match is exact, and it is what ``search`` and the service return.
+        """
         name = str(self.db.names[image_id]) if hasattr(self.db, "names") else f"#{image_id}"
-
-        def query(k: int) -> list:
-            hits = self.db.search(int(image_id), k=k + 1)
-            return [r for r in hits if r.id != image_id][:k]
-
-        return self._run(name, lambda: self._db_thumb(image_id, 2 * self.thumb_size), query)
+        self.url_box.value = ""  # the query is no longer the URL in the box
+        return self._run(name, lambda: self._db_thumb(image_id, 2 * self.thumb_size),
+                         lambda k: self.db.search(int(image_id), k=k))
 
     def search_upload(self, data: bytes, name: str = "uploaded image") -> list:
         """Search from the bytes of an uploaded image file."""
+        self.url_box.value = ""
         return self._run_image(name, lambda: bytes(data))
 
     def search_url(self, url: str) -> list:
@@ -188,6 +191,7 @@ class SimilarImagesApp:
 
     def _show(self, results: list, seconds: float) -> None:
         self.error = None
+        self._mark_stale(False)
         self.results = list(results)
         for cell in self.grid.children:
             cell.close()
@@ -211,7 +215,7 @@ class SimilarImagesApp:
 
     def _cell(self, rank: int, result) -> w.VBox:
         thumb = self._db_thumb(result.id, self.thumb_size)
-        button = w.Button(description="Search", icon="search",
+        button = w.Button(description="More like this", icon="search",
                           tooltip=f"Search from {result.path}",
                           layout=w.Layout(width="auto"))
         button.on_click(lambda _b, image_id=result.id: self.search_id(image_id))
@@ -232,12 +236,18 @@ class SimilarImagesApp:
         for control in (self.random_button, self.upload, self.url_box, self.url_button,
                         self.k_choice, *self.result_buttons):
             control.disabled = busy
-        if busy:
-            self.status.value = f"<span class='similar-images-busy'>⏳ {html.escape(message)}</span>"
+        if busy:  # a CSS spinner: no emoji font needed
+            self.status.value = (f"<span class='similar-images-busy'><span class='similar-images-spinner'>"
+                                 f"</span> {html.escape(message)}</span>")
 
     def _fail(self, message: str) -> None:
         self.error = message.splitlines()[0] if message else "failed"
-        self.status.value = f"<span style='color:#b42318'>⚠ {html.escape(self.error)}</span>"
+        self.status.value = f"<span style='color:#b42318'>error: {html.escape(self.error)}</span>"
+        self._mark_stale(bool(self.results))  # what is shown is not the answer to this input
+
+    def _mark_stale(self, stale: bool) -> None:
+        for widget in (self.grid, self.query_image, self.query_label):
+            (widget.add_class if stale else widget.remove_class)("similar-images-stale")
 
     # --- layout --------------------------------------------------------------------
 
@@ -246,7 +256,7 @@ class SimilarImagesApp:
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="Upload")
         self.url_box = w.Text(placeholder="https://… image URL, then Enter",
                               continuous_update=False, layout=w.Layout(width="380px"))
-        self.url_button = w.Button(description="Search", icon="search")
+        self.url_button = w.Button(description="Search URL", icon="search")
         options = sorted(set(K_CHOICES) | {k})
         self.k_choice = w.Dropdown(options=options, value=k, description="results",
                                    style={"description_width": "initial"},
@@ -268,7 +278,7 @@ class SimilarImagesApp:
         controls = w.HBox([self.random_button, self.upload, self.url_box, self.url_button,
                            self.k_choice], layout=w.Layout(flex_flow="row wrap"))
         query = w.VBox([self.query_label, self.query_image])
-        self._root = w.VBox([controls, self.status, w.HBox([query, self.grid])])
+        self._root = w.VBox([w.HTML(IMAGE_APP_STYLE), controls, self.status, w.HBox([query, self.grid])])
         # class names the browser test (and custom CSS) can find
         for widget, name in ((self._root, "app"), (self.grid, "results"),
                              (self.query_image, "query-image"), (self.status, "status")):
@@ -295,6 +305,7 @@ class SimilarImagesApp:
 
 
 def _caption(text: str, prefix: str) -> str:
+    """One line of at most a cell's width, cut with an ellipsis: long names keep cells even."""
     short = text if len(text) <= 40 else "…" + text[-39:]
-    return (f"<span title='{html.escape(text, quote=True)}' style='font-size:12px'>"
+    return (f"<span class='similar-images-caption' title='{html.escape(text, quote=True)}'>"
             f"{html.escape(prefix)} {html.escape(short)}</span>")

@@ -15,12 +15,13 @@ import random
 from collections.abc import Sequence
 
 from similar_images.errors import SimilarImagesError
+from similar_images.ui.styles import TEXT_TABLE_STYLE
 
 log = logging.getLogger(__name__)
 
 
 def text_results_html(results: Sequence, *, query: str | None = None) -> str:
-    """An HTML table of ranked results: rank, score, id, text."""
+    """An HTML table of ranked results (rank, score, id, text), styled."""
     head = f"<p><b>Query:</b> {html.escape(query)}</p>" if query else ""
     rows = "".join(
         f"<tr><td>{rank}</td><td>{r.score:.3f}</td><td>{r.id}</td>"
@@ -28,7 +29,7 @@ def text_results_html(results: Sequence, *, query: str | None = None) -> str:
         for rank, r in enumerate(results, start=1)
     )
     return (
-        f"{head}<table class='text-results'><thead><tr><th>#</th><th>score</th><th>id</th>"
+        f"{TEXT_TABLE_STYLE}{head}<table class='text-results'><thead><tr><th>#</th><th>score</th><th>id</th>"
         f"<th style='text-align:left'>text</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
@@ -51,8 +52,8 @@ class TextSearchApp:
             placeholder="Type a sentence and press Enter", continuous_update=False,
             layout=widgets.Layout(width="60%"),
         )
-        self.k = widgets.Dropdown(options=[4, 8, 16, 32], value=k if k in (4, 8, 16, 32) else 8, description="k",
-                                  layout=widgets.Layout(width="120px"))
+        self.k = widgets.Dropdown(options=sorted({4, 8, 16, 32, k}), value=k, description="results",
+                                  style={"description_width": "initial"}, layout=widgets.Layout(width="150px"))
         self.search_button = widgets.Button(description="Search", button_style="primary", icon="search")
         self.random_button = widgets.Button(description="Random text", icon="random")
         self.status = widgets.HTML()
@@ -60,7 +61,8 @@ class TextSearchApp:
         self.search_button.on_click(lambda _: self.search_text(self.query.value))
         self.random_button.on_click(lambda _: self.search_random())
         # With continuous_update=False the value changes on Enter (or leaving the box).
-        self.query.observe(lambda change: self.search_text(change["new"]), names="value")
+        self.query.observe(self._on_query, names="value")
+        self._filling = False  # True while the app itself writes the box (no search then)
         self.widget = widgets.VBox([
             widgets.HBox([self.query, self.k, self.search_button, self.random_button]),
             self.status,
@@ -73,19 +75,32 @@ class TextSearchApp:
         display(self.widget)
 
     def search_text(self, query: str) -> list:
-        """Search by free text; shows and returns the results."""
+        """Search by free text; shows and returns the results (an empty query keeps them, dimmed)."""
         if not query.strip():
             self._show_error("type a sentence to search for")
             return []
         return self._run(query, lambda: query)
+
+    def _on_query(self, change) -> None:
+        if not self._filling:
+            self.search_text(change["new"])
+
+    def _fill_box(self, text: str) -> None:
+        self._filling = True
+        try:
+            self.query.value = text
+        finally:
+            self._filling = False
 
     def search_id(self, text_id: int) -> list:
         """Search from the corpus text ``text_id`` (its stored vector; no model run)."""
         return self._run(text_id, lambda: f"#{text_id}: {self.db.text(text_id)}")
 
     def search_random(self) -> list:
-        """Search from a random corpus text."""
-        return self.search_id(self._random.randrange(len(self.db)))
+        """Search from a random corpus text, shown in the box."""
+        text_id = self._random.randrange(len(self.db))
+        self._fill_box(self.db.text(text_id))
+        return self.search_id(text_id)
 
     def _run(self, query, label) -> list:
         self.status.value = "<i>searching…</i>"
@@ -109,6 +124,8 @@ class TextSearchApp:
         return results
 
     def _show_error(self, message: str) -> None:
+        """One line in red; earlier results stay, dimmed (they answer another query)."""
         first = message.strip().splitlines()[0] if message.strip() else "error"
-        self.status.value = f"<span style='color:#b00020'>{html.escape(first)}</span>"
-        self.results.value = ""
+        self.status.value = f"<span style='color:#b00020'>error: {html.escape(first)}</span>"
+        if self.results.value and not self.results.value.startswith("<div class='text-results-stale'>"):
+            self.results.value = f"<div class='text-results-stale'>{self.results.value}</div>"

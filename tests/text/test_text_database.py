@@ -384,11 +384,18 @@ def test_search_app_buttons_and_errors(built):
     app.search_button.click()
     assert app.results.value.count("<tr><td>") == 8
 
-    app.search_id(99)  # a bad id: one red line, no table, the app still works
-    assert "out of range" in app.status.value and "b00020" in app.status.value and app.results.value == ""
+    shown = app.results.value
+    app.search_id(99)  # a bad id: one red line, the old table stays but dimmed, the app still works
+    assert "out of range" in app.status.value and "b00020" in app.status.value
+    assert app.results.value == f"<div class='text-results-stale'>{shown}</div>"
     assert app.search_text("   ") == [] and "type a sentence" in app.status.value
+    assert app.results.value.count("<div class='text-results-stale'>") == 1  # an empty query keeps them too
+    assert app.k.description == "results" and app.k.layout.width == "150px"  # a readable k control
+    assert "table.text-results th" in app.results.value  # a styled table
 
     app.random_button.click()
     first = re.search(r"<td style='text-align:left'>(.*?)</td>", app.results.value).group(1)
+    assert app.query.value == first  # the box shows the random text, not the old sentence
+    assert not app.results.value.startswith("<div class='text-results-stale'>")
     assert re.search(rf"<b>Query:</b> #\d+: {re.escape(first)}</p>", app.results.value)  # finds itself first
     assert not app.search_button.disabled

@@ -65,7 +65,8 @@ def _check_grid(app, k):
         assert img.format == "JPEG" and max(img.size) <= app.thumb_size
         assert result.path.split("/")[-1][-20:] in name.value
         assert f"{result.score:.3f}" in score.value
-        assert button.description == "Search" and not button.disabled
+        assert button.description == "More like this" and not button.disabled
+        assert "similar-images-caption" in name.value  # one even line, cut with an ellipsis
 
 
 def test_upload_of_a_database_image_finds_it_first(app, db, db_files):
@@ -133,12 +134,13 @@ def test_bad_upload_keeps_the_previous_results(app):
 def test_random_then_click_on_a_result_searches_from_it(app, db):
     first = app.search_random()
     query_id = _query_id(app, db)
-    assert query_id not in [r.id for r in first]  # the query is not its own result
+    # one rule for picks and uploads: a query in the database shows itself first, 1.000
+    assert first[0].id == query_id and first[0].score >= 0.9999
     clicked = first[2]
     app.result_buttons[2].click()
     assert clicked.path in app.query_label.value
-    expected = [r for r in db.search(clicked.id, k=9) if r.id != clicked.id][:8]
-    assert _names(app.results) == _names(expected)
+    assert _names(app.results) == _names(db.search(clicked.id, k=8))
+    assert app.results[0].id == clicked.id
     assert app.results[0].score <= 1.0 + 1e-5
     _check_grid(app, 8)
 
@@ -158,7 +160,7 @@ def test_changing_k_searches_again(app, db):
     assert len(app.results) == 4
     _check_grid(app, 4)
     app.k_choice.value = 24
-    assert len(app.results) == len(db) - 1  # everything but the query
+    assert len(app.results) == len(db)  # everything, the query first
 
 
 def test_busy_while_a_query_runs(app, db):
@@ -256,3 +258,29 @@ class _Spy:
     def search(self, *args, **kwargs):
         self._calls.append(args)
         return self._db.search(*args, **kwargs)
+
+
+def test_labels_busy_indicator_and_url_box_follow_the_query(app, db, db_files):
+    from similar_images.ui.styles import IMAGE_APP_STYLE
+
+    assert app.url_button.description == "Search URL"  # distinct from the results' buttons
+    seen = []
+    app.status.observe(lambda change: seen.append(change["new"]), names="value")
+    app.url_box.value = ""
+    app.search_upload((db_files["image_dir"] / db.names[3]).read_bytes(), name="x.jpg")
+    busy = [v for v in seen if "similar-images-busy" in v]
+    assert busy and "similar-images-spinner" in busy[0] and "\u23f3" not in busy[0]  # no emoji glyph
+    assert "@keyframes" in IMAGE_APP_STYLE and app.widget.children[0].value == IMAGE_APP_STYLE
+    app.url_box.value = "http://127.0.0.1:9/none.jpg"  # fails: nothing listens on port 9
+    app.search_random()
+    assert app.url_box.value == ""  # the box no longer shows a URL that is not the query
+
+
+def test_results_are_dimmed_after_an_error_and_restored_by_a_success(app, db):
+    app.search_id(1)
+    assert "similar-images-stale" not in app.grid._dom_classes
+    app.search_upload(b"not an image", name="notes.txt")
+    assert app.error and app.status.value.startswith("<span style='color:#b42318'>error: ")
+    assert all("similar-images-stale" in w._dom_classes for w in (app.grid, app.query_image))
+    app.search_id(2)
+    assert app.error is None and "similar-images-stale" not in app.grid._dom_classes

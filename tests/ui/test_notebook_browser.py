@@ -123,9 +123,14 @@ def test_upload_in_the_notebook_shows_results(jupyter, db_files):
             page.keyboard.press("Enter")
             status = page.locator(".similar-images-status")
             status.filter(has_text="cannot connect").wait_for()
-            assert status.inner_text().startswith(f"⚠ {bad_url}: cannot connect")
+            assert status.inner_text().startswith(f"error: {bad_url}: cannot connect")
             assert "Traceback" not in page.locator(".similar-images-app").inner_text()
             assert page.locator(".similar-images-results img").count() == 8
+            # the old results stay, dimmed: they are not the answer to the bad URL
+            page.wait_for_selector(".similar-images-results.similar-images-stale")
+            assert float(page.locator(".similar-images-results").evaluate(
+                "e => getComputedStyle(e).opacity")) < 0.5
+            page.screenshot(path=str(ARTIFACTS / "notebook-error.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "notebook-failure.png"), full_page=True)
             print(f"failure screenshot: {ARTIFACTS / 'notebook-failure.png'}")
