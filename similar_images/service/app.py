@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+
 from similar_images.service.config import ServiceConfig
 from similar_images.service.engine import Engine
 
