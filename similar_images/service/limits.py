@@ -132,13 +132,17 @@ class BodySizeLimit:
 
 
 class TimeLimit:
-    """503 for a request that takes longer than ``seconds`` (if nothing was sent yet)."""
+    """503 for a request that takes longer than ``seconds`` (if nothing was sent yet).
+
+    Writes (``POST /api/images``, ``DELETE``) are not cut off: a client told "timed out"
+    could not know whether its crash-safe write went through.
+    """
 
     def __init__(self, app, seconds: float):
         self.app, self.seconds = app, seconds
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or _is_write(scope):
             return await self.app(scope, receive, send)
         started = False
 
@@ -206,6 +210,10 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def _is_write(scope) -> bool:
+    return scope.get("method") == "DELETE" or (scope.get("method") == "POST" and scope.get("path") == "/api/images")
 
 
 def _is_public(path: str) -> bool:

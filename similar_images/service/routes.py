@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import mimetypes
 import time
+from functools import partial
 from pathlib import Path
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
@@ -55,10 +56,14 @@ def engine_of(request: Request) -> Engine:
     return request.app.state.engine
 
 
-async def call(function, *args):
-    """Run blocking work off the event loop; package errors become HTTP errors."""
+async def call(function, *args, abandon_on_timeout: bool = True):
+    """Run blocking work off the event loop; package errors become HTTP errors.
+
+    A read is abandoned when the request's time limit cuts it off (its thread finishes
+    in the background); a write never is (``abandon_on_timeout=False``).
+    """
     try:
-        return await run_in_threadpool(function, *args)
+        return await anyio.to_thread.run_sync(partial(function, *args), abandon_on_cancel=abandon_on_timeout)
     except ImageError as exc:
         raise HTTPException(_STATUS.get(exc.reason, 400), str(exc)) from None
     except LookupError as exc:
@@ -218,10 +223,10 @@ async def add_images(request: Request):
     if not files:
         raise HTTPException(422, "images: send one or more image files as multipart fields 'images'")
     uploads = [await item.read() for item in files]
-    return await call(engine.add, uploads)
+    return await call(engine.add, uploads, abandon_on_timeout=False)
 
 
 @write_router.delete("/api/images/{image_id}", response_model=RemoveResponse, responses=ERRORS,
                      summary="Remove an image by id (needs --allow-writes and the token)")
 async def remove_image(image_id: int, request: Request):
-    return await call(engine_of(request).remove, image_id)
+    return await call(engine_of(request).remove, image_id, abandon_on_timeout=False)
