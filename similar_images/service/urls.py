@@ -42,14 +42,15 @@ class FetchPolicy:
 def refused_reason(address: str) -> str | None:
     """Why ``address`` (an IP literal) may not be fetched from; None if it is public."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    candidates = [ip]
-    if ip.version == 6:
+    candidates = []
+    if ip.version == 6:  # the IPv4 address inside an IPv6 one is checked first, and named
         embedded = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
         candidates += [e for e in embedded if e is not None]
         if ip.ipv4_mapped is None and int(ip) >> 32 == 0 and int(ip) > 1:  # IPv4-compatible ::a.b.c.d
             candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    candidates.append(ip)
     for candidate in candidates:
-        for kind in ("loopback", "private", "link_local", "multicast", "unspecified", "reserved"):
+        for kind in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
             if getattr(candidate, f"is_{kind}"):
                 return f"{kind.replace('_', '-')} address {candidate}"
         if not candidate.is_global:
