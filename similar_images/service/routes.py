@@ -218,7 +218,7 @@ async def add_images(request: Request):
     engine = engine_of(request)
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
         raise HTTPException(415, "send the images as multipart/form-data file fields 'images'")
-    form = await request.form(max_files=100, max_fields=8)
+    form = await request.form(max_files=1000, max_fields=8)
     files = [item for item in form.getlist("images") if isinstance(item, UploadFile)]
     if not files:
         raise HTTPException(422, "images: send one or more image files as multipart fields 'images'")
