@@ -28,13 +28,14 @@ class MicroBatcher:
         self.run_batch, self.max_batch, self.max_wait_s = run_batch, max_batch, max_wait_s
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._executor: ThreadPoolExecutor | None = None
         self._expected = 0
         self._arrived: asyncio.Event | None = None
         self.batch_sizes: list[int] = []  # recent batch sizes, for /api/stats
 
     async def start(self) -> None:
         self._queue, self._arrived = asyncio.Queue(), asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._worker = asyncio.create_task(self._run(), name="micro-batcher")
 
     async def stop(self) -> None:
@@ -42,7 +43,9 @@ class MicroBatcher:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        self._queue = self._worker = self._executor = None
 
     @contextlib.contextmanager
     def expect(self):
