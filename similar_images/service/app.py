@@ -34,6 +34,7 @@ def create_app(engine: Engine, *, warm_up: bool = True):
             yield
         finally:
             await engine.batcher.stop()
+            log.info("stopped: the batcher is drained and the model thread joined")
 
     app = FastAPI(title="similar-images", version="0.1.0", lifespan=lifespan,
                   description="Upload a photo (or give an id or URL): get the most similar images.")

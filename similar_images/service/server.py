@@ -40,4 +40,7 @@ def serve(db: SimilarImages, config: ServiceConfig, *, host: str = "127.0.0.1", 
     app = create_app(engine, warm_up=False)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                                            timeout_graceful_shutdown=10, server_header=False))
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown; that is the normal stop
+        log.info("stopped by Ctrl-C")
