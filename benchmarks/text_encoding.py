@@ -60,7 +60,8 @@ def main() -> None:
     parser.add_argument("--out", help="folder for the corpus and database (default: a temporary one)")
     args = parser.parse_args()
 
-    from similar_images.text.database import TextDatabase, build_text_database
+    from similar_images.text.build import build_text_database
+    from similar_images.text.database import TextDatabase
 
     out = Path(args.out or tempfile.mkdtemp(prefix="text-bench-"))
     out.mkdir(parents=True, exist_ok=True)

@@ -164,18 +164,20 @@ def run_extraction(
     state = _open_checkpoint(checkpoint, state, resume=resume)
     chunk_size = state["chunk_size"]
     chunks = [names[i : i + chunk_size] for i in range(0, len(names), chunk_size)]
-    done = checkpoint.finished(len(chunks))
-    if done:
-        logger.info("resuming: %d of %d chunks already done", len(done), len(chunks))
     timer, started = Timer(), time.perf_counter()
-    _run_chunks(checkpoint, chunks, done, state, extractor, image_dir,
-                workers=workers or default_workers(), show_progress=show_progress, timer=timer)
+    mapper = image_mapper(extractor, image_dir, batch_size=state["batch_size"],
+                          workers=workers or default_workers(), timer=timer)
+    done = run_chunks(checkpoint, chunks, mapper, show_progress=show_progress)
+    if done:
+        logger.info("resumed: %d of %d chunks were already done", len(done), len(chunks))
     elapsed = time.perf_counter() - started
     vectors, kept, skipped, total_s = checkpoint.assemble(len(chunks), int(extractor.dim))
+    model_files = keep_model_files(extractor, output)
     manifest = save_vectors(output, vectors, {
         "model": state["model"],
+        **({"model_files": model_files} if model_files else {}),
         "names": kept,
-        "image_dir": str(image_dir),
+        "image_dir": recorded_image_dir(image_dir, output),
         "file_list": str(file_list),
         "file_list_sha256": state["file_list_sha256"],
         "skipped": skipped,
@@ -184,6 +186,32 @@ def run_extraction(
     checkpoint.remove()
     logger.info("%s", summary(manifest))
     return manifest
+
+
+def keep_model_files(extractor, output: str | os.PathLike) -> str | None:
+    """Copy a quantised model beside ``output`` so the database travels; its folder name, or None.
+
+    The copy is named by its calibration sample (``<output>.int8-<sample>``), so a crash
+    before the vectors are committed leaves only a folder the next run reuses.
+    """
+    source = getattr(extractor, "model_folder", None)
+    if source is None:
+        return None
+    from similar_images.models.quantize import save_model_folder
+
+    sample = str(extractor.describe().get("calibration", {}).get("sample_sha256", "model"))[:12]
+    output = Path(output)
+    target = save_model_folder(source, output.parent / f"{output.name}.int8-{sample}")
+    return target.name
+
+
+def recorded_image_dir(image_dir: str | os.PathLike, output: str | os.PathLike) -> str:
+    """The image folder as the manifest records it: relative to the database's folder when
+    the images live there (so a moved or copied database still finds them), else absolute."""
+    images, home = Path(os.path.abspath(image_dir)), Path(os.path.abspath(output)).parent
+    if images == home or home in images.parents:
+        return Path(os.path.relpath(images, home)).as_posix()
+    return str(images)
 
 
 def _open_checkpoint(checkpoint: Checkpoint, state: dict[str, Any], *, resume: bool) -> dict[str, Any]:
@@ -201,17 +229,38 @@ def _open_checkpoint(checkpoint: Checkpoint, state: dict[str, Any], *, resume: b
     return state
 
 
-def _run_chunks(checkpoint, chunks, done, state, extractor, image_dir, *, workers, show_progress, timer):
+def run_chunks(checkpoint: Checkpoint, chunks: list[list[str]], mapper, *, show_progress: bool,
+               unit: str = "img", desc: str = "extract") -> list[int]:
+    """The one runner of checkpointed work, for images and texts alike.
+
+    Args:
+        checkpoint: where finished chunks are saved (already started or resumed).
+        chunks: the inputs (names or texts), cut into fixed chunks.
+        mapper: ``mapper(pending_chunks, bar) -> iterator of ChunkResult`` in order, advancing
+            ``bar`` per input: the image decoder + model, or the text encoder.
+        show_progress: show the bar (rate and ETA; it starts at the resumed count).
+
+    Returns:
+        The indices of the chunks that were already done (resumed).
+    """
+    done = checkpoint.finished(len(chunks))
     pending = [i for i in range(len(chunks)) if i not in set(done)]
     initial = sum(len(chunks[i]) for i in done)
-    with progress_bar(total=state["count"], initial=initial, show=show_progress) as bar:
-        results = embed_chunks([chunks[i] for i in pending], image_root=image_dir, extractor=extractor,
-                               batch_size=state["batch_size"], workers=workers, progress=bar, timer=timer)
+    with progress_bar(total=sum(map(len, chunks)), initial=initial, show=show_progress, desc=desc, unit=unit) as bar:
         mark = time.perf_counter()
-        for index, result in zip(pending, results):
+        for index, result in zip(pending, mapper([chunks[i] for i in pending], bar)):
             now = time.perf_counter()
             checkpoint.save_chunk(index, result, elapsed_s=now - mark)
             mark = now
+    return done
+
+
+def image_mapper(extractor, image_dir, *, batch_size: int, workers: int, timer: Timer):
+    """The image side's mapper for :func:`run_chunks`: decode threads feeding the model."""
+    def mapper(chunks, bar):
+        return embed_chunks(chunks, image_root=image_dir, extractor=extractor, batch_size=batch_size,
+                            workers=workers, progress=bar, timer=timer)
+    return mapper
 
 
 def _timings(elapsed, total_s, timer, resumed, chunks, state) -> dict[str, Any]:

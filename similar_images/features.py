@@ -86,8 +86,14 @@ def get_extractor(model: str = DEFAULT_MODEL, **options: Any) -> FeatureExtracto
 MODEL_IDENTITY_KEYS = ("name", "weights", "dim", "input_size", "layer", "precision", "calibration")
 
 
-def extractor_for(model: dict[str, Any]):
-    """Build the extractor that made vectors described by ``model`` (a ``describe()``)."""
+def extractor_for(model: dict[str, Any], *, model_folder=None):
+    """Build the extractor that made vectors described by ``model`` (a ``describe()``).
+
+    Args:
+        model: the database's model description.
+        model_folder: the database's own copy of a quantised model (INT8), found from
+            its manifest; used before the user's cache, so a copied database needs none.
+    """
     options: dict[str, Any] = {}
     weights = str(model.get("weights", ""))
     if weights.startswith("none(seed=") and weights.endswith(")"):
@@ -100,8 +106,10 @@ def extractor_for(model: dict[str, Any]):
     if model.get("runtime") not in (None, "native"):
         options["runtime"] = model["runtime"]
     if model.get("precision") not in (None, "fp32"):
-        # The very model that made the vectors: loaded from the quantised-model cache.
+        # The very model that made the vectors: the database's copy, else the cache.
         options.update(precision=model["precision"], calibration=model.get("calibration"))
+        if model_folder is not None:
+            options["model_folder"] = model_folder
     extractor = get_extractor(model.get("name", "?"), **options)
     check_extractor(extractor, model)
     return extractor

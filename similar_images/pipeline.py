@@ -158,9 +158,9 @@ def _embed_chunk(decoded: Iterator, extractor, batch_size: int, progress, timer:
     return ChunkResult(np.asarray(vectors, dtype=np.float32), names, skipped)
 
 
-def progress_bar(*, total: int, initial: int = 0, show: bool = True, desc: str = "extract"):
-    """A tqdm.auto bar over images with rate and ETA (works in terminals and notebooks)."""
+def progress_bar(*, total: int, initial: int = 0, show: bool = True, desc: str = "extract", unit: str = "img"):
+    """A tqdm.auto bar with rate and ETA (works in terminals and notebooks)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not show, desc=desc, unit="img",
+    return tqdm(total=total, initial=initial, disable=not show, desc=desc, unit=unit,
                 dynamic_ncols=True, smoothing=0.1)

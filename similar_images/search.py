@@ -26,7 +26,7 @@ import numpy as np
 from similar_images.db import index as ix
 from similar_images.db import ranking
 from similar_images.db.changes import add_rows, name_key, remove_rows
-from similar_images.db.database import Database
+from similar_images.db.database import COCO_VECTORS, Database
 from similar_images.errors import ModelError
 from similar_images.extract import (
     IMAGE_SUFFIXES,
@@ -35,11 +35,10 @@ from similar_images.extract import (
     name_for,
 )
 from similar_images.features import check_extractor, extractor_for
+from similar_images.images import load_for_model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
-DEFAULT_INDEX = "ms_coco_file_list.faiss.index"
 # `index=` default: the index beside the vectors (``X.faiss.index`` for
 # ``X.txt.saved_predictions.npy``) when it exists, else exact search over the vectors.
 AUTO_INDEX = "auto"
@@ -60,7 +59,8 @@ class SimilarImages:
     def __init__(self, db: Database, *, image_dir: str | os.PathLike | None = None,
                  extractor=None, pool_factor: int | None = None):
         self._db = db
-        self.image_dir = resolve_image_dir(image_dir or db.manifest.get("image_dir"), db.vectors_path)
+        self.image_dir = resolve_image_dir(image_dir or db.manifest.get("image_dir"), db.vectors_path,
+                                           given=image_dir is not None)
         self._extractor = extractor
         recorded = (db.index_manifest or {}).get("pool_factor", ix.DEFAULT_POOL_FACTOR)
         self.pool_factor = int(pool_factor or recorded)
@@ -70,7 +70,7 @@ class SimilarImages:
     @classmethod
     def open(
         cls,
-        vectors: str | os.PathLike = DEFAULT_VECTORS,
+        vectors: str | os.PathLike = COCO_VECTORS,
         index: str | os.PathLike | None = AUTO_INDEX,
         image_dir: str | os.PathLike | None = None,
         extractor=None,
@@ -136,7 +136,7 @@ class SimilarImages:
     def extractor(self):
         """The feature model, built on first use from the manifest's model."""
         if self._extractor is None:
-            self._extractor = extractor_for(self.model)
+            self._extractor = extractor_for(self.model, model_folder=self._db.model_folder)
         return self._extractor
 
     # --- searching -----------------------------------------------------------------
@@ -184,8 +184,6 @@ class SimilarImages:
 
     def embed(self, queries: Sequence) -> np.ndarray:
         """Query vectors ``(m, d)`` float32 (raw): ids and vectors looked up, images embedded once."""
-        from similar_images.images import load_image, to_model_input
-
         out = np.empty((len(queries), self._db.dimension), dtype=np.float32)  # (m, d)
         pending, images = [], []
         for row, q in enumerate(queries):
@@ -193,9 +191,8 @@ class SimilarImages:
             if vec is not None:
                 out[row] = vec
                 continue
-            size = tuple(self.extractor.input_size)
             pending.append(row)
-            images.append(to_model_input(load_image(_as_source(q), target_size=size), size))
+            images.append(self.load_query(q))
         if pending:
             embedded = self.extractor.embed(np.stack(images))  # (p, d)
             if embedded.shape[1] != self._db.dimension:
@@ -203,6 +200,22 @@ class SimilarImages:
                                  f"{self._db.dimension}-d ones")
             out[pending] = embedded
         return out
+
+    def load_query(self, source) -> np.ndarray:
+        """Decode an image query exactly as extraction decodes the collection's images.
+
+        The same function (:func:`similar_images.images.load_for_model`: EXIF rotation,
+        RGB, the JPEG decoder's reduced scale for the model's input size, then the
+        resize) serves extraction and every query source, so an image of the collection
+        searched from a path, URL, upload or the notebook finds itself with score 1.0.
+
+        Returns:
+            ``(h, w, 3)`` uint8 RGB at the model's input size.
+
+        Raises:
+            ImageError: the image cannot be loaded.
+        """
+        return load_for_model(_as_source(source), tuple(self.extractor.input_size))
 
     def _as_vector(self, q) -> np.ndarray | None:
         if isinstance(q, (bool, np.bool_)):
@@ -279,15 +292,21 @@ def find_default_index(vectors: str | os.PathLike) -> Path | None:
     return None
 
 
-def resolve_image_dir(image_dir, vectors_path: Path) -> Path:
-    """The image folder; a relative one is looked up from the current folder, then beside the vectors."""
+def resolve_image_dir(image_dir, vectors_path: Path, *, given: bool = False) -> Path:
+    """The image folder. A relative one is looked up beside the vectors first (how
+    manifests record it), then from the current folder (older manifests); a folder
+    found in neither place is reported, since every path shown would be wrong."""
     if not image_dir:
-        return Path(".")
+        return vectors_path.parent
     path = Path(image_dir)
-    if path.is_absolute() or path.exists():
-        return path
-    beside = vectors_path.parent / path
-    return beside if beside.exists() else path
+    candidates = [path] if path.is_absolute() or given else [vectors_path.parent / path, path]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    where = "given" if given else f"recorded in {vectors_path.name}'s manifest"
+    log.warning("the image folder %s (%s) is missing: image paths cannot be shown or thumbnailed; "
+                "pass --image-dir (image_dir=) to say where the images are", path, where)
+    return candidates[0]
 
 
 class AddReport(NamedTuple):

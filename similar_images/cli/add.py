@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from similar_images.cli import setup_logging
-from similar_images.cli.search import database_options, open_database
+from similar_images.cli.options import database_options, open_from_options
 
 
 @click.command(name="add")
@@ -13,7 +13,7 @@ from similar_images.cli.search import database_options, open_database
 @click.option("-b", "--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
               help="Images per model call.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@database_options
+@database_options("image")
 def add(paths, batch_size, no_progress, vectors, index, exact, image_dir, verbose):
     """Add image files, or every image in the given folders, to the database.
 
@@ -25,7 +25,7 @@ def add(paths, batch_size, no_progress, vectors, index, exact, image_dir, verbos
     from similar_images.errors import SimilarImagesError
 
     try:
-        db = open_database(vectors, index, exact, image_dir)
+        db = open_from_options("image", vectors, index, exact, image_dir)
         report = db.add(list(paths), batch_size=batch_size, show_progress=not no_progress)
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

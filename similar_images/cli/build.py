@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from similar_images.cli import setup_logging
-from similar_images.cli.search import DEFAULT_INDEX, DEFAULT_VECTORS
+from similar_images.db.database import COCO_INDEX as DEFAULT_INDEX
+from similar_images.db.database import COCO_VECTORS as DEFAULT_VECTORS
 from similar_images.db.index import INDEX_TYPES
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from similar_images.cli import setup_logging
+from similar_images.db.database import COCO_VECTORS as DEFAULT_VECTORS
 
-DEFAULT_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
 DEFAULT_ANNOTATIONS = "ms_coco/annotations/instances_val2014.json"
 
 

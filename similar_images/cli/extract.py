@@ -7,9 +7,9 @@ import inspect
 import click
 
 from similar_images.cli import setup_logging
+from similar_images.db.database import COCO_FILE_LIST as DEFAULT_FILE_LIST
 from similar_images.features import DEFAULT_MODEL, MODELS
 
-DEFAULT_FILE_LIST = "ms_coco_file_list.txt"
 DEFAULT_IMG_DIR = "ms_coco/val2014"
 DEFAULT_MODEL_FILE = "vgg_4096.h5"
 

@@ -3,51 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from similar_images.cli import setup_logging
-
-DEFAULT_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
-DEFAULT_INDEX = "ms_coco_file_list.faiss.index"
-
-
-def database_options(command):
-    """The options that say which database a command works on (shared by search/add/remove)."""
-    options = [
-        click.option("--vectors", default=DEFAULT_VECTORS, show_default=True, type=click.Path(dir_okay=False),
-                     help="Vectors file (with its .manifest.json)."),
-        click.option("--index", "index", default=None, type=click.Path(dir_okay=False),
-                     help=f"Faiss index file.  [default: {DEFAULT_INDEX} if it exists, else exact search]"),
-        click.option("--exact", is_flag=True, help="Ignore the index: exact search over the vectors."),
-        click.option("--image-dir", default=None, type=click.Path(file_okay=False),
-                     help="Folder the image names are relative to.  [default: the manifest's]"),
-        click.option("-v", "--verbose", is_flag=True, help="Log details."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def open_database(vectors: str, index: str | None, exact: bool, image_dir: str | None):
-    """Open the database the options name; no --index and no default index file: exact search."""
-    from similar_images.search import SimilarImages
-
-    if exact:
-        if index:
-            raise click.UsageError("--exact and --index exclude each other")
-        index_path = None
-    elif index:
-        index_path = index
-    else:
-        from similar_images.db.database import default_index_path
-        from similar_images.search import find_default_index
-
-        index_path = find_default_index(vectors)
-        if index_path is None and Path(vectors).exists():
-            click.echo(f"note: no index {default_index_path(vectors)}; searching the vectors exactly", err=True)
-    return SimilarImages.open(vectors=vectors, index=index_path, image_dir=image_dir)
+from similar_images.cli.options import database_options, open_from_options
 
 
 @click.command(name="search")
@@ -58,7 +18,7 @@ def open_database(vectors: str, index: str | None, exact: bool, image_dir: str |
 @click.option("--json", "as_json", is_flag=True,
               help='Print one JSON document: [{"query", "results": [{"id", "path", "file", "score"}]}].')
 @click.option("--no-rerank", is_flag=True, help="Show the index's approximate scores (no exact re-ranking).")
-@database_options
+@database_options("image")
 def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir, verbose):
     """Print the K images most similar to each IMAGE (file path or http(s) URL).
 
@@ -67,16 +27,15 @@ def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir,
     """
     setup_logging(verbose)
     from similar_images.errors import ImageError, SimilarImagesError
-    from similar_images.images import load_image
 
     if not images and not ids:
         raise click.UsageError("give at least one IMAGE or --id")
     try:
-        db = open_database(vectors, index, exact, image_dir)
+        db = open_from_options("image", vectors, index, exact, image_dir)
         queries, labels, failed = [], [], []
         for image in images:
             try:
-                queries.append(load_image(image))
+                queries.append(db.load_query(image))  # decoded as extraction decodes
                 labels.append(image)
             except ImageError as exc:
                 failed.append({"query": image, "error": str(exc)})

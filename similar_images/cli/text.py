@@ -13,6 +13,7 @@ from __future__ import annotations
 import click
 
 from similar_images.cli import setup_logging
+from similar_images.cli.options import database_options, open_from_options
 from similar_images.db.index import INDEX_TYPES
 
 
@@ -82,7 +83,7 @@ def build(csv_file, column, vectors, index, model, index_type, batch_size, devic
     setup_logging(verbose)
     from similar_images.db.build import summary
     from similar_images.errors import SimilarImagesError
-    from similar_images.text.database import build_text_database
+    from similar_images.text.build import build_text_database
 
     try:
         result = build_text_database(
@@ -101,38 +102,6 @@ def build(csv_file, column, vectors, index, model, index_type, batch_size, devic
     click.echo(summary(result["index_manifest"], result["index"]))
 
 
-def database_options(command):
-    """--vectors / --index / --exact / -v, shared by search, add and remove."""
-    options = [
-        click.option("--vectors", default="tweets.csv.saved_predictions.npy", show_default=True,
-                     type=click.Path(dir_okay=False), help="Vectors file of a text database."),
-        click.option("--index", default=None, type=click.Path(dir_okay=False),
-                     help="Index file.  [default: beside the vectors (tweets.csv.faiss.index) if it exists, "
-                          "else exact search]"),
-        click.option("--exact", is_flag=True, help="Ignore the index: exact search over the vectors."),
-        click.option("-v", "--verbose", is_flag=True, help="Log details."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def open_text_database(vectors: str, index: str | None, exact: bool):
-    from pathlib import Path
-
-    from similar_images.db.database import default_index_path
-    from similar_images.text.database import TextDatabase
-
-    if exact and index:
-        raise click.UsageError("--exact and --index exclude each other")
-    if index is None and not exact:
-        default = default_index_path(vectors)
-        index = str(default) if default.exists() else None
-        if index is None and Path(vectors).exists():
-            click.echo(f"note: no index {default}; searching the vectors exactly", err=True)
-    return TextDatabase.open(vectors, None if exact else index)
-
-
 @text.command()
 @click.argument("queries", nargs=-1)
 @click.option("--id", "ids", multiple=True, type=click.IntRange(min=0),
@@ -140,7 +109,7 @@ def open_text_database(vectors: str, index: str | None, exact: bool):
 @click.option("-k", default=8, show_default=True, type=click.IntRange(min=1), help="Results per query.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print JSON: [{"query", "results": [{"id", "text", "score"}]}].')
-@database_options
+@database_options("text")
 def search(queries, ids, k, as_json, vectors, index, exact, verbose):
     """Print the K texts most similar to each QUERY (a sentence; quote it).
 
@@ -154,7 +123,7 @@ def search(queries, ids, k, as_json, vectors, index, exact, verbose):
     if not queries and not ids:
         raise click.UsageError('give at least one QUERY (quoted: "a sentence") or --id')
     try:
-        db = open_text_database(vectors, index, exact)
+        db = open_from_options("text", vectors, index, exact)
         asked = list(queries) + list(ids)
         labels = list(queries) + [f"#{i}: {db.text(i)}" for i in ids]
         results = db.search(asked, k=k)
@@ -171,7 +140,7 @@ def search(queries, ids, k, as_json, vectors, index, exact, verbose):
 
 
 def _texts_from(texts, csv_file, column) -> list[str]:
-    from similar_images.text.encode import read_texts
+    from similar_images.text.texts import read_texts
 
     out = list(texts)
     if csv_file:
@@ -186,7 +155,7 @@ def _texts_from(texts, csv_file, column) -> list[str]:
 @click.option("--csv", "csv_file", default=None, type=click.Path(dir_okay=False),
               help="Also add the texts of this CSV file.")
 @click.option("--column", default="text", show_default=True, help="The column of --csv.")
-@database_options
+@database_options("text")
 def add(texts, csv_file, column, vectors, index, exact, verbose):
     """Add TEXTs (and/or a CSV column) to a text database, atomically, without a rebuild.
 
@@ -197,7 +166,7 @@ def add(texts, csv_file, column, vectors, index, exact, verbose):
 
     try:
         new = _texts_from(texts, csv_file, column)
-        db = open_text_database(vectors, index, exact)
+        db = open_from_options("text", vectors, index, exact)
         result = db.add(new)
     except (SimilarImagesError, ValueError) as exc:
         raise _fail(exc) from None
@@ -207,14 +176,14 @@ def add(texts, csv_file, column, vectors, index, exact, verbose):
 
 @text.command()
 @click.argument("texts", nargs=-1, required=True)
-@database_options
+@database_options("text")
 def remove(texts, vectors, index, exact, verbose):
     """Remove TEXTs (exactly as stored) from a text database, atomically."""
     setup_logging(verbose)
     from similar_images.errors import SimilarImagesError
 
     try:
-        db = open_text_database(vectors, index, exact)
+        db = open_from_options("text", vectors, index, exact)
         removed = db.remove(list(texts))
     except (SimilarImagesError, ValueError) as exc:
         raise _fail(exc) from None

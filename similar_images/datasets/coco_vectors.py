@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from similar_images.db.database import COCO_FILE_LIST
 from similar_images.db.files import (
     manifest_path,
     read_file_list,
@@ -90,7 +91,7 @@ def check_vectors(vectors: np.ndarray, names: list[str], dimension: int | None, 
 def install_vectors(
     source: str | os.PathLike,
     *,
-    file_list: str | os.PathLike = "ms_coco_file_list.txt",
+    file_list: str | os.PathLike = COCO_FILE_LIST,
     image_dir: str | os.PathLike = "ms_coco/val2014",
     output: str | os.PathLike | None = None,
     model: str | None = None,
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: returns the exit status; errors are one line on stderr."""
     parser = argparse.ArgumentParser(prog="python -m similar_images.datasets.coco_vectors", description=__doc__.split("\n")[0])
     parser.add_argument("source", nargs="?", help="the downloaded .npy vectors")
-    parser.add_argument("--file-list", default="ms_coco_file_list.txt")
+    parser.add_argument("--file-list", default=COCO_FILE_LIST)
     parser.add_argument("--image-dir", default="ms_coco/val2014")
     parser.add_argument("--output", default=None, help="default: <file list>.saved_predictions.npy")
     parser.add_argument("--model", default=None, choices=sorted(MODEL_BY_DIM.values()))

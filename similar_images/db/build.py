@@ -66,8 +66,7 @@ def build_index_files(
     if index_path.exists() and not force:
         raise FileExistsError(f"{index_path} already exists; use --force to replace it")
     require_vectors(vectors_path)
-    with journal.writer_lock(vectors_path):
-        journal.roll_forward(journal.journal_path(vectors_path))
+    with journal.change(vectors_path) as stage:
         vm = load_vectors_manifest(vectors_path)
         vectors = open_vectors(vectors_path)  # (n, d) float32 memory map
         check_vectors(vectors_path, vm, vectors)
@@ -82,21 +81,13 @@ def build_index_files(
         ix.set_search_params(index, info["search_params"])
         pool_factor, pool_recalls = recall_mod.choose_pool_factor(index, vectors, n_queries=eval_queries, seed=seed)
         recall = recall_mod.measure_recall(index, vectors, n_queries=eval_queries, seed=seed, pool_factor=pool_factor)
-        staged_index = journal.staged_path(index_path)
-        staged_manifest = journal.staged_path(manifest_path(index_path))
-        try:
-            ix.write_index_to(index, staged_index)
-            base = {**info, "metric": "cosine", "vectors": vectors_path.name, "pool_factor": pool_factor,
-                    "pool_recalls": pool_recalls,
-                    "build_seconds": round(build_seconds, 3), "built": now_iso(), "recall": recall}
-            manifest = index_manifest_for(index_path, staged_index, vm, base)
-            write_json_to(staged_manifest, manifest)
-        except BaseException:
-            staged_index.unlink(missing_ok=True)
-            staged_manifest.unlink(missing_ok=True)
-            raise
-        journal.commit(journal.journal_path(vectors_path),
-                       [(staged_index, index_path), (staged_manifest, manifest_path(index_path))])
+        staged_index = stage.file(index_path)
+        ix.write_index_to(index, staged_index)
+        base = {**info, "metric": "cosine", "vectors": vectors_path.name, "pool_factor": pool_factor,
+                "pool_recalls": pool_recalls,
+                "build_seconds": round(build_seconds, 3), "built": now_iso(), "recall": recall}
+        manifest = index_manifest_for(index_path, staged_index, vm, base)
+        write_json_to(stage.file(manifest_path(index_path)), manifest)
     return manifest
 
 

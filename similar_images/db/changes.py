@@ -2,9 +2,13 @@
 
 Both rewrite the vectors file (streamed in chunks, hashed while written), its
 manifest, and, when there is one, the index (new vectors are encoded with the trained
-index: no retraining, no rebuild) and the index manifest, all under staged names, then
-commit them together with the roll-forward journal of ``journal.py``. A kill -9 at any
-moment leaves the database as before or fully updated.
+index: no retraining, no rebuild) and the index manifest, all staged and committed
+together by :func:`similar_images.db.journal.change`. A kill -9 at any moment leaves the
+database as before or fully updated.
+
+Names follow the database's *name rule* (``manifest["name_rule"]``): ``"path"`` for
+images (``a//b.jpg``, ``./a/b.jpg`` and the absolute path are one file) and ``"text"``
+for texts (only the exact string is the same text). The core does not care which.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,18 +24,15 @@ import numpy as np
 
 from similar_images.db import index as ix
 from similar_images.db import journal
-from similar_images.db.database import (
-    Database,
-    index_manifest_for,
-    now_iso,
-    require_vectors,
-)
+from similar_images.db.database import Database, index_manifest_for, now_iso, require_vectors
 from similar_images.db.files import manifest_path, sha256_lines, write_json_to
 from similar_images.db.vectors import write_vectors_file
+from similar_images.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
 CHUNK = 8192
+NAME_RULES = ("path", "text")
 
 
 class AddResult(NamedTuple):
@@ -42,9 +43,26 @@ class AddResult(NamedTuple):
 
 
 def name_key(name: str, image_dir: str | os.PathLike | None) -> str:
-    """A comparable form of a name: the absolute, normalised path it stands for."""
+    """A comparable form of a path name: the absolute, normalised path it stands for."""
     base = os.fspath(image_dir) if image_dir else "."
     return os.path.normcase(os.path.abspath(os.path.join(base, os.fspath(name))))
+
+
+def name_rule(manifest: dict[str, Any]) -> str:
+    """The database's name rule: recorded, else ``"text"`` for a text model's vectors, else ``"path"``."""
+    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    rule = manifest.get("name_rule") or ("text" if model.get("kind") == "text" else "path")
+    if rule not in NAME_RULES:
+        raise DatabaseError(f"unknown name_rule {rule!r} in a vectors manifest; expected one of {', '.join(NAME_RULES)}")
+    return rule
+
+
+def keys_for(rule: str, image_dir: str | os.PathLike | None) -> Callable[[str], set[str]]:
+    """``name -> the keys it may match``: exact strings for texts; for paths, the name as in the
+    manifest (relative to ``image_dir``) or as a path relative to the current folder."""
+    if rule == "text":
+        return lambda name: {name}
+    return lambda name: {name_key(name, image_dir), name_key(name, None)}
 
 
 def add_rows(
@@ -57,28 +75,27 @@ def add_rows(
 ) -> AddResult:
     """Append ``vectors`` ``(m, d)`` (raw) named ``names`` to the database, atomically.
 
-    Names already in the database (the same file, however written) and repeats within
+    Names already in the database (the same name under its name rule) and repeats within
     ``names`` are skipped, not duplicated. ``image_dir`` (default: the manifest's) is
-    what relative names are relative to.
+    what relative path names are relative to.
     """
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(vectors) != len(names):
         raise ValueError(f"vectors {vectors.shape} and {len(names)} names do not match")
     base = Path(vectors_path)
     require_vectors(base)
-    with journal.writer_lock(base):
-        db = _open_for_writing(base, index_path)
+    with journal.change(base) as stage:
+        db = Database.open(base, index_path)
         if vectors.shape[1] != db.dimension:
             raise ValueError(f"new vectors have dimension {vectors.shape[1]}, the database {db.dimension}")
-        image_dir = image_dir or db.manifest.get("image_dir")
-        seen = {name_key(n, image_dir) for n in db.names}
+        key = _stored_key(db, image_dir)
+        seen = {key(n) for n in db.names}
         keep, present = [], []
         for i, name in enumerate(names):
-            key = name_key(name, image_dir)
-            if key in seen:
+            if key(name) in seen:
                 present.append(name)
             else:
-                seen.add(key)
+                seen.add(key(name))
                 keep.append(i)
         if not keep:
             return AddResult([], present)
@@ -87,10 +104,10 @@ def add_rows(
         n, d = db.vectors.shape
         blocks = itertools.chain(_blocks(db.vectors), [new])
         change = {"op": "add", "count": len(added), "at": now_iso()}
-        _write_and_commit(db, (n + len(added), d), blocks, db.names + added, change,
-                          lambda index, _staged: ix.add_vectors(index, new))
-        log.info("added %d image(s) (%d already present)", len(added), len(present))
-        return AddResult(added, present)
+        _stage_rewrite(stage, db, (n + len(added), d), blocks, db.names + added, change,
+                       lambda index, _staged: ix.add_vectors(index, new))
+    log.info("added %d item(s) (%d already present)", len(added), len(present))
+    return AddResult(added, present)
 
 
 def remove_rows(
@@ -101,7 +118,7 @@ def remove_rows(
     image_dir: str | os.PathLike | None = None,
     missing_ok: bool = False,
 ) -> list[str]:
-    """Delete the rows named ``names`` (matched like :func:`name_key`), atomically.
+    """Delete the rows named ``names`` (matched under the database's name rule), atomically.
 
     Returns:
         The names removed, as written in the database.
@@ -113,14 +130,14 @@ def remove_rows(
     base = Path(vectors_path)
     names = [os.fspath(n) for n in ([names] if isinstance(names, (str, os.PathLike)) else names)]
     require_vectors(base)
-    with journal.writer_lock(base):
-        db = _open_for_writing(base, index_path)
-        image_dir = image_dir or db.manifest.get("image_dir")
-        # A name as in the manifest (relative to image_dir) or a path (relative to here).
-        wanted = {n: {name_key(n, image_dir), name_key(n, None)} for n in names}
+    with journal.change(base) as stage:
+        db = Database.open(base, index_path)
+        rule = name_rule(db.manifest)
+        wanted = {n: keys_for(rule, _image_dir(db, image_dir))(n) for n in names}
+        stored = _stored_key(db, image_dir)
         keys = set().union(*wanted.values()) if wanted else set()
-        rows = [i for i, n in enumerate(db.names) if name_key(n, image_dir) in keys]
-        found = {name_key(db.names[i], image_dir) for i in rows}
+        rows = [i for i, n in enumerate(db.names) if stored(n) in keys]
+        found = {stored(db.names[i]) for i in rows}
         missing = [n for n, ks in wanted.items() if not ks & found]
         if missing and not missing_ok:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -128,29 +145,34 @@ def remove_rows(
         if not rows:
             return []
         if len(rows) == len(db):
-            raise ValueError("that would remove every image; delete the database files instead")
+            raise ValueError("that would remove every item; delete the database files instead")
         keep = np.setdiff1d(np.arange(len(db)), rows)  # (n - r,) sorted
         removed = [db.names[i] for i in rows]
-        d = db.dimension
         change = {"op": "remove", "count": len(rows), "at": now_iso()}
 
         def edit_index(index, staged_vectors: Path) -> None:
             ix.remove_rows(index, rows, kept_vectors=np.load(staged_vectors, mmap_mode="r"))
 
-        _write_and_commit(db, (len(keep), d), _blocks(db.vectors, keep), [db.names[i] for i in keep],
-                          change, edit_index)
-        log.info("removed %d image(s)", len(removed))
-        return removed
+        _stage_rewrite(stage, db, (len(keep), db.dimension), _blocks(db.vectors, keep),
+                       [db.names[i] for i in keep], change, edit_index)
+    log.info("removed %d item(s)", len(removed))
+    return removed
 
 
-def _open_for_writing(base: Path, index_path) -> Database:
-    """Finish or discard interrupted changes, then open the current, verified state."""
-    journal.roll_forward(journal.journal_path(base))
-    finals = [base, manifest_path(base)]
-    if index_path is not None:
-        finals += [Path(index_path), manifest_path(index_path)]
-    journal.discard_staged(finals)
-    return Database.open(base, index_path)
+def _image_dir(db: Database, image_dir):
+    """The folder path names are relative to: given, else the manifest's (relative to the database)."""
+    if image_dir:
+        return image_dir
+    recorded = db.manifest.get("image_dir")
+    return db.vectors_path.parent / recorded if recorded else None
+
+
+def _stored_key(db: Database, image_dir) -> Callable[[str], str]:
+    """The key of a name as stored in the database (one key per stored name)."""
+    if name_rule(db.manifest) == "text":
+        return lambda name: name
+    folder = _image_dir(db, image_dir)
+    return lambda name: name_key(name, folder)
 
 
 def _blocks(vectors, rows: np.ndarray | None = None):
@@ -163,34 +185,22 @@ def _blocks(vectors, rows: np.ndarray | None = None):
             yield np.asarray(vectors[rows[start:start + CHUNK]])
 
 
-def _write_and_commit(db: Database, shape, blocks, names: list[str], change: dict[str, Any], edit_index) -> None:
-    """Stage the new vectors, manifest, index and index manifest; commit them together.
+def _stage_rewrite(stage: journal.Stage, db: Database, shape, blocks, names: list[str],
+                   change: dict[str, Any], edit_index) -> None:
+    """Stage the new vectors, manifest, index and index manifest of ``db`` in ``stage``.
 
     ``edit_index(index, staged_vectors_path)`` changes the index to match the new rows.
     """
-    staged: list[tuple[Path, Path]] = []
-    try:
-        sv = journal.staged_path(db.vectors_path)
-        staged.append((sv, db.vectors_path))
-        sha = write_vectors_file(sv, shape, blocks)
-        vm = dict(db.manifest)
-        vm.update(names=names, count=int(shape[0]), dimension=int(shape[1]),
-                  vectors_sha256=sha, names_sha256=sha256_lines(names),
-                  history=list(db.manifest.get("history", [])) + [change])
-        svm = journal.staged_path(manifest_path(db.vectors_path))
-        staged.append((svm, manifest_path(db.vectors_path)))
-        write_json_to(svm, vm)
-        if db.index is not None:
-            edit_index(db.index, sv)  # edits the in-memory copy read by this writer
-            si = journal.staged_path(db.index_path)
-            staged.append((si, db.index_path))
-            ix.write_index_to(db.index, si)
-            im = index_manifest_for(db.index_path, si, vm, db.index_manifest)
-            sim = journal.staged_path(manifest_path(db.index_path))
-            staged.append((sim, manifest_path(db.index_path)))
-            write_json_to(sim, im)
-    except BaseException:
-        for path, _ in staged:
-            path.unlink(missing_ok=True)
-        raise
-    journal.commit(journal.journal_path(db.vectors_path), staged)
+    staged_vectors = stage.file(db.vectors_path)
+    sha = write_vectors_file(staged_vectors, shape, blocks)
+    vm = dict(db.manifest)
+    vm.update(names=names, count=int(shape[0]), dimension=int(shape[1]),
+              vectors_sha256=sha, names_sha256=sha256_lines(names),
+              history=list(db.manifest.get("history", [])) + [change])
+    write_json_to(stage.file(manifest_path(db.vectors_path)), vm)
+    if db.index is not None:
+        edit_index(db.index, staged_vectors)  # edits the in-memory copy read by this writer
+        staged_index = stage.file(db.index_path)
+        ix.write_index_to(db.index, staged_index)
+        im = index_manifest_for(db.index_path, staged_index, vm, db.index_manifest)
+        write_json_to(stage.file(manifest_path(db.index_path)), im)

@@ -40,6 +40,10 @@ INDEX_FORMAT = 1
 # Index files up to this size are checksummed on every open (8 MB takes milliseconds).
 HASH_ON_OPEN_BYTES = 64 << 20
 VECTORS_SUFFIX = ".saved_predictions.npy"
+# The COCO database the README's steps make in the current folder: the default everywhere.
+COCO_FILE_LIST = "ms_coco_file_list.txt"
+COCO_VECTORS = COCO_FILE_LIST + VECTORS_SUFFIX
+COCO_INDEX = "ms_coco_file_list.faiss.index"  # = default_index_path(COCO_VECTORS)
 
 
 def default_index_path(vectors: str | os.PathLike) -> Path:
@@ -115,6 +119,12 @@ class Database:
     @property
     def model(self) -> dict[str, Any]:
         return self.manifest["model"]
+
+    @property
+    def model_folder(self) -> Path | None:
+        """The database's own copy of its quantised model (``manifest["model_files"]``), or None."""
+        name = self.manifest.get("model_files")
+        return self.vectors_path.parent / name if name else None
 
     @property
     def dimension(self) -> int:

@@ -15,7 +15,8 @@ which every reader and writer calls first: a rename whose staged file is gone wa
 already applied. So the files are always either all old or all new once opened.
 
 Writers also hold an exclusive lock (:func:`writer_lock`) so two changes never
-interleave.
+interleave. :func:`change` wraps all of it, and is the one way every writer (extraction's
+save, ``build``, add/remove, texts alike) commits files.
 """
 
 from __future__ import annotations
@@ -140,3 +141,45 @@ def writer_lock(base: str | os.PathLike) -> Iterator[None]:
 
 def _rel(path: Path, journal: Path) -> str:
     return os.path.relpath(path, journal.parent)
+
+
+class Stage:
+    """The files of one change, staged beside their final names (see :func:`change`)."""
+
+    def __init__(self) -> None:
+        self.renames: list[tuple[Path, Path]] = []
+
+    def file(self, final: str | os.PathLike) -> Path:
+        """A fresh staged path for ``final``; leftovers of dead writers for it are deleted first."""
+        final = Path(final)
+        discard_staged([final])
+        staged = staged_path(final)
+        self.renames.append((staged, final))
+        return staged
+
+    def discard(self) -> None:
+        for staged, _ in self.renames:
+            staged.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def change(base: str | os.PathLike) -> Iterator[Stage]:
+    """One atomic change of the files of the database whose vectors file is ``base``.
+
+    Holds the writers' lock, finishes an interrupted change first, and yields a
+    :class:`Stage`: the caller writes each new file completely to ``stage.file(final)``.
+    On success they are committed together (the journal); on any error the staged files
+    are deleted and nothing changed.
+    """
+    base = Path(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with writer_lock(base):
+        roll_forward(journal_path(base))
+        stage = Stage()
+        try:
+            yield stage
+        except BaseException:
+            stage.discard()
+            raise
+        if stage.renames:
+            commit(journal_path(base), stage.renames)

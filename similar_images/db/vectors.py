@@ -68,29 +68,19 @@ def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> 
     if vectors.ndim != 2 or len(vectors) != len(names):
         raise ValueError(f"vectors {vectors.shape} and {len(names)} names do not match")
     path = Path(path)
-    finals = [path, manifest_path(path)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with journal.writer_lock(path):
-        journal.roll_forward(journal.journal_path(path))
-        journal.discard_staged(finals)
-        staged = [journal.staged_path(final) for final in finals]
-        try:
-            manifest = {
-                "format": VECTORS_FORMAT,
-                "kind": "vectors",
-                **manifest,
-                "count": int(vectors.shape[0]),
-                "dimension": int(vectors.shape[1]),
-                # hashed while written: no second read of a file that can be gigabytes
-                "vectors_sha256": write_vectors_file(staged[0], vectors.shape, [vectors]),
-                "names_sha256": sha256_lines(names),
-            }
-            write_json_to(staged[1], manifest)
-        except BaseException:
-            for file in staged:
-                file.unlink(missing_ok=True)
-            raise
-        journal.commit(journal.journal_path(path), list(zip(staged, finals)))
+    with journal.change(path) as stage:
+        staged_vectors, staged_manifest = stage.file(path), stage.file(manifest_path(path))
+        manifest = {
+            "format": VECTORS_FORMAT,
+            "kind": "vectors",
+            **manifest,
+            "count": int(vectors.shape[0]),
+            "dimension": int(vectors.shape[1]),
+            # hashed while written: no second read of a file that can be gigabytes
+            "vectors_sha256": write_vectors_file(staged_vectors, vectors.shape, [vectors]),
+            "names_sha256": sha256_lines(names),
+        }
+        write_json_to(staged_manifest, manifest)
     return manifest
 
 

@@ -78,6 +78,7 @@ class OpenVINOExtractor:
         description: dict[str, Any],
         fidelity: dict[str, Any] | None = None,
         calibrated: bool = False,
+        model_folder=None,
     ):
         self.name = name
         self.input_size = tuple(input_size)
@@ -86,6 +87,7 @@ class OpenVINOExtractor:
         self.hint = hint
         self.fidelity = fidelity
         self.calibrated = calibrated
+        self.model_folder = model_folder  # INT8: the folder holding the quantised model; None for fp32
         self.model = model
         self._compiled = compiled
         self._requests = requests_for(compiled)
@@ -126,6 +128,7 @@ def create_openvino_extractor(
     min_agreement: float = 0.9,
     force_int8: bool = False,
     cache_dir=None,
+    model_folder=None,
     show_progress: bool = True,
 ) -> OpenVINOExtractor:
     """Convert ``native`` to OpenVINO (fp32, or INT8 after calibration) and wrap it.
@@ -156,6 +159,8 @@ def create_openvino_extractor(
         force_int8: use INT8 even below ``min_agreement``.
         cache_dir: where quantised models and timings live (default
             ``$SIMILAR_IMAGES_CACHE`` or ``~/.cache/similar-images``).
+        model_folder: INT8 only: a database's own copy of its quantised model, used
+            before the cache (a database that travels needs no cache).
         show_progress: progress bars (the INT8 fidelity report is printed to stderr always).
 
     Raises:
@@ -185,14 +190,16 @@ def create_openvino_extractor(
             min_agreement=min_agreement,
             force=force_int8,
             cache_dir=cache_dir,
+            model_folder=model_folder,
             show_progress=show_progress,
         )
         model, fidelity, calibrated = int8.model, int8.report, int8.calibrated
+        model_folder = int8.folder
         description["calibration"] = int8.identity
     else:
         if calibration_paths is not None or calibration is not None:
             raise ValueError("calibration images are only used with precision='int8'")
-        model = fp32_model()
+        model, model_folder = fp32_model(), None
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if hint is not None and hint not in HINTS:
@@ -227,6 +234,7 @@ def create_openvino_extractor(
         description=description,
         fidelity=fidelity,
         calibrated=calibrated,
+        model_folder=model_folder,
     )
 
 

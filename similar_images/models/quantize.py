@@ -60,7 +60,8 @@ class Int8Model(NamedTuple):
     model: Any  # openvino.Model
     report: dict[str, Any]
     identity: dict[str, Any]  # goes into describe()["calibration"]
-    calibrated: bool  # False when loaded from the cache
+    calibrated: bool  # False when loaded from the cache or a database folder
+    folder: Path  # where model.xml and report.json are (a database copies it beside its vectors)
 
 
 def settings_for(name: str) -> dict[str, Any]:
@@ -116,14 +117,17 @@ def int8_model(
     min_agreement: float = 0.9,
     force: bool = False,
     cache_dir=None,
+    model_folder=None,
     show_progress: bool = True,
 ) -> Int8Model:
-    """The INT8 model for ``name``: from the cache, or calibrated now and cached.
+    """The INT8 model for ``name``: from a database's folder, the cache, or calibrated now and cached.
 
     Args:
         fp32_model: returns the fp32 ``openvino.Model`` (called only when calibrating).
         calibration_paths: image files of the collection (a sample is taken).
-        calibration: a database's ``describe()["calibration"]``: find that model in the cache.
+        calibration: a database's ``describe()["calibration"]``: find that model in
+            ``model_folder`` (the copy a database keeps beside its vectors), else in the cache.
+        model_folder: a folder written by :func:`save_model_folder` (``model.xml``, ``report.json``).
         Others: see :func:`similar_images.models.openvino_runtime.create_openvino_extractor`.
 
     Raises:
@@ -149,7 +153,13 @@ def int8_model(
     sample_sha = sample.sha256 if sample else str(calibration.get("sample_sha256"))
     folder = cache_folder(name, describe_base, settings, sample_sha, cache_dir=cache_dir)
     identity = {"sample_sha256": sample_sha, "settings": settings}
-    if (folder / "model.xml").exists():
+    if model_folder is not None and calibration is not None and (Path(model_folder) / "model.xml").exists():
+        folder = Path(model_folder)
+        model, report = _load_cached(folder)
+        _check_folder_identity(folder, identity)
+        emit(f"{name} INT8 model of the database ({folder}), fidelity {format_report(report)}")
+        calibrated = False
+    elif (folder / "model.xml").exists():
         model, report = _load_cached(folder)
         emit(f"{name} INT8 model from the cache ({folder}), fidelity {format_report(report)}")
         calibrated = False
@@ -167,7 +177,40 @@ def int8_model(
         calibrated = True
     identity["images"] = report["calibration_images"]
     check_fidelity(name, report, min_agreement=min_agreement, force=force)
-    return Int8Model(model, report, identity, calibrated)
+    return Int8Model(model, report, identity, calibrated, folder)
+
+
+def _check_folder_identity(folder: Path, identity: dict[str, Any]) -> None:
+    from similar_images.db.files import read_json
+
+    saved = read_json(folder / "report.json").get("identity", {})
+    if saved.get("sample_sha256") != identity["sample_sha256"]:
+        raise ModelError(f"{folder}: this INT8 model was calibrated on other images than the database's "
+                         f"(sample {str(saved.get('sample_sha256'))[:12]}, the database's {identity['sample_sha256'][:12]})")
+
+
+def save_model_folder(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy an INT8 model folder (``model.xml``, ``model.bin``, ``report.json``) to ``target``, atomically.
+
+    The copy is made under a temporary name beside ``target`` and renamed, so a crash
+    leaves no half-copied model under the final name. An existing ``target`` is kept:
+    folders are named by their calibration sample, so the same name holds the same model.
+    """
+    source, target = Path(source), Path(target)
+    if (target / "model.xml").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for name in ("model.xml", "model.bin", "report.json"):
+            shutil.copyfile(source / name, tmp / name)
+        os.replace(tmp, target)
+    except OSError as exc:
+        if not (target / "model.xml").exists():
+            raise ModelError(f"cannot copy the INT8 model to {target}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def cache_folder(name: str, describe_base: dict[str, Any], settings: dict[str, Any], sample_sha: str, *, cache_dir=None) -> Path:

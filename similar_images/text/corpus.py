@@ -233,7 +233,7 @@ BUILTIN_TEXTS = [
 
 
 def builtin_database(*, index_type: str = "flat"):
-    """A text database (:class:`~similar_images.text_search.TextDatabase`) of
+    """A text database (:class:`~similar_images.text.database.TextDatabase`) of
     :data:`BUILTIN_TEXTS`, in a temporary folder.
 
     For the notebook and tests when the tweets have not been downloaded; the folder is
@@ -241,7 +241,8 @@ def builtin_database(*, index_type: str = "flat"):
     """
     import tempfile
 
-    from similar_images.text.database import TextDatabase, build_text_database
+    from similar_images.text.build import build_text_database
+    from similar_images.text.database import TextDatabase
 
     folder = tempfile.TemporaryDirectory(prefix="similar-images-text-")
     csv_path = Path(folder.name) / "builtin.csv"

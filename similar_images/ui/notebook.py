@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from similar_images.db.database import COCO_INDEX, COCO_VECTORS
+
 logger = logging.getLogger(__name__)
 
-COCO_VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
-COCO_INDEX = "ms_coco_file_list.faiss.index"
 DEMO_WORKDIR = "demo_output"
 
 

@@ -2,7 +2,7 @@
 
 :class:`TextSearchApp` takes an open text database (anything with ``search(query, k)``
 returning ``[TextResult(id, text, score)]``, ``text(id)`` and ``len()``, such as
-:class:`similar_images.text_search.TextDatabase`): a text box, a Search button, a
+:class:`similar_images.text.database.TextDatabase`): a text box, a Search button, a
 "Random text" button that searches from a corpus text by its id, and a table of results
 with scores. Errors show as one short line; the app keeps working.
 """

@@ -9,7 +9,7 @@ import pytest
 from _widget_db import database_files
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "Similar image.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "Similar image.ipynb"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 

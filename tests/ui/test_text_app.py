@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "Text_similarity.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "Text_similarity.ipynb"
 
 pytestmark = pytest.mark.slow  # starts a kernel that loads torch and the model
 
@@ -67,7 +67,7 @@ def test_notebook_runs_with_builtin_corpus(tmp_path):
 
 
 def test_notebook_uses_the_tweets_database_when_built(tmp_path):
-    from similar_images.text.database import build_text_database
+    from similar_images.text.build import build_text_database
 
     texts = [f"tweet {i} about cooking pasta" for i in range(5)] + ["What a beautiful sunny day at the beach!"]
     with open(tmp_path / "tweets.csv", "w", encoding="utf-8", newline="") as f:

@@ -178,7 +178,7 @@ def test_remove_of_an_unknown_name_changes_nothing(db_files):
 
 def test_remove_refuses_to_empty_the_database(tmp_path):
     vectors_path, _ = vector_db(tmp_path, 3, DIM)
-    with pytest.raises(ValueError, match="remove every image"):
+    with pytest.raises(ValueError, match="remove every item"):
         remove_rows(vectors_path, None, ["v00000.jpg", "v00001.jpg", "v00002.jpg"])
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from similar_images.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VECTORS = "ms_coco_file_list.txt.saved_predictions.npy"
 INDEX = "ms_coco_file_list.faiss.index"
 

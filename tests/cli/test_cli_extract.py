@@ -19,7 +19,7 @@ from similar_images.cli import main
 from similar_images.db.checkpoint import partial_dir
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "extract_image_vectors.py"
 
 

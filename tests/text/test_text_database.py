@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from similar_images.errors import DatabaseError, ModelError
-from similar_images.text import encode as text
+from similar_images.models.minilm import TextEncoder
+from similar_images.text.texts import read_texts
 
 # Three topics, each with paraphrases; the queries below are paraphrases of one topic.
 CORPUS = [
@@ -44,7 +45,7 @@ def write_csv(path, texts, column="text"):
 
 @pytest.fixture(scope="session")
 def encoder():
-    return text.TextEncoder(batch_size=4)
+    return TextEncoder(batch_size=4)
 
 
 def cosine(a, b):
@@ -58,7 +59,7 @@ def cosine(a, b):
 
 def test_read_texts_cleans_and_skips_empty(tmp_path):
     path = write_csv(tmp_path / "c.csv", ["  hello\n  world ", "", "second, with comma", "   ", "hello world"])
-    texts, skipped = text.read_texts(path, "text")
+    texts, skipped = read_texts(path, "text")
     assert texts == ["hello world", "second, with comma"]
     assert skipped == [
         {"path": "row 2", "reason": "empty text"},
@@ -70,14 +71,14 @@ def test_read_texts_cleans_and_skips_empty(tmp_path):
 def test_read_texts_errors(tmp_path):
     path = write_csv(tmp_path / "c.csv", ["a"])
     with pytest.raises(DatabaseError, match=r"no column 'body' \(columns: id, text\)"):
-        text.read_texts(path, "body")
+        read_texts(path, "body")
     with pytest.raises(DatabaseError, match="CSV file not found"):
-        text.read_texts(tmp_path / "missing.csv")
+        read_texts(tmp_path / "missing.csv")
     (tmp_path / "latin.csv").write_bytes("text\ncaf\xe9\n".encode("latin-1"))
     with pytest.raises(DatabaseError, match="not a readable UTF-8 CSV"):
-        text.read_texts(tmp_path / "latin.csv")
+        read_texts(tmp_path / "latin.csv")
     with pytest.raises(DatabaseError, match="holds no text"):
-        text.read_texts(write_csv(tmp_path / "empty.csv", ["", " "]))
+        read_texts(write_csv(tmp_path / "empty.csv", ["", " "]))
 
 
 # --- the model -----------------------------------------------------------------------
@@ -106,9 +107,9 @@ def test_paraphrases_rank_above_unrelated(encoder):
 
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ModelError, match="cannot load text model 'no-such/model-xyz'"):
-        text.TextEncoder("no-such/model-xyz").encode(["x"])
+        TextEncoder("no-such/model-xyz").encode(["x"])
     with pytest.raises(ValueError, match="batch_size"):
-        text.TextEncoder(batch_size=0)
+        TextEncoder(batch_size=0)
 
 
 # --- resumable encoding --------------------------------------------------------------
@@ -116,26 +117,36 @@ def test_unknown_model_is_a_clear_error():
 
 @pytest.mark.slow
 def test_encoding_resumes_from_finished_chunks(tmp_path, encoder):
-    folder = tmp_path / "out.npy.partial"
-    full, timings = text.encode_texts(CORPUS, encoder, checkpoint=folder, chunk_size=3, show_progress=False)
+    from similar_images.text.build import encode_checkpointed
+
+    out = tmp_path / "out.npy"
+    source = {"source": "c.csv", "source_sha256": "x", "column": "text"}
+
+    def encode(texts):
+        vectors, timings, checkpoint = encode_checkpointed(out, texts, encoder, source, chunk_size=3,
+                                                           show_progress=False)
+        return vectors, timings, checkpoint.dir
+
+    full, timings, folder = encode(CORPUS)
     assert full.shape == (10, 384) and timings["encoded"] == 10 and timings["texts_per_s"] > 0
-    assert sorted(p.name for p in folder.glob("chunk_*.npy")) == [f"chunk_{i:06d}.npy" for i in range(4)]
+    # the image side's checkpoint: one chunk-NNNNNN.npz per finished chunk, and state.json
+    assert sorted(p.name for p in folder.glob("chunk-*.npz")) == [f"chunk-{i:06d}.npz" for i in range(4)]
 
     # As if killed after two chunks: the rest is encoded, the first two are reused.
-    for name in ("chunk_000002.npy", "chunk_000003.npy"):
+    for name in ("chunk-000002.npz", "chunk-000003.npz"):
         (folder / name).unlink()
-    resumed, timings = text.encode_texts(CORPUS, encoder, checkpoint=folder, chunk_size=3, show_progress=False)
+    resumed, timings, _ = encode(CORPUS)
     assert timings["resumed"] == 6 and timings["encoded"] == 4
     assert np.abs(resumed - full).max() <= 1e-5
 
     # A damaged chunk is encoded again, not trusted.
-    (folder / "chunk_000001.npy").write_bytes(b"garbage")
-    repaired, timings = text.encode_texts(CORPUS, encoder, checkpoint=folder, chunk_size=3, show_progress=False)
+    (folder / "chunk-000001.npz").write_bytes(b"garbage")
+    repaired, timings, _ = encode(CORPUS)
     assert timings["resumed"] == 7 and timings["encoded"] == 3
     assert np.abs(repaired - full).max() <= 1e-5
 
     # Other texts: the checkpoint does not belong to them and is not reused.
-    other, timings = text.encode_texts(CORPUS[::-1], encoder, checkpoint=folder, chunk_size=3, show_progress=False)
+    other, timings, _ = encode(CORPUS[::-1])
     assert timings["resumed"] == 0
     assert np.abs(other - full[::-1]).max() <= 1e-5
     assert json.loads((folder / "state.json").read_text())["chunk_size"] == 3
@@ -147,7 +158,7 @@ def test_encoding_resumes_from_finished_chunks(tmp_path, encoder):
 @pytest.fixture
 def built(tmp_path):
     """A text database of CORPUS built in tmp_path (the default index, HNSW)."""
-    from similar_images.text.database import build_text_database
+    from similar_images.text.build import build_text_database
 
     summary = build_text_database(write_csv(tmp_path / "c.csv", CORPUS), show_progress=False)
     return tmp_path, summary
@@ -223,7 +234,7 @@ def test_add_and_remove_texts(built):
 
 @pytest.mark.slow
 def test_build_refuses_existing_files_and_reuses_finished_vectors(built):
-    from similar_images.text.database import build_text_database
+    from similar_images.text.build import build_text_database
 
     tmp_path, _ = built
     csv_path = tmp_path / "c.csv"
@@ -318,23 +329,24 @@ def test_build_killed_mid_encoding_resumes(tmp_path, encoder):
     import subprocess
     import time
 
-    from similar_images.text.database import TextDatabase, build_text_database
+    from similar_images.text.build import build_text_database
+    from similar_images.text.database import TextDatabase
 
     texts = [f"{t} (variant {i})" for i in range(12) for t in CORPUS]  # 120 texts
     csv_path = write_csv(tmp_path / "c.csv", texts)
     partial = tmp_path / "c.csv.saved_predictions.npy.partial"
-    script = ("from similar_images.text.database import build_text_database as b; "
+    script = ("from similar_images.text.build import build_text_database as b; "
               f"b({str(csv_path)!r}, chunk_size=4, batch_size=4, show_progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
-        while len(list(partial.glob("chunk_*.npy"))) < 3:
+        while len(list(partial.glob("chunk-*.npz"))) < 3:
             assert proc.poll() is None and time.monotonic() < deadline, "the build did not start encoding"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    done = len(list(partial.glob("chunk_*.npy")))
+    done = len(list(partial.glob("chunk-*.npz")))
     assert 3 <= done < 30 and not (tmp_path / "c.csv.saved_predictions.npy").exists()
 
     summary = build_text_database(csv_path, chunk_size=4, show_progress=False)

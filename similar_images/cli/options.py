@@ -1,0 +1,77 @@
+"""The options that say which database a command works on: one set for images and texts.
+
+``@database_options("image")`` gives ``--vectors`` (default: the COCO database),
+``--index``, ``--exact``, ``--image-dir`` and ``-v``; ``@database_options("text")`` the same
+without ``--image-dir`` (default: the tweets database). :func:`open_from_options` opens what
+they name, with the same index rule for both: the index beside the vectors when there is
+one, else exact search (said on stderr).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from similar_images.db.database import COCO_INDEX, COCO_VECTORS, default_index_path
+from similar_images.text.database import DEFAULT_VECTORS as TEXT_VECTORS
+
+DEFAULT_VECTORS = {"image": COCO_VECTORS, "text": TEXT_VECTORS}
+KINDS = tuple(DEFAULT_VECTORS)
+
+
+def database_options(kind: str = "image"):
+    """The database options of ``kind`` (``"image"`` or ``"text"``) as one decorator."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown database kind {kind!r}; choose from: {', '.join(KINDS)}")
+    default = DEFAULT_VECTORS[kind]
+    options = [
+        click.option("--vectors", default=default, show_default=True, type=click.Path(dir_okay=False),
+                     help=f"Vectors file of {'an image' if kind == 'image' else 'a text'} database "
+                          "(with its .manifest.json)."),
+        click.option("--index", "index", default=None, type=click.Path(dir_okay=False),
+                     help=f"Faiss index file.  [default: the one beside the vectors ({default_index_path(default)} "
+                          "for the default vectors) if it exists, else exact search]"),
+        click.option("--exact", is_flag=True, help="Ignore the index: exact search over the vectors."),
+    ]
+    if kind == "image":
+        options.append(click.option("--image-dir", default=None, type=click.Path(file_okay=False),
+                                    help="Folder the image names are relative to.  [default: the manifest's]"))
+    options.append(click.option("-v", "--verbose", is_flag=True, help="Log details."))
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+def index_from_options(vectors: str, index: str | None, exact: bool) -> str | None:
+    """The index file the options select: given, else the one beside the vectors, else None (exact)."""
+    if exact:
+        if index:
+            raise click.UsageError("--exact and --index exclude each other")
+        return None
+    if index:
+        return index
+    default = default_index_path(vectors)
+    if default.exists():
+        return str(default)
+    if Path(vectors).exists():
+        click.echo(f"note: no index {default}; searching the vectors exactly", err=True)
+    return None
+
+
+def open_from_options(kind: str, vectors: str, index: str | None, exact: bool, image_dir: str | None = None):
+    """Open the database the options name: a ``SimilarImages`` or a ``TextDatabase``."""
+    index_path = index_from_options(vectors, index, exact)
+    if kind == "text":
+        from similar_images.text.database import TextDatabase
+
+        return TextDatabase.open(vectors, index_path)
+    from similar_images.search import SimilarImages
+
+    return SimilarImages.open(vectors=vectors, index=index_path, image_dir=image_dir)
+
+
+__all__ = ["COCO_INDEX", "COCO_VECTORS", "DEFAULT_VECTORS", "database_options", "open_from_options"]
