@@ -7,10 +7,15 @@ from pathlib import Path
 import click
 
 from similar_images.cli import setup_logging
-from similar_images.cli.search import DEFAULT_VECTORS, database_options, open_database
+from similar_images.cli.options import DEFAULT_VECTORS, database_options, open_from_options
 
-DEMO_VECTORS = Path("demo_output") / "sample_efficientnet-lite0.saved_predictions.npy"
-DEMO_INDEX = Path("demo_output") / "sample_efficientnet-lite0.faiss.index"
+
+def demo_database() -> tuple[Path, Path, Path]:
+    """``(vectors, index, photos)`` of the demo's sample database (``similar-images demo``)."""
+    from similar_images.demo.run import DEFAULT_MODEL, DEFAULT_WORKDIR, DemoPaths
+
+    paths = DemoPaths(Path(DEFAULT_WORKDIR), DEFAULT_MODEL)
+    return paths.vectors, paths.index, paths.photos
 
 
 @click.command(name="serve")
@@ -33,7 +38,7 @@ DEMO_INDEX = Path("demo_output") / "sample_efficientnet-lite0.faiss.index"
               help="Most queries per model call (micro-batching).")
 @click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
               help="How long a batch waits for queries already being decoded.")
-@database_options
+@database_options("image")
 def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_private_urls, allow_writes,
           cors_origins, request_timeout, batch_size, batch_wait_ms, vectors, index, exact, image_dir, verbose):
     """Serve the search over HTTP, with a web page at http://HOST:PORT/.
@@ -46,12 +51,15 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
     from similar_images.service.config import DEFAULT_MAX_PIXELS, ServiceConfig
     from similar_images.service.server import serve as run_server
 
-    if vectors == DEFAULT_VECTORS and not Path(vectors).exists():
-        if not DEMO_VECTORS.exists():
-            raise click.ClickException(f"no database: {DEFAULT_VECTORS} is missing and so is the demo's "
-                                       f"{DEMO_VECTORS}; run `similar-images demo` first or give --vectors")
-        click.echo(f"note: no COCO vectors here; serving the demo's sample database {DEMO_VECTORS}", err=True)
-        vectors, index = str(DEMO_VECTORS), index or (str(DEMO_INDEX) if DEMO_INDEX.exists() else None)
+    if vectors == DEFAULT_VECTORS["image"] and not Path(vectors).exists():
+        demo_vectors, demo_index, demo_photos = demo_database()
+        if not demo_vectors.exists():
+            raise click.ClickException(f"no database: {vectors} is missing and so is the demo's "
+                                       f"{demo_vectors}; run `similar-images demo` first or give --vectors")
+        click.echo(f"note: no COCO vectors here; serving the demo's sample database {demo_vectors}", err=True)
+        vectors = str(demo_vectors)
+        index = index or (str(demo_index) if demo_index.exists() else None)
+        image_dir = image_dir or str(demo_photos)
     try:
         config = ServiceConfig(token=token, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                                max_pixels=max_pixels or DEFAULT_MAX_PIXELS, allow_urls=allow_urls,
@@ -61,7 +69,7 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        db = open_database(vectors, index, exact, image_dir)
+        db = open_from_options("image", vectors, index, exact, image_dir)
         click.echo(f"similar-images: {len(db)} images; loading the model...", err=True)
         click.echo(f"serving on http://{host}:{port}/  (Ctrl-C stops)", err=True)
         run_server(db, config, host=host, port=port, log_level="info" if verbose else "warning")

@@ -18,7 +18,6 @@ import numpy as np
 
 from similar_images.db.files import atomic_path
 from similar_images.errors import ImageError
-from similar_images.images import load_image, to_model_input
 from similar_images.search import SimilarImages
 from similar_images.service import urls
 from similar_images.service.batcher import MicroBatcher
@@ -87,9 +86,8 @@ class Engine:
         started = time.perf_counter()
         sniff_image(data)
         width, height = check_pixels(data, self.config.max_pixels)
-        size = tuple(self.db.extractor.input_size)
-        image = load_image(data, target_size=size)
-        return Prepared(to_model_input(image, size), width, height, time.perf_counter() - started)
+        pixels = self.db.load_query(data)  # the one query path: decoded as extraction decodes
+        return Prepared(pixels, width, height, time.perf_counter() - started)
 
     def fetch(self, url: str) -> bytes:
         """Download ``url`` with the address checks of :mod:`.urls`."""

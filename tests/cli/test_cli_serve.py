@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,13 +12,30 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _live import free_port
+from _index_data import image_db, register_tiny
 from click.testing import CliRunner
 
 from similar_images.cli import main
+from similar_images.db.build import build_index_files
 from similar_images.service import server
 
 TESTS = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tiny_files(tmp_path, monkeypatch):
+    """12 pattern images embedded with the tiny model and a flat index: (vectors, index, image_dir)."""
+    register_tiny(monkeypatch)
+    vectors, image_dir = image_db(tmp_path, 12)
+    index = tmp_path / "db.faiss.index"
+    build_index_files(vectors, index, index_type="flat", show_progress=False)
+    return vectors, index, image_dir
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -57,8 +75,7 @@ def test_without_coco_files_it_serves_the_demo_database_with_a_note(tiny_files, 
 
     vectors, index, image_dir = tiny_files
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(serve_command, "DEMO_VECTORS", vectors)
-    monkeypatch.setattr(serve_command, "DEMO_INDEX", index)
+    monkeypatch.setattr(serve_command, "demo_database", lambda: (vectors, index, image_dir))
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 0, result.output
     assert "serving the demo's sample database" in result.output and len(captured[0][0]) == 12
