@@ -194,3 +194,13 @@ def test_kill_9_during_an_api_add_leaves_the_old_or_the_new_database(tiny_files,
     # the database still takes writes after the crash
     report = db.add([folder / "images" / "img000.png"], show_progress=False)
     assert report.already_present and len(db) in (12, 12 + len(uploads))
+
+
+def test_the_last_image_cannot_be_removed(writer):
+    for _ in range(11):
+        assert writer.delete("/api/images/0", headers=AUTH).status_code == 200
+    response = writer.delete("/api/images/0", headers=AUTH)
+    assert response.status_code == 422 and "remove every item" in response.json()["error"]
+    assert writer.get("/api/health", headers=AUTH).json()["count"] == 1
+    response = writer.post("/api/search", files={"image": ("q.png", image_bytes(1), "image/png")}, headers=AUTH)
+    assert response.status_code == 200 and len(response.json()["results"]) == 1
