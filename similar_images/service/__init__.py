@@ -12,6 +12,6 @@ Modules by job:
 * :mod:`.app` and :mod:`.routes`: the FastAPI application (thin routes).
 * :mod:`.server`: runs it under uvicorn.
 
-FastAPI is imported only inside these modules' functions' callers: importing
-``similar_images.service`` itself is cheap.
+Importing ``similar_images.service`` (or its config, limits, urls, batcher, engine)
+does not import FastAPI: :func:`.app.create_app` and :func:`.server.serve` do.
 """
