@@ -1,8 +1,10 @@
-"""Image edits for the robustness (copy detection) report.
+"""Photo edits: the one set of image edits of the package.
 
 Each edit is a pure function ``PIL.Image (RGB) -> PIL.Image (RGB)``, deterministic, so
-the same folder always gives the same queries. :data:`EDITS` lists them by the name
-reports show.
+the same folder always gives the same queries. :data:`EDITS` lists, by the name reports
+show, the edits of the robustness (copy detection) report; the demo's sample collection
+(:mod:`similar_images.demo.sample_photos`) builds its edited copies from the same
+functions with other strengths.
 """
 
 from __future__ import annotations
@@ -17,16 +19,23 @@ Edit = Callable[[Image.Image], Image.Image]
 
 def crop_center(image: Image.Image, fraction: float = 0.7) -> Image.Image:
     """Keep the central ``fraction`` of the width and of the height."""
+    return crop_at(image, fraction, 0.5)
+
+
+def crop_at(image: Image.Image, fraction: float, where: float) -> Image.Image:
+    """Keep ``fraction`` of the width and height; ``where`` places the window (0: top left,
+    0.5: centre, 1: bottom right) within the room left."""
     w, h = image.size
     cw, ch = max(1, round(w * fraction)), max(1, round(h * fraction))
-    left, top = (w - cw) // 2, (h - ch) // 2
+    left, top = round((w - cw) * where), round((h - ch) * where)
     return image.crop((left, top, left + cw, top + ch))
 
 
-def resize_half(image: Image.Image, scale: float = 0.5) -> Image.Image:
+def resize_half(image: Image.Image, scale: float = 0.5,
+                resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
     """Downscale both sides by ``scale``."""
     w, h = image.size
-    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample)
 
 
 def jpeg_recompress(image: Image.Image, quality: int = 30) -> Image.Image:
@@ -43,9 +52,15 @@ def hflip(image: Image.Image) -> Image.Image:
     return ImageOps.mirror(image)
 
 
-def rotate(image: Image.Image, degrees: float = 10.0) -> Image.Image:
+def rotate(image: Image.Image, degrees: float = 10.0,
+           resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
     """Rotate counter-clockwise by ``degrees`` keeping the size; corners filled black."""
-    return image.rotate(degrees, resample=Image.Resampling.BILINEAR, expand=False)
+    return image.rotate(degrees, resample=resample, expand=False)
+
+
+def rotate_and_crop(image: Image.Image, degrees: float = 7.0, keep: float = 0.8) -> Image.Image:
+    """Rotate a few degrees, then crop away the empty corners (the central ``keep``)."""
+    return crop_center(rotate(image, degrees, Image.Resampling.BICUBIC), keep)
 
 
 def brightness_contrast(image: Image.Image, brightness: float = 1.3, contrast: float = 0.7) -> Image.Image:

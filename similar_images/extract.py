@@ -26,6 +26,7 @@ from similar_images.db.files import read_file_list, sha256_lines
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import SimilarImagesError
 from similar_images.pipeline import Timer, default_workers, embed_chunks, progress_bar
+from similar_images.runner import image_mapper, run_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def run_extraction(
         "timings": _timings(elapsed, total_s, timer, len(done), len(chunks), state),
     })
     checkpoint.remove()
-    logger.info("%s", summary(manifest))
+    logger.info("%s", extraction_summary(manifest))
     return manifest
 
 
@@ -229,43 +230,9 @@ def _open_checkpoint(checkpoint: Checkpoint, state: dict[str, Any], *, resume: b
     return state
 
 
-def run_chunks(checkpoint: Checkpoint, chunks: list[list[str]], mapper, *, show_progress: bool,
-               unit: str = "img", desc: str = "extract") -> list[int]:
-    """The one runner of checkpointed work, for images and texts alike.
-
-    Args:
-        checkpoint: where finished chunks are saved (already started or resumed).
-        chunks: the inputs (names or texts), cut into fixed chunks.
-        mapper: ``mapper(pending_chunks, bar) -> iterator of ChunkResult`` in order, advancing
-            ``bar`` per input: the image decoder + model, or the text encoder.
-        show_progress: show the bar (rate and ETA; it starts at the resumed count).
-
-    Returns:
-        The indices of the chunks that were already done (resumed).
-    """
-    done = checkpoint.finished(len(chunks))
-    pending = [i for i in range(len(chunks)) if i not in set(done)]
-    initial = sum(len(chunks[i]) for i in done)
-    with progress_bar(total=sum(map(len, chunks)), initial=initial, show=show_progress, desc=desc, unit=unit) as bar:
-        mark = time.perf_counter()
-        for index, result in zip(pending, mapper([chunks[i] for i in pending], bar)):
-            now = time.perf_counter()
-            checkpoint.save_chunk(index, result, elapsed_s=now - mark)
-            mark = now
-    return done
-
-
-def image_mapper(extractor, image_dir, *, batch_size: int, workers: int, timer: Timer):
-    """The image side's mapper for :func:`run_chunks`: decode threads feeding the model."""
-    def mapper(chunks, bar):
-        return embed_chunks(chunks, image_root=image_dir, extractor=extractor, batch_size=batch_size,
-                            workers=workers, progress=bar, timer=timer)
-    return mapper
-
-
 def _timings(elapsed, total_s, timer, resumed, chunks, state) -> dict[str, Any]:
     return {
-        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(elapsed, 3),
         "images_per_s": round(timer.images / elapsed, 3) if elapsed > 0 else None,
         "images_this_run": timer.images,
@@ -279,7 +246,7 @@ def _timings(elapsed, total_s, timer, resumed, chunks, state) -> dict[str, Any]:
     }
 
 
-def summary(manifest: dict[str, Any]) -> str:
+def extraction_summary(manifest: dict[str, Any]) -> str:
     """One line: done, skipped, elapsed, images/s."""
     timings = manifest.get("timings", {})
     rate = timings.get("images_per_s")
@@ -289,38 +256,3 @@ def summary(manifest: dict[str, Any]) -> str:
     if timings.get("resumed_chunks"):
         text += f" (resumed: {timings['resumed_chunks']} of {timings['chunks']} chunks were already done)"
     return text
-
-
-# --- image files given by the user (add) ------------------------------------------
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def image_files(paths) -> list[Path]:
-    """Expand ``paths`` (files and folders; a single path or folder is fine too) to image files.
-
-    Folders are searched recursively for :data:`IMAGE_SUFFIXES`, sorted; files are kept
-    as given (a file that does not exist is reported when it is loaded).
-    """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    out: list[Path] = []
-    for given in paths:
-        if "://" in str(given):
-            raise ValueError(f"add takes image files or folders, not URLs: {given} (download it first)")
-        path = Path(given)
-        if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        else:
-            out.append(path)
-    return out
-
-
-def name_for(path: str | os.PathLike, image_dir: str | os.PathLike | None) -> str:
-    """The name an added file gets: relative to ``image_dir`` when inside it, else absolute."""
-    absolute = os.path.abspath(path)
-    if image_dir:
-        root = os.path.abspath(image_dir)
-        if os.path.commonpath([absolute, root]) == root:
-            return Path(os.path.relpath(absolute, root)).as_posix()
-    return absolute

@@ -23,17 +23,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from similar_images.collection import add_images
 from similar_images.db import index as ix
 from similar_images.db import ranking
-from similar_images.db.changes import add_rows, name_key, remove_rows
+from similar_images.db.changes import remove_rows
 from similar_images.db.database import COCO_VECTORS, Database
 from similar_images.errors import ModelError
-from similar_images.extract import (
-    IMAGE_SUFFIXES,
-    extract_vectors,
-    image_files,
-    name_for,
-)
 from similar_images.features import check_extractor, extractor_for
 from similar_images.images import load_for_model
 
@@ -250,7 +245,8 @@ class SimilarImages:
         Returns:
             :class:`similar_images.update.AddReport`.
         """
-        report = add_images(self, paths, batch_size=batch_size, show_progress=show_progress)
+        report = add_images(self._db, self.extractor, paths, image_dir=self.image_dir, batch_size=batch_size,
+                            show_progress=show_progress)
         self._reopen()
         return report
 
@@ -307,39 +303,3 @@ def resolve_image_dir(image_dir, vectors_path: Path, *, given: bool = False) -> 
     log.warning("the image folder %s (%s) is missing: image paths cannot be shown or thumbnailed; "
                 "pass --image-dir (image_dir=) to say where the images are", path, where)
     return candidates[0]
-
-
-class AddReport(NamedTuple):
-    """What :func:`add_images` did; ``skipped`` holds ``{"path", "reason", "message"}``."""
-
-    added: list[str]
-    already_present: list[str]
-    skipped: list[dict[str, str]]
-
-
-def add_images(db, paths, *, batch_size: int = 32, show_progress: bool = True) -> AddReport:
-    """Embed image files with ``db``'s model and add them (see :func:`add_rows`).
-
-    Args:
-        db: an open :class:`SimilarImages`.
-        paths: image files and/or folders.
-    """
-    image_dir = db.image_dir
-    files = image_files(paths)
-    if not files:
-        raise ValueError("no image files to add (folders are searched for " + ", ".join(IMAGE_SUFFIXES) + ")")
-    present = {name_key(n, image_dir) for n in db.names}
-    names, already = [], []
-    for path in files:
-        name = name_for(path, image_dir)
-        key = name_key(name, image_dir)
-        (already if key in present else names).append(name)
-        present.add(key)
-    if not names:
-        return AddReport([], already, [])
-    vectors, done, skipped = extract_vectors(names, image_dir, db.extractor, batch_size=batch_size,
-                                             show_progress=show_progress)
-    if not done:
-        return AddReport([], already, skipped)
-    result = add_rows(db.database.vectors_path, db.database.index_path, vectors, done, image_dir=image_dir)
-    return AddReport(result.added, already + result.already_present, skipped)

@@ -12,9 +12,10 @@ import logging
 import os
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
 from similar_images.errors import ImageError
+from similar_images.images import load_image, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +50,9 @@ def thumbnail_jpeg(source: str | os.PathLike | Image.Image, size: int = DEFAULT_
 @functools.lru_cache(maxsize=1024)
 def _cached_file_thumbnail(path: str, mtime_ns: int, size: int) -> bytes:
     # mtime_ns is part of the cache key so a replaced file gets a fresh thumbnail.
-    try:
-        with Image.open(path) as img:
-            img.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
-            img = ImageOps.exif_transpose(img)
-            return _encode(_shrink(img, size))
-    except FileNotFoundError:
-        raise ImageError(f"{path}: file not found", "not found") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image", "not an image") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: corrupt image ({exc})", "corrupt") from None
+    # Decoded by the one image loader: EXIF rotation, RGB, the pixel cap, and the JPEG
+    # decoder's reduced scale (1/2, 1/4, 1/8) for a thumbnail-sized target.
+    return _encode(_shrink(load_image(path, target_size=(size, size)), size))
 
 
 def placeholder_jpeg(text: str = "no image", size: int = DEFAULT_SIZE) -> bytes:
@@ -70,24 +63,9 @@ def placeholder_jpeg(text: str = "no image", size: int = DEFAULT_SIZE) -> bytes:
 
 
 def _shrink(img: Image.Image, size: int) -> Image.Image:
-    img = _to_rgb(img)
+    img = to_rgb(img)
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
     return img
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """RGB; transparent parts composited on white rather than turned black."""
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit greyscale: scale to 8 bits instead of clipping to white.
-        img = img.point(lambda v: v / 256).convert("L")
-    return img.convert("RGB")
 
 
 def _encode(img: Image.Image) -> bytes:

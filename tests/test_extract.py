@@ -16,8 +16,8 @@ from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import SimilarImagesError
 from similar_images.extract import (
     extract_vectors,
+    extraction_summary,
     run_extraction,
-    summary,
     validate_job,
 )
 from similar_images.images import load_for_model
@@ -102,7 +102,7 @@ def test_run_writes_vectors_and_manifest(tmp_path, small_cap):
         assert np.array_equal(row, load_for_model(folder / name, (4, 4)).reshape(-1))
     # no partial, no temp (the lock is the database's writers' lock, kept like the files it guards)
     assert sorted(os.listdir(output.parent)) == ["vectors.npy", "vectors.npy.lock", "vectors.npy.manifest.json"]
-    assert summary(manifest).startswith(f"done {len(kept(names))}, skipped {len(BAD)}, elapsed ")
+    assert extraction_summary(manifest).startswith(f"done {len(kept(names))}, skipped {len(BAD)}, elapsed ")
 
 
 def test_existing_output_is_refused_unless_forced(tmp_path):

@@ -39,7 +39,7 @@ def build(input_vectors, output_filename, dimension, index_type, nlist, train_si
     vectors as queries.
     """
     setup_logging(verbose)
-    from similar_images.db.build import build_index_files, summary
+    from similar_images.db.build import build_index_files, build_summary
     from similar_images.db.database import default_index_path
     from similar_images.errors import SimilarImagesError
 
@@ -56,4 +56,4 @@ def build(input_vectors, output_filename, dimension, index_type, nlist, train_si
                                      show_progress=not no_progress)
     except (SimilarImagesError, ValueError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(summary(manifest, output_filename))
+    click.echo(build_summary(manifest, output_filename))

@@ -60,7 +60,7 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
 
     from similar_images.db.checkpoint import partial_dir
     from similar_images.errors import SimilarImagesError
-    from similar_images.extract import run_extraction, summary, validate_job
+    from similar_images.extract import extraction_summary, run_extraction, validate_job
     from similar_images.features import get_extractor
 
     output = output_filename or f"{filename_list}.saved_predictions.npy"
@@ -87,7 +87,7 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
         ) from None
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{summary(manifest)}; vectors in {output}")
+    click.echo(f"{extraction_summary(manifest)}; vectors in {output}")
 
 
 def model_options(model: str, **given) -> dict:

@@ -81,7 +81,7 @@ def build(csv_file, column, vectors, index, model, index_type, batch_size, devic
     stopped when run again.
     """
     setup_logging(verbose)
-    from similar_images.db.build import summary
+    from similar_images.db.build import build_summary
     from similar_images.errors import SimilarImagesError
     from similar_images.text.build import build_text_database
 
@@ -99,7 +99,7 @@ def build(csv_file, column, vectors, index, model, index_type, batch_size, devic
         click.echo(f"encoded {result['encoded']} texts in {result['encode_seconds']:.1f} s: "
                    f"{result['texts_per_s']:.1f} texts/s ({model}, batch {batch_size}, {device}{resumed})")
         click.echo(f"vectors: {result['vectors']} ({result['count']} texts; {result['skipped']} rows skipped)")
-    click.echo(summary(result["index_manifest"], result["index"]))
+    click.echo(build_summary(result["index_manifest"], result["index"]))
 
 
 @text.command()

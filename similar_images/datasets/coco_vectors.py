@@ -73,7 +73,7 @@ def _load_array(path: Path) -> np.ndarray:
     return vectors
 
 
-def check_vectors(vectors: np.ndarray, names: list[str], dimension: int | None, label: str) -> None:
+def check_downloaded_vectors(vectors: np.ndarray, names: list[str], dimension: int | None, label: str) -> None:
     """Raise :class:`DatabaseError` unless ``vectors`` has one finite row per name and
     ``dimension`` columns (``None``: any)."""
     if len(vectors) != len(names):
@@ -130,7 +130,7 @@ def install_vectors(
         raise DatabaseError(f"{file_list}: file list not found; run ./get_ms_coco_dataset.sh first") from None
     vectors = _load_array(source)  # (n, d), memory-mapped
     description = _model_for(vectors, names, model, source_manifest)
-    check_vectors(vectors, names, description["dim"], str(source))
+    check_downloaded_vectors(vectors, names, description["dim"], str(source))
     manifest = {
         "model": description,
         "names": names,

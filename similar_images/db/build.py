@@ -91,7 +91,7 @@ def build_index_files(
     return manifest
 
 
-def summary(manifest: dict[str, Any], index_path: str | os.PathLike) -> str:
+def build_summary(manifest: dict[str, Any], index_path: str | os.PathLike) -> str:
     """Human-readable lines about a build: type, time, size, recall."""
     recall = manifest.get("recall", {})
     k = recall.get("k", 10)

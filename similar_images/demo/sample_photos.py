@@ -10,15 +10,16 @@ edited copies of the same photo. Names are ``<photo>.jpg`` for the original and
 
 from __future__ import annotations
 
-import io
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image
 
+from similar_images import edits as photo_edits
 from similar_images.db.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -95,66 +96,23 @@ def load_photo(name: str) -> Image.Image:
     return Image.fromarray(array).convert("RGB")
 
 
-# --- edits --------------------------------------------------------------------------
-
-
-def _center_crop(img: Image.Image, fraction: float) -> Image.Image:
-    w, h = img.size
-    cw, ch = round(w * fraction), round(h * fraction)
-    left, top = (w - cw) // 2, (h - ch) // 2
-    return img.crop((left, top, left + cw, top + ch))
-
-
-def crop(img: Image.Image) -> Image.Image:
-    """Keep 70% of the width and height, starting a tenth in from the top left."""
-    w, h = img.size
-    return img.crop((w // 10, h // 10, w // 10 + round(w * 0.7), h // 10 + round(h * 0.7)))
-
-
-def flip(img: Image.Image) -> Image.Image:
-    """Mirror left to right."""
-    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-
-
-def small(img: Image.Image) -> Image.Image:
-    """Shrink to 35% of the width and height."""
-    w, h = img.size
-    return img.resize((max(1, round(w * 0.35)), max(1, round(h * 0.35))), Image.Resampling.LANCZOS)
-
-
-def recompress(img: Image.Image, quality: int = 12) -> Image.Image:
-    """Round-trip through a low-quality JPEG (visible blocks)."""
-    buffer = io.BytesIO()
-    img.save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    with Image.open(buffer) as out:
-        return out.convert("RGB")
-
-
-def rotate(img: Image.Image, degrees: float = 7.0) -> Image.Image:
-    """Rotate a few degrees, then crop away the empty corners."""
-    return _center_crop(img.rotate(degrees, resample=Image.Resampling.BICUBIC), 0.8)
-
-
-def tone(img: Image.Image) -> Image.Image:
-    """Brighter and more contrasted, as an over-eager photo filter."""
-    return ImageEnhance.Contrast(ImageEnhance.Brightness(img).enhance(1.25)).enhance(1.3)
+# --- edited copies: the package's photo edits (similar_images.edits), at these strengths ---
 
 
 def query_edit(img: Image.Image) -> Image.Image:
     """The held-out query: a different crop, a rotation the other way and recompression,
     so it is in no database built from :data:`EDITS`."""
-    return recompress(_center_crop(img.rotate(-4, resample=Image.Resampling.BICUBIC), 0.75), 30)
+    return photo_edits.jpeg_recompress(photo_edits.rotate_and_crop(img, -4, keep=0.75), quality=30)
 
 
 # edit name -> function; each returns a new RGB image
 EDITS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "crop": crop,
-    "flip": flip,
-    "small": small,
-    "jpeg": recompress,
-    "rotate": rotate,
-    "tone": tone,
+    "crop": functools.partial(photo_edits.crop_at, fraction=0.7, where=1 / 3),
+    "flip": photo_edits.hflip,
+    "small": functools.partial(photo_edits.resize_half, scale=0.35, resample=Image.Resampling.LANCZOS),
+    "jpeg": functools.partial(photo_edits.jpeg_recompress, quality=12),
+    "rotate": photo_edits.rotate_and_crop,
+    "tone": functools.partial(photo_edits.brightness_contrast, brightness=1.25, contrast=1.3),
 }
 
 

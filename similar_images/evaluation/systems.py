@@ -114,7 +114,7 @@ def build_index_file(vectors: Path, target: Path, index_type: str, *, show_progr
     return build_index_files(vectors, target, index_type=index_type, force=True, show_progress=show_progress)
 
 
-def open_database(vectors: Path, index: Path | None, image_dir=None, extractor=None):
+def _open_database(vectors: Path, index: Path | None, image_dir=None, extractor=None):
     from similar_images.search import SimilarImages
 
     return SimilarImages.open(vectors=vectors, index=index, image_dir=image_dir, extractor=extractor)
@@ -127,16 +127,16 @@ def open_spec(spec: SystemSpec, workdir: Path, *, show_progress: bool,
 
     path = index_file(spec, workdir, show_progress=show_progress, overrides=overrides)
     if spec.index in SPECIAL_INDEXES:
-        return open_database(spec.vectors, path, image_dir, extractor)
+        return _open_database(spec.vectors, path, image_dir, extractor)
     if path.exists() and manifest_path(path).exists():
         try:
-            return open_database(spec.vectors, path, image_dir, extractor)
+            return _open_database(spec.vectors, path, image_dir, extractor)
         except DatabaseError as exc:  # the vectors changed since: build it again
             logger.warning("rebuilding %s: %s", path, exc)
     manifest = build_index_file(spec.vectors, path, spec.index, show_progress=show_progress)
     if manifest.get("note"):
         logger.warning("%s: %s", spec.label, manifest["note"])
-    return open_database(spec.vectors, path, image_dir, extractor)
+    return _open_database(spec.vectors, path, image_dir, extractor)
 
 
 def open_systems(specs: list[SystemSpec], workdir: Path, *, show_progress: bool,

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 TOP_K = 10
 
 
-def fidelity_report(fp32: np.ndarray, int8: np.ndarray, k: int = TOP_K) -> dict[str, Any]:
+def int8_vs_fp32_report(fp32: np.ndarray, int8: np.ndarray, k: int = TOP_K) -> dict[str, Any]:
     """Compare INT8 features with fp32 ones for the same images.
 
     Args:

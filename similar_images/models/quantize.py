@@ -36,24 +36,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from similar_images.errors import ImageError, ModelError
+from similar_images.models.calibration import MIN_HOLDOUT, Sample, calibration_sample
 from similar_images.models.int8_fidelity import (
     check_fidelity,
-    fidelity_report,
     format_report,
+    int8_vs_fp32_report,
 )
 
 log = logging.getLogger(__name__)
 
 MIN_IMAGES = 20  # fewer readable images than this cannot calibrate and check a model
-MIN_HOLDOUT = 11  # top-10 agreement needs 10 neighbours besides the image itself
-
-
-class Sample(NamedTuple):
-    """The sampled image files, split, and the SHA-256 of their bytes and the split."""
-
-    calibration: list[Path]
-    holdout: list[Path]
-    sha256: str
 
 
 class Int8Model(NamedTuple):
@@ -74,33 +66,6 @@ def settings_for(name: str) -> dict[str, Any]:
         "fast_bias_correction": False,
         "overflow_fix": "disable" if vnni else "first_layer_only",
     }
-
-
-def calibration_sample(paths: Sequence[str | os.PathLike], size: int, holdout_size: int) -> Sample:
-    """Up to ``size + holdout_size`` files, first by SHA-256 of their name, split in two.
-
-    Files that cannot be read are left out. The last ``holdout_size`` files are held out;
-    with fewer files than asked for, the same share of them (at least 11).
-    """
-    ordered = sorted((Path(p) for p in paths), key=lambda p: (_name_hash(p.name), str(p)))
-    chosen: list[tuple[Path, str]] = []  # (path, sha256 of its bytes)
-    for path in ordered:
-        if len(chosen) == size + holdout_size:
-            break
-        try:
-            chosen.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
-        except OSError as exc:
-            log.info("calibration: skipping %s (%s)", path, exc.strerror or exc)
-    share = round(len(chosen) * holdout_size / max(1, size + holdout_size))  # = holdout_size when enough files
-    held = min(holdout_size, max(MIN_HOLDOUT, share), len(chosen))
-    split = {"calibration": [h for _, h in chosen[: len(chosen) - held]],
-             "holdout": [h for _, h in chosen[len(chosen) - held :]]}
-    digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()
-    return Sample([p for p, _ in chosen[: len(chosen) - held]], [p for p, _ in chosen[len(chosen) - held :]], digest)
-
-
-def _name_hash(name: str) -> str:
-    return hashlib.sha256(name.encode("utf-8")).hexdigest()
 
 
 def int8_model(
@@ -267,7 +232,7 @@ def _calibrate_and_check(name, fp32_model, preprocess, input_size, sample: Sampl
         )
     fp32 = fp32_model()  # converted only now: bad images fail fast
     model = quantize(fp32, calib, preprocess, settings)
-    report = fidelity_report(_features(fp32, held, preprocess), _features(model, held, preprocess))
+    report = int8_vs_fp32_report(_features(fp32, held, preprocess), _features(model, held, preprocess))
     report["calibration_images"] = len(calib)
     emit(f"{name} INT8 fidelity: {format_report(report)}")
     return model, report

@@ -120,7 +120,7 @@ def record_speed(
         "hint": hint,
         "by_setting": {k: round(r, 2) for k, r in (by_setting or {}).items()},
         "source": source,
-        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     write_json_atomic(cache_root(cache_dir) / SPEEDS_FILE, data)
 

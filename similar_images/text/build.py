@@ -1,6 +1,6 @@
 """Building a text database: CSV -> checkpointed encoding -> vectors file -> index.
 
-The encoding runs through the image side's runner (:func:`similar_images.extract.run_chunks`)
+The encoding runs through the image side's runner (:func:`similar_images.runner.run_chunks`)
 with the text encoder as the mapper, so it has the same checkpoint (``<vectors>.partial/``,
 one ``chunk-NNNNNN.npz`` per finished chunk), the same progress bar and the same commit.
 An interrupted build resumes on the next call when the CSV, column, model and chunk size
@@ -22,8 +22,8 @@ from similar_images.db.database import default_index_path
 from similar_images.db.files import sha256_file, sha256_lines
 from similar_images.db.vectors import load_vectors_manifest, save_vectors
 from similar_images.errors import DatabaseError
-from similar_images.extract import run_chunks
 from similar_images.models import minilm
+from similar_images.runner import run_chunks
 from similar_images.text.texts import read_texts
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def default_paths(csv_path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def text_mapper(encoder, timings: dict[str, float]):
-    """The text side's mapper for :func:`~similar_images.extract.run_chunks`: the encoder."""
+    """The text side's mapper for :func:`~similar_images.runner.run_chunks`: the encoder."""
     def mapper(chunks, bar):
         for chunk in chunks:
             started = time.perf_counter()

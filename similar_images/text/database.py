@@ -3,7 +3,7 @@
 A text database is the image database with another name rule: its names are exact texts
 (``manifest["name_rule"] == "text"``), not paths. It is made of the same files, written and
 checked by the same code (:mod:`similar_images.db`), built by the same checkpointed runner
-(:func:`similar_images.extract.run_chunks`, see :mod:`similar_images.text.build`):
+(:func:`similar_images.runner.run_chunks`, see :mod:`similar_images.text.build`):
 
 * ``V`` (for ``tweets.csv``: ``tweets.csv.saved_predictions.npy``): ``(n, 384)`` float32
   vectors; ``V.manifest.json`` holds the texts as ``names`` (row ``i`` is text ``i``),

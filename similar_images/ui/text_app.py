@@ -19,7 +19,7 @@ from similar_images.errors import SimilarImagesError
 log = logging.getLogger(__name__)
 
 
-def results_html(results: Sequence, *, query: str | None = None) -> str:
+def text_results_html(results: Sequence, *, query: str | None = None) -> str:
     """An HTML table of ranked results: rank, score, id, text."""
     head = f"<p><b>Query:</b> {html.escape(query)}</p>" if query else ""
     rows = "".join(
@@ -105,7 +105,7 @@ class TextSearchApp:
             for button in (self.search_button, self.random_button):
                 button.disabled = False
         self.status.value = f"{len(results)} most similar of {len(self.db)} texts"
-        self.results.value = results_html(results, query=heading)
+        self.results.value = text_results_html(results, query=heading)
         return results
 
     def _show_error(self, message: str) -> None:

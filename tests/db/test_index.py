@@ -8,6 +8,7 @@ import pytest
 from similar_images.db import index as ix
 from similar_images.db import ranking
 from similar_images.db import recall as rc
+from similar_images.db.changes import remove_ids
 from similar_images.db.recall import recall_of_ids
 from similar_images.evaluation.synthetic import clustered_vectors
 
@@ -123,7 +124,7 @@ def test_remove_rows_renumbers_ids_to_the_kept_rows(collection, index_type):
     ix.set_search_params(index, info["search_params"])
     removed = [0, 5, 6, 700, 1199]
     kept = np.setdiff1d(np.arange(1200), removed)
-    ix.remove_rows(index, removed, kept_vectors=vectors[kept])
+    remove_ids(index, removed, kept_vectors=vectors[kept])
     assert index.ntotal == len(kept)
     probe = np.arange(0, len(kept), 53)  # new row numbers
     _, ids = ix.search_reranked(index, vectors[kept], vectors[kept][probe], 3)

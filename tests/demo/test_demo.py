@@ -37,13 +37,15 @@ def test_every_sample_photo_loads_offline(monkeypatch):
 def test_edits_do_what_they_say():
     original = sample_photos.load_photo("coffee")  # 600 x 400
     pixels = np.asarray(original)
-    np.testing.assert_array_equal(np.asarray(sample_photos.flip(original)), pixels[:, ::-1])
-    assert sample_photos.crop(original).size == (420, 280)
-    assert sample_photos.small(original).size == (210, 140)
-    jpeg = np.asarray(sample_photos.recompress(original), dtype=np.int16)
+    edit = sample_photos.EDITS
+    np.testing.assert_array_equal(np.asarray(edit["flip"](original)), pixels[:, ::-1])
+    assert edit["crop"](original).size == (420, 280)
+    np.testing.assert_array_equal(np.asarray(edit["crop"](original)), pixels[40:320, 60:480])  # a tenth in
+    assert edit["small"](original).size == (210, 140)
+    jpeg = np.asarray(edit["jpeg"](original), dtype=np.int16)
     assert jpeg.shape == pixels.shape and 1 < np.abs(jpeg - pixels).mean() < 20
-    assert sample_photos.rotate(original).size == (480, 320)
-    assert np.asarray(sample_photos.tone(original)).mean() > pixels.mean()
+    assert edit["rotate"](original).size == (480, 320)
+    assert np.asarray(edit["tone"](original)).mean() > pixels.mean()
     query = sample_photos.query_edit(original)
     assert query.size == (450, 300)
     for edit in sample_photos.EDITS.values():
@@ -235,7 +237,8 @@ def test_cli_prints_results_and_next_steps(built):
 def test_own_query_is_searched_unmarked(built, tmp_path):
     workdir, _ = built
     mine = tmp_path / "my photo.jpg"
-    sample_photos.save_jpeg(sample_photos.flip(sample_photos.crop(sample_photos.load_photo("china"))), mine)
+    flip, crop = sample_photos.EDITS["flip"], sample_photos.EDITS["crop"]
+    sample_photos.save_jpeg(flip(crop(sample_photos.load_photo("china"))), mine)
     run = demo.run_demo(workdir, query=mine, photos=DEMO_PHOTOS, k=5, show_progress=False)
     assert run.query_photo is None and not any(r.marked for r in run.results)
     assert all(sample_photos.group_of(r.name) == "china" for r in run.results)

@@ -10,7 +10,7 @@ import pytest
 from similar_images.errors import ModelError
 from similar_images.features import get_extractor
 from similar_images.images import load_for_model
-from similar_images.models import int8_fidelity, quantize, speeds
+from similar_images.models import calibration, int8_fidelity, quantize, speeds
 
 SIZE = (224, 224)
 # Small INT8 runs for the tests: 36 calibration + 12 held-out images.
@@ -54,12 +54,12 @@ def effnet_int8(collection, cache):
 def test_fidelity_report_identical_and_scrambled():
     rng = np.random.default_rng(0)
     x = rng.random((30, 16)).astype(np.float32)
-    same = int8_fidelity.fidelity_report(x, x * 3)  # scale does not matter: cosine
+    same = int8_fidelity.int8_vs_fp32_report(x, x * 3)  # scale does not matter: cosine
     assert same == {"images": 30, "cosine_min": 1.0, "cosine_mean": 1.0, "top10_agreement": 1.0}
-    noisy = int8_fidelity.fidelity_report(x, x + rng.normal(0, 0.3, x.shape))
+    noisy = int8_fidelity.int8_vs_fp32_report(x, x + rng.normal(0, 0.3, x.shape))
     assert noisy["cosine_min"] < 0.99 and noisy["top10_agreement"] < 0.9
     with pytest.raises(ValueError, match="more than 10"):
-        int8_fidelity.fidelity_report(x[:10], x[:10])
+        int8_fidelity.int8_vs_fp32_report(x[:10], x[:10])
 
 
 def test_calibration_sample_is_deterministic_and_hashes_content(tmp_path):
@@ -67,16 +67,16 @@ def test_calibration_sample_is_deterministic_and_hashes_content(tmp_path):
     for i in range(60):
         paths.append(tmp_path / f"img{i:02d}.jpg")
         paths[-1].write_bytes(b"x" * (i + 1))
-    first = quantize.calibration_sample(paths, 36, 12)
-    assert quantize.calibration_sample(list(reversed(paths)), 36, 12) == first  # list order is irrelevant
+    first = calibration.calibration_sample(paths, 36, 12)
+    assert calibration.calibration_sample(list(reversed(paths)), 36, 12) == first  # list order is irrelevant
     assert (len(first.calibration), len(first.holdout)) == (36, 12)
     assert not set(first.calibration) & set(first.holdout)
-    other_split = quantize.calibration_sample(paths, 37, 11)
+    other_split = calibration.calibration_sample(paths, 37, 11)
     assert set(other_split.calibration + other_split.holdout) == set(first.calibration + first.holdout)
     assert other_split.sha256 != first.sha256  # the split is part of the identity
     first.calibration[0].write_bytes(b"changed")
-    assert quantize.calibration_sample(paths, 36, 12).sha256 != first.sha256
-    small = quantize.calibration_sample(paths[:20] + [tmp_path / "gone.jpg"], 300, 100)
+    assert calibration.calibration_sample(paths, 36, 12).sha256 != first.sha256
+    small = calibration.calibration_sample(paths[:20] + [tmp_path / "gone.jpg"], 300, 100)
     assert (len(small.calibration), len(small.holdout)) == (9, 11)  # unreadable file left out
 
 
@@ -251,7 +251,7 @@ def test_extract_cli_int8_reuses_cached_model(effnet_int8, collection, cache, tm
 
     # The fixture's sample (36 + 12 images) is the whole of this smaller collection, so the
     # CLI's default sample (300 + 100) is the same images, split the same way: a cache hit.
-    sample = quantize.calibration_sample(collection, 36, 12)
+    sample = calibration.calibration_sample(collection, 36, 12)
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(p.name for p in sample.calibration + sample.holdout) + "\n")
     monkeypatch.setenv("SIMILAR_IMAGES_CACHE", str(cache))

@@ -88,7 +88,7 @@ def test_upload_through_the_file_upload_widget(app, db, db_files):
     app.upload.value = ({
         "name": "upload.jpg", "type": "image/jpeg", "size": len(data),
         "content": memoryview(data),
-        "last_modified": datetime.datetime.now(datetime.timezone.utc),
+        "last_modified": datetime.datetime.now(datetime.UTC),
     },)
     assert app.results[0].path == name
     assert app.upload.value == ()  # cleared, so the same file can be uploaded again
