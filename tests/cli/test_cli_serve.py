@@ -119,3 +119,42 @@ def test_the_server_stops_cleanly_on_a_signal(tiny_files, stop):
     # uvicorn finishes the requests and the lifespan, then re-raises the signal (exit -15 / -2)
     assert process.returncode in (0, -stop), err.decode()[-2000:]
     assert b"stopped: the batcher is drained" in err and b"Traceback" not in err
+
+
+@pytest.mark.slow
+def test_serve_end_to_end_with_efficientnet(tmp_path_factory):
+    """The real command and model: uploads, ids and URLs answered over HTTP on 127.0.0.1."""
+    from _widget_db import database_files
+
+    files = database_files(tmp_path_factory)
+    port = free_port()
+    command = [sys.executable, "-c", "from similar_images.cli import main; main()", "serve",
+               "--vectors", str(files["vectors"]), "--index", str(files["index"]), "--image-dir", str(files["image_dir"]),
+               "--port", str(port), "--allow-urls", "--allow-private-urls"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                health = httpx.get(base + "/api/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+                time.sleep(0.3)
+        assert health["model"] == "efficientnet-lite0" and health["count"] == 24
+        photo = (files["image_dir"] / "chelsea.jpg").read_bytes()
+        upload = httpx.post(base + "/api/search", files={"image": ("x", photo, "image/jpeg")}, data={"k": "3"},
+                            timeout=60).json()
+        top = upload["results"][0]
+        assert top["name"] == "chelsea.jpg" and top["score"] == pytest.approx(1.0, abs=1e-4)
+        by_id = httpx.post(base + "/api/search", json={"id": top["id"], "k": 3}, timeout=60).json()
+        assert [h["id"] for h in by_id["results"]] == [h["id"] for h in upload["results"]]
+        by_url = httpx.post(base + "/api/search", json={"url": base + top["image_url"], "k": 3}, timeout=60).json()
+        assert by_url["results"][0]["name"] == "chelsea.jpg"
+        thumb = httpx.get(base + top["thumbnail_url"], timeout=30)
+        assert thumb.headers["content-type"] == "image/jpeg" and thumb.content[:3] == b"\xff\xd8\xff"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
