@@ -10,8 +10,50 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 
 import click
+
+ERROR_PREFIX = "error: "
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def run_main(command: click.Command, super_main, args, kwargs):
+    """Run a command the way every entry point does: one error line, the right exit code.
+
+    Our errors and Click's usage errors alike print ``error: ...`` (usage errors after
+    the usage line), Ctrl-C prints ``error: interrupted``; log records go through tqdm
+    so they never break a progress bar.
+    """
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    kwargs["standalone_mode"] = False
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    try:
+        with logging_redirect_tqdm(loggers=[logging.getLogger()]):
+            code = super_main(*args, **kwargs)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.UsageError as exc:
+        if exc.ctx is not None:
+            click.echo(exc.ctx.get_usage(), err=True)
+            click.echo(f"Try '{exc.ctx.command_path} --help' for help.", err=True)
+        click.echo(ERROR_PREFIX + exc.format_message(), err=True)
+        code = exc.exit_code
+    except click.ClickException as exc:
+        click.echo(ERROR_PREFIX + exc.format_message(), err=True)
+        code = exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo(ERROR_PREFIX + "interrupted", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+class Command(click.Command):
+    """A command that is also an entry point of its own (the root scripts)."""
+
+    def main(self, *args, **kwargs):
+        return run_main(self, super().main, args, kwargs)
 
 # command name -> "module:attribute" (a click.Command)
 COMMANDS: dict[str, str] = {
@@ -28,6 +70,9 @@ COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
+    def main(self, *args, **kwargs):
+        return run_main(self, super().main, args, kwargs)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -51,7 +96,7 @@ def setup_logging(verbose: bool) -> None:
     Other libraries stay at WARNING even with -v: their debug output (matplotlib, PIL,
     urllib3...) would bury ours.
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     if verbose:
         logging.getLogger("similar_images").setLevel(logging.DEBUG)
     else:

@@ -8,6 +8,13 @@ from similar_images.cli import setup_logging
 from similar_images.cli.options import database_options, open_from_options
 
 
+def skip_reason(item: dict) -> str:
+    """``path: why`` for a skipped file, the path said once (messages often start with it)."""
+    message = str(item.get("message") or item.get("reason"))
+    path = str(item["path"])
+    return message if message.startswith(path + ":") else f"{path}: {message}"
+
+
 @click.command(name="add")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-b", "--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
@@ -32,6 +39,6 @@ def add(paths, batch_size, no_progress, vectors, index, exact, image_dir, verbos
     click.echo(f"added {len(report.added)} image(s); {len(report.already_present)} already present; "
                f"{len(report.skipped)} skipped; the database now holds {len(db)}")
     for item in report.skipped:
-        click.echo(f"skipped {item['path']}: {item.get('message') or item.get('reason')}", err=True)
+        click.echo(f"skipped {skip_reason(item)}", err=True)
     if report.skipped:
         raise click.exceptions.Exit(1)

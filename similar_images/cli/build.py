@@ -6,21 +6,22 @@ from pathlib import Path
 
 import click
 
-from similar_images.cli import setup_logging
+from similar_images.cli import Command, setup_logging
 from similar_images.db.database import COCO_INDEX as DEFAULT_INDEX
 from similar_images.db.database import COCO_VECTORS as DEFAULT_VECTORS
 from similar_images.db.index import INDEX_TYPES
 
 
-@click.command(name="build")
+@click.command(name="build", cls=Command)
 @click.option("-i", "--input_vectors", "--input-vectors", "input_vectors", default=DEFAULT_VECTORS,
               show_default=True, type=click.Path(dir_okay=False), help="Vectors file (with its manifest).")
 @click.option("-o", "--output_filename", "--output-filename", "output_filename", default=None,
               type=click.Path(dir_okay=False),
               help=f"Index file to write.  [default: {DEFAULT_INDEX} for the default vectors, "
                    "else <vectors stem>.faiss.index]")
-@click.option("-d", "--dimension", default=4096, show_default=True, type=click.IntRange(min=1),
-              help="Expected vector dimension (a check; 1280 for efficientnet-lite0).")
+@click.option("-d", "--dimension", default=None, type=click.IntRange(min=1),
+              help="Expected vector dimension, a check (4096 for vgg16, 1280 for efficientnet-lite0).  "
+                   "[default: the dimension the vectors manifest records]")
 @click.option("--index-type", default="ivfpq", show_default=True, type=click.Choice(list(INDEX_TYPES)),
               help="ivfpq: IVF100,PQ16 (7 MB, the original); flat: exact; pca-ivfpq: PCA256,IVF100,PQ16 "
                    "(smallest); hnsw: graph over the full vectors (no training, fastest search, large).")

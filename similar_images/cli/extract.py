@@ -6,7 +6,7 @@ import inspect
 
 import click
 
-from similar_images.cli import setup_logging
+from similar_images.cli import Command, setup_logging
 from similar_images.db.database import COCO_FILE_LIST as DEFAULT_FILE_LIST
 from similar_images.features import DEFAULT_MODEL, MODELS
 
@@ -14,7 +14,7 @@ DEFAULT_IMG_DIR = "ms_coco/val2014"
 DEFAULT_MODEL_FILE = "vgg_4096.h5"
 
 
-@click.command(name="extract")
+@click.command(name="extract", cls=Command)
 @click.option("-l", "--filename_list", "--filename-list", "filename_list", default=DEFAULT_FILE_LIST,
               show_default=True, type=click.Path(dir_okay=False),
               help="Text file with one image path a line, relative to --img_dir.")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from similar_images.db.database import COCO_INDEX, COCO_VECTORS, default_index_path
+from similar_images.db.database import COCO_INDEX, COCO_VECTORS, default_index_path, find_databases
 from similar_images.text.database import DEFAULT_VECTORS as TEXT_VECTORS
 
 DEFAULT_VECTORS = {"image": COCO_VECTORS, "text": TEXT_VECTORS}
@@ -63,7 +63,13 @@ def index_from_options(vectors: str, index: str | None, exact: bool) -> str | No
 
 
 def open_from_options(kind: str, vectors: str, index: str | None, exact: bool, image_dir: str | None = None):
-    """Open the database the options name: a ``SimilarImages`` or a ``TextDatabase``."""
+    """Open the database the options name: a ``SimilarImages`` or a ``TextDatabase``.
+
+    A missing vectors file is an error that lists the databases of this kind it can find
+    (beside the vectors, here, and the demo's), each with the option that selects it.
+    """
+    if not Path(vectors).exists():
+        raise click.ClickException(f"{vectors}: no such database ({database_hint(kind, vectors)})")
     index_path = index_from_options(vectors, index, exact)
     if kind == "text":
         from similar_images.text.database import TextDatabase
@@ -75,3 +81,27 @@ def open_from_options(kind: str, vectors: str, index: str | None, exact: bool, i
 
 
 __all__ = ["COCO_INDEX", "COCO_VECTORS", "DEFAULT_VECTORS", "database_options", "open_from_options"]
+
+
+def database_hint(kind: str, vectors: str | Path) -> str:
+    """What to use instead of a missing database: the ones found, or how to make one."""
+    from similar_images.demo.run import DEFAULT_WORKDIR
+
+    folders = [Path(vectors).parent, Path("."), Path(DEFAULT_WORKDIR)]
+    found = find_databases(folders, name_rule="text" if kind == "text" else "path")
+    if not found:
+        make = ("`similar-images text build CSV`" if kind == "text" else
+                "`similar-images demo` for a sample, or `similar-images extract` for your own images")
+        return f"no other database found; make one with {make}"
+    shown = [f"--vectors {_shown(path)} ({manifest['count']} {'texts' if kind == 'text' else 'images'}, "
+             f"{manifest['model'].get('name', '?')})" for path, manifest in found[:3]]
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return "found: " + "; ".join(shown) + more
+
+
+def _shown(path: Path) -> str:
+    """A path as a user types it: relative to the current folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

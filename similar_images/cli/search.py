@@ -45,7 +45,7 @@ def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir,
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     answers = [{"query": label, "results": [{"id": r.id, "path": r.path, "file": str(db.image_path(r)),
-                                             "score": round(r.score, 6)} for r in hits]}
+                                             "score": float(r.score)} for r in hits]}
                for label, hits in zip(labels, found)]
     if as_json:
         click.echo(json.dumps(answers + failed, indent=1))

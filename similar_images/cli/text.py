@@ -10,6 +10,8 @@ They parse arguments and call :mod:`similar_images.text.corpus` and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from similar_images.cli import setup_logging
@@ -99,7 +101,26 @@ def build(csv_file, column, vectors, index, model, index_type, batch_size, devic
         click.echo(f"encoded {result['encoded']} texts in {result['encode_seconds']:.1f} s: "
                    f"{result['texts_per_s']:.1f} texts/s ({model}, batch {batch_size}, {device}{resumed})")
         click.echo(f"vectors: {result['vectors']} ({result['count']} texts; {result['skipped']} rows skipped)")
+    for row in result["skipped_rows"]:
+        if row["reason"].startswith("malformed"):
+            click.echo(f"warning: {csv_file} {row['path']} skipped: {row['reason']}", err=True)
     click.echo(build_summary(result["index_manifest"], result["index"]))
+    click.echo(f"search it: {search_command(result['vectors'], result['index'])}")
+
+
+def search_command(vectors: str, index: str) -> str:
+    """The exact ``text search`` command for a database just built (options only where needed)."""
+    import shlex
+
+    from similar_images.cli.options import DEFAULT_VECTORS
+    from similar_images.db.database import default_index_path
+
+    words = ["similar-images", "text", "search", "'a sentence to look for'"]
+    if Path(vectors).resolve() != Path(DEFAULT_VECTORS["text"]).resolve():
+        words += ["--vectors", shlex.quote(str(vectors))]
+    if Path(index).resolve() != default_index_path(vectors).resolve():
+        words += ["--index", shlex.quote(str(index))]
+    return " ".join(words)
 
 
 @text.command()

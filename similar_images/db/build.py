@@ -72,7 +72,8 @@ def build_index_files(
         check_vectors(vectors_path, vm, vectors)
         n, d = vectors.shape
         if dimension is not None and d != dimension:
-            raise ValueError(f"{vectors_path} holds {d}-dimensional vectors, expected {dimension}")
+            raise ValueError(f"{vectors_path} holds {d}-dimensional vectors ({vm['model'].get('name', '?')}), "
+                             f"not {dimension}: use -d {d}, or leave -d out (the manifest's dimension is the default)")
         log.info("building %s index over %d x %d vectors", index_type, n, d)
         start = time.perf_counter()
         index, info = ix.build_index(vectors, index_type, nlist=nlist, train_size=train_size,
@@ -106,7 +107,8 @@ def build_summary(manifest: dict[str, Any], index_path: str | os.PathLike) -> st
         f"recall@{k} vs exact ({recall.get('queries')} own vectors as queries): "
         f"{recall.get(f'recall_at_{k}', float('nan')):.3f} with re-ranking, "
         f"{recall.get(f'recall_at_{k}_without_rerank', float('nan')):.3f} without",
-        f"re-ranking pool: {manifest.get('pool_factor')} x k candidates (recall@{k} of new-photo-like "
-        "queries per pool: " + ", ".join(f"{f}x {r:.3f}" for f, r in manifest.get("pool_recalls", {}).items()) + ")",
+        f"re-ranking pool: {manifest.get('pool_factor')} x k candidates (recall@{k} per pool of queries "
+        f"like new {'texts' if (manifest.get('model') or {}).get('kind') == 'text' else 'photos'}: "
+        + ", ".join(f"{f}x {r:.3f}" for f, r in manifest.get("pool_recalls", {}).items()) + ")",
     ]
     return "\n".join(lines)

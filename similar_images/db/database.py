@@ -155,6 +155,30 @@ class Database:
 # --- checks ----------------------------------------------------------------------------
 
 
+def find_databases(folders, *, name_rule: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """Vectors files with a readable manifest in ``folders`` (not recursive), sorted, each once.
+
+    Args:
+        folders: where to look.
+        name_rule: only databases of this kind (``"path"``: images, ``"text"``: texts).
+    """
+    found: dict[Path, dict[str, Any]] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.npy")):
+            try:
+                manifest = load_vectors_manifest(path)
+            except DatabaseError:
+                continue
+            model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+            rule = manifest.get("name_rule") or ("text" if model.get("kind") == "text" else "path")
+            if name_rule is None or rule == name_rule:
+                found.setdefault(path.resolve(), manifest)
+    return sorted(found.items())
+
+
 def require_vectors(path: Path) -> None:
     if not path.exists():
         raise DatabaseError(f"{path}: vectors file not found (make it with `similar-images extract`, "

@@ -68,6 +68,8 @@ class DemoRun:
     timings: dict[str, float] = field(default_factory=dict)
     html: Path | None = None
     png: Path | None = None
+    vectors: Path | None = None  # the sample database's vectors file (its index is beside it)
+    copies: int = 0  # images of the query photo in the database (original + edited copies)
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,9 @@ def run_demo(
                     marked=query_photo is not None and sample_photos.group_of(r.path) == query_photo)
         for rank, r in enumerate(found, start=1)
     ]
-    run = DemoRun(paths.workdir, query_path, query_photo, results, len(db), built, timings)
+    copies = sum(sample_photos.group_of(name) == query_photo for name in db.names) if query_photo else 0
+    run = DemoRun(paths.workdir, query_path, query_photo, results, len(db), built, timings,
+                  vectors=paths.vectors, copies=copies)
     _write_pages(run)
     return run
 
@@ -253,23 +257,54 @@ def format_results(run: DemoRun) -> str:
 
 
 def verdict(run: DemoRun) -> str:
-    """Whether the edited copies of the query photo rank above every other photo."""
+    """Whether the images of the query photo rank above every other photo, said truly."""
     marked = [r.rank for r in run.results if r.marked]
     others = [r for r in run.results if not r.marked]
+    name = f"'{run.query_photo}'"
     if not marked:
-        return f"No copy of '{run.query_photo}' in the top {len(run.results)}: something is wrong."
+        return f"No image of {name} in the top {len(run.results)}: something is wrong."
     if others and min(r.rank for r in others) < max(marked):
-        return f"Some other photos rank above copies of '{run.query_photo}': something is wrong."
+        return f"Some other photos rank above images of {name}: something is wrong."
     best_other = f"; the best other photo scores {others[0].score:.3f}" if others else ""
-    return f"All {len(marked)} copies of '{run.query_photo}' shown rank first (1-{max(marked)}){best_other}."
+    if len(marked) < run.copies and not others:
+        return (f"All {len(run.results)} results are images of {name} (the database holds {run.copies}; "
+                f"-k {run.copies + 1} shows them all and the best other photo).")
+    return f"All {len(marked)} images of {name} in the database rank first (1-{max(marked)}){best_other}."
 
 
-def next_steps(run: DemoRun) -> str:
-    return "\n".join([
+def next_steps(run: DemoRun, *, serve_available: bool | None = None) -> str:
+    """The exact commands to go on with the database this run made."""
+    import importlib.util
+    import shlex
+
+    vectors = shlex.quote(_shown(run.vectors)) if run.vectors else "VECTORS"
+    if serve_available is None:
+        serve_available = importlib.util.find_spec("similar_images.service") is not None
+    lines = [
         "Next steps:",
-        f"  * Look at the results: {run.html}  (picture: {run.png})",
-        "  * Search your own photo here: similar-images demo --query PATH",
-        '  * Browse interactively: jupyter notebook "Similar image.ipynb"',
-        "  * Build the COCO database (README, section COCO): ./get_ms_coco_dataset.sh, then",
-        "    similar-images extract --model efficientnet-lite0, then similar-images build -d 1280",
-    ])
+        f"  * Look at the results: {_shown(run.html)}  (picture: {_shown(run.png)})",
+        "  * Search the sample database with any photo:",
+        f"      similar-images search PHOTO.jpg --vectors {vectors}",
+    ]
+    if run.query_photo is not None:
+        lines.append("    or see the whole demo for your photo: similar-images demo --query PHOTO.jpg")
+    lines += [
+        "  * Browse it in the notebook: jupyter notebook \"Similar image.ipynb\"  (as root: add --allow-root)",
+    ]
+    if serve_available:
+        lines.append(f"  * Serve it as a web page: make serve  (or: similar-images serve --vectors {vectors})")
+    lines += [
+        "  * Index your own photos: similar-images extract -l LIST.txt -d FOLDER --model efficientnet-lite0 "
+        "-o mine.npy, then similar-images build -i mine.npy  (docs/extraction.md)",
+    ]
+    return "\n".join(lines)
+
+
+def _shown(path) -> str:
+    """A path as a user types it: relative to the current folder when inside it."""
+    if path is None:
+        return "?"
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

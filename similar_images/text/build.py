@@ -164,7 +164,7 @@ def build_text_database(
                                        show_progress=show_progress)
     return {
         "vectors": str(vectors_path), "index": str(index_path), "count": manifest["count"],
-        "skipped": len(skipped), "reused_vectors": reuse, **timings,
+        "skipped": len(skipped), "skipped_rows": skipped, "reused_vectors": reuse, **timings,
         "index_type": index_manifest["index_type"], "index_manifest": index_manifest,
     }
 

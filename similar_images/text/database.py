@@ -104,6 +104,11 @@ class TextDatabase:
         return self._db.vector(int(text_id))
 
     @property
+    def database(self):
+        """The opened files (:class:`similar_images.db.database.Database`): vectors, index, manifests."""
+        return self._db.database
+
+    @property
     def model(self) -> dict[str, Any]:
         """The text model recorded in the manifest."""
         return self._db.model

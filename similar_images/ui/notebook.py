@@ -61,8 +61,51 @@ def open_database(
         say(f"{index} not found: searching the vectors exactly (slower on large collections).")
         index = None
     db = SimilarImages.open(vectors=vectors, index=index, image_dir=image_dir)
-    say(f"Searching {len(db):,} images of {vectors} (model {db.model.get('name', '?')}).")
+    say(f"Searching {len(db):,} images of {vectors} (model {db.model.get('name', '?')}) {_how(db)}.")
     return db
+
+
+def _how(db) -> str:
+    """Which index a database (image or text) searches through, or that it searches exactly."""
+    database = db.database
+    if database.index is None:
+        return "exactly (no index)"
+    return f"with the index {database.index_path} ({database.index_manifest.get('index_type', '?')})"
+
+
+def open_text_database(vectors: str | os.PathLike = "tweets.csv.saved_predictions.npy", *, say=print) -> Any:
+    """Open the text database ``similar-images text build`` wrote, or the built-in corpus.
+
+    The index is the one ``text build`` writes beside the vectors (``tweets.csv.faiss.index``
+    for ``tweets.csv``); without it the vectors are searched exactly. ``say`` gets one line
+    naming what was opened. The text model loads without a progress bar.
+    """
+    from similar_images.db.database import default_index_path
+    from similar_images.text.corpus import builtin_database
+    from similar_images.text.database import TextDatabase
+
+    _quiet_model_loading()
+    vectors = Path(vectors)
+    if not vectors.exists():
+        db = builtin_database()
+        say(f"No text database at {vectors}: searching a small built-in corpus of {len(db)} sentences "
+            "(a temporary database). Run the two commands above to search 20,000 tweets instead.")
+        return db
+    index = default_index_path(vectors)
+    db = TextDatabase.open(vectors, index if index.exists() else None)
+    say(f"Searching {len(db):,} texts of {vectors} (model {db.model.get('name', '?')}) {_how(db)}.")
+    return db
+
+
+def _quiet_model_loading() -> None:
+    """No "Loading weights" bar in the notebook: the search's own output is what matters."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _open_demo(workdir: Path, say) -> Any:
@@ -75,5 +118,5 @@ def _open_demo(workdir: Path, say) -> Any:
         say("Building the sample database once (offline photos, EfficientNet-Lite0) ...")
         run_demo(workdir)
     db = SimilarImages.open(vectors=paths.vectors, index=paths.index, image_dir=paths.photos)
-    say(f"Searching {len(db):,} sample images of {paths.vectors} (model {db.model.get('name', '?')}).")
+    say(f"Searching {len(db):,} sample images of {paths.vectors} (model {db.model.get('name', '?')}) {_how(db)}.")
     return db

@@ -54,15 +54,17 @@ def test_build_refuses_an_existing_index_then_force_replaces_it(coco_named_db):
     assert run("build", "-d", "64").exit_code == 0
     refused = run("build", "-d", "64")
     assert refused.exit_code == 1
-    assert refused.stderr.strip() == f"Error: {INDEX} already exists; use --force to replace it"
+    assert refused.stderr.strip() == f"error: {INDEX} already exists; use --force to replace it"
     forced = run("build", "-d", "64", "--index-type", "flat", "--force")
     assert forced.exit_code == 0 and "flat" in forced.stdout
 
 
 def test_build_errors(coco_named_db, tmp_path):
-    wrong_dim = run("build")  # default -d 4096
+    wrong_dim = run("build", "-d", "4096")  # the original's -d, checked
     assert wrong_dim.exit_code == 1
-    assert wrong_dim.stderr.strip().splitlines()[-1].endswith("holds 64-dimensional vectors, expected 4096")
+    assert wrong_dim.stderr.strip().splitlines()[-1].endswith(
+        "holds 64-dimensional vectors (synthetic), not 4096: use -d 64, "
+        "or leave -d out (the manifest's dimension is the default)")
     assert run("build", "--index-type", "annoy").exit_code == 2
     missing = run("build", "-i", tmp_path / "none.npy", "-d", "64")
     assert missing.exit_code == 1 and "none.npy: vectors file not found" in missing.stderr
@@ -108,7 +110,14 @@ def test_search_usage_errors(tiny_db, tmp_path):
     bad_id = run("search", "--id", "99")
     assert bad_id.exit_code == 1 and "out of range" in bad_id.stderr
     missing = run("search", "--id", "1", "--vectors", tmp_path / "none.npy")
-    assert missing.exit_code == 1 and "vectors file not found" in missing.stderr
+    assert missing.exit_code == 1
+    # the databases it can find, each with the option that selects it
+    assert missing.stderr.strip() == (f"error: {tmp_path / 'none.npy'}: no such database (found: "
+                                      f"--vectors {VECTORS} (12 images, tiny))")
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    nothing = run("text", "search", "hello", "--vectors", elsewhere / "t.npy")
+    assert "no other database found; make one with `similar-images text build CSV`" in nothing.stderr
 
 
 def test_search_without_an_index_searches_exactly(tiny_db):

@@ -126,16 +126,20 @@ DEMO_PHOTOS = ["chelsea", "coffee", "rocket", "china", "grace_hopper"]
 COPIES = 1 + len(sample_photos.EDITS)  # the original and its edited copies
 
 
-def _run_stub(marks: list[bool]) -> demo.DemoRun:
+def _run_stub(marks: list[bool], copies: int = 2) -> demo.DemoRun:
     results = [ShownResult(i + 1, f"img{i}.jpg", Path(f"img{i}.jpg"), 0.9 - 0.1 * i, m)
                for i, m in enumerate(marks)]
-    return demo.DemoRun(Path("w"), Path("q.jpg"), "chelsea", results, 10, False)
+    return demo.DemoRun(Path("w"), Path("q.jpg"), "chelsea", results, 10, False, copies=copies)
 
 
 def test_verdict_says_whether_copies_come_first():
-    assert demo.verdict(_run_stub([True, True, False])).startswith("All 2 copies of 'chelsea' shown rank first (1-2)")
+    assert demo.verdict(_run_stub([True, True, False])).startswith(
+        "All 2 images of 'chelsea' in the database rank first (1-2)")
     assert "something is wrong" in demo.verdict(_run_stub([True, False, True]))
-    assert "No copy" in demo.verdict(_run_stub([False, False]))
+    assert "No image of 'chelsea'" in demo.verdict(_run_stub([False, False]))
+    # -k 3 with 7 copies in the database: it must not claim these 3 are all of them
+    assert demo.verdict(_run_stub([True, True, True], copies=7)) == (
+        "All 3 results are images of 'chelsea' (the database holds 7; -k 8 shows them all and the best other photo).")
     table = demo.format_results(_run_stub([True, False]))
     assert "img0.jpg  * same photo" in table and table.splitlines()[2].rstrip().endswith("img1.jpg")
 
@@ -166,11 +170,11 @@ def test_cli_usage_errors(tmp_path):
     assert bad.exit_code == 2 and "'lena'" in bad.output
     missing = runner.invoke(main, ["demo", "--workdir", str(tmp_path), "--query", str(tmp_path / "x.jpg")])
     assert missing.exit_code == 1
-    assert missing.output.strip().splitlines()[-1] == f"Error: {tmp_path / 'x.jpg'}: file not found"
+    assert missing.output.strip().splitlines()[-1] == f"error: {tmp_path / 'x.jpg'}: file not found"
     (tmp_path / "a file").write_text("")
     unusable = runner.invoke(main, ["demo", "--workdir", str(tmp_path / "a file" / "demo")])
     assert unusable.exit_code == 1 and unusable.output.startswith("similar-images demo")
-    assert unusable.output.strip().splitlines()[-1].startswith("Error: [Errno 20] Not a directory")
+    assert unusable.output.strip().splitlines()[-1].startswith("error: [Errno 20] Not a directory")
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +196,7 @@ def test_edited_copies_of_the_query_photo_rank_first(built):
     scores = [r.score for r in run.results]
     assert scores == sorted(scores, reverse=True)
     assert run.results[COPIES - 1].score - run.results[COPIES].score > 0.3  # a clear gap
-    assert demo.verdict(run).startswith(f"All {COPIES} copies of 'chelsea' shown rank first")
+    assert demo.verdict(run).startswith(f"All {COPIES} images of 'chelsea' in the database rank first")
 
 
 @pytest.mark.slow
@@ -228,9 +232,15 @@ def test_cli_prints_results_and_next_steps(built):
     out = result.output
     assert "Reused the sample database: 35 images" in out
     assert out.count("* same photo") == COPIES
-    assert "rocket__crop.jpg" in out and "All 7 copies of 'rocket' shown rank first" in out
-    assert 'jupyter notebook "Similar image.ipynb"' in out and "./get_ms_coco_dataset.sh" in out
+    assert "rocket__crop.jpg" in out and "All 7 images of 'rocket' in the database rank first" in out
+    assert 'jupyter notebook "Similar image.ipynb"' in out and "--allow-root" in out
     assert str(workdir / "results.html") in out
+    vectors = demo.DemoPaths(workdir, "efficientnet-lite0").vectors
+    assert f"similar-images search PHOTO.jpg --vectors {vectors}" in out  # the exact next command
+    assert "similar-images demo --query PHOTO.jpg" in out
+    own = CliRunner().invoke(main, ["demo", "--workdir", str(workdir), "--photos", ",".join(DEMO_PHOTOS),
+                                    "--query", str(workdir / "photos" / "coffee.jpg"), "--no-progress"])
+    assert own.exit_code == 0 and "--query PHOTO" not in own.output  # no suggestion to do what was done
 
 
 @pytest.mark.slow

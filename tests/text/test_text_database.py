@@ -62,9 +62,20 @@ def test_read_texts_cleans_and_skips_empty(tmp_path):
     texts, skipped = read_texts(path, "text")
     assert texts == ["hello world", "second, with comma"]
     assert skipped == [
-        {"path": "row 2", "reason": "empty text"},
-        {"path": "row 4", "reason": "empty text"},
-        {"path": "row 5", "reason": "duplicate of row 1"},
+        {"path": "line 4", "reason": "empty text"},  # the first text spans lines 2-3
+        {"path": "line 6", "reason": "empty text"},
+        {"path": "line 7", "reason": "duplicate of line 2"},
+    ]
+
+
+def test_read_texts_reports_rows_cut_by_unquoted_commas(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("id,text\n1,Sunny day at the beach\n10,Rain all week, so no beach for us\n11,\n12,ok\n")
+    texts, skipped = read_texts(path, "text")
+    assert texts == ["Sunny day at the beach", "ok"]  # never "Rain all week"
+    assert skipped == [
+        {"path": "line 3", "reason": "malformed row: 3 fields, the header has 2 (quote texts that hold commas)"},
+        {"path": "line 4", "reason": "empty text"},
     ]
 
 

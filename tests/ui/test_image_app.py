@@ -225,9 +225,9 @@ def test_k_must_be_positive(db):
 def test_open_database_reports_what_it_opened(db_files, tmp_path):
     said = []
     db = open_database(db_files["vectors"], db_files["index"], say=said.append)
-    assert len(db) == 24 and "24 images" in said[0]
+    assert len(db) == 24 and "24 images" in said[0] and f"with the index {db_files['index']} (flat)" in said[0]
     db = open_database(db_files["vectors"], tmp_path / "none.index", say=said.append)
-    assert "searching the vectors exactly" in said[1] and len(db) == 24
+    assert "searching the vectors exactly" in said[1] and "exactly (no index)" in said[2] and len(db) == 24
 
 
 def test_open_database_without_fallback_names_the_missing_file(tmp_path):

@@ -49,7 +49,8 @@ def widget_states(nb) -> list[dict]:
 def test_notebook_runs_with_builtin_corpus(tmp_path):
     nb, code = run_notebook(tmp_path)
     assert f"KERNEL {sys.prefix}" in outputs(code[0])
-    assert "using a small built-in corpus of 35 sentences" in outputs(code[1])
+    assert "searching a small built-in corpus of 35 sentences" in outputs(code[1])
+    assert "Loading weights" not in outputs(code[1])  # no model-loading bar in the notebook
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
 
     table = outputs(code[2])
@@ -76,7 +77,9 @@ def test_notebook_uses_the_tweets_database_when_built(tmp_path):
         writer.writerows([t] for t in texts)
     build_text_database(tmp_path / "tweets.csv", show_progress=False)
     nb, code = run_notebook(tmp_path)
-    assert "Sentiment140 sample: 6 tweets" in outputs(code[1])
+    # it opened the index `text build` wrote (tweets.csv.faiss.index), and says so
+    assert ("Searching 6 texts of tweets.csv.saved_predictions.npy (model all-MiniLM-L6-v2) with the index "
+            "tweets.csv.faiss.index (hnsw)") in outputs(code[1])
     rows = table_texts(outputs(code[2]))
     assert len(rows) == 6 and rows[0] == "What a beautiful sunny day at the beach!"
     json.dumps(nb)  # the executed notebook is valid JSON
