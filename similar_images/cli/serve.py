@@ -54,8 +54,9 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
     if vectors == DEFAULT_VECTORS["image"] and not Path(vectors).exists():
         demo_vectors, demo_index, demo_photos = demo_database()
         if not demo_vectors.exists():
-            raise click.ClickException(f"no database: {vectors} is missing and so is the demo's "
-                                       f"{demo_vectors}; run `similar-images demo` first or give --vectors")
+            from similar_images.cli.options import database_hint
+
+            raise click.ClickException(f"{vectors}: no such database ({database_hint('image', vectors)})")
         click.echo(f"note: no COCO vectors here; serving the demo's sample database {demo_vectors}", err=True)
         vectors = str(demo_vectors)
         index = index or (str(demo_index) if demo_index.exists() else None)
