@@ -1,11 +1,12 @@
 # Quick start:  make demo   (set up .venv, build the sample database, search it)
+#               make serve  (the search as a web page and HTTP API on http://127.0.0.1:8000/)
 #               make test   (set up .venv, run every test; what CI runs)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint browser-deps clean
+.PHONY: setup demo serve test test-fast lint browser-deps clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,13 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/similar-images demo
+
+# The web page and API over the demo's sample database (built first if missing).
+DEMO_DB := demo_output/sample_efficientnet-lite0
+serve: setup
+	test -f $(DEMO_DB).saved_predictions.npy || $(VENV)/bin/similar-images demo
+	$(VENV)/bin/similar-images serve --vectors $(DEMO_DB).saved_predictions.npy --index $(DEMO_DB).faiss.index \
+		--image-dir demo_output/photos
 
 # Headless Chromium for the notebook's browser test (Debian's package; needs root or sudo).
 browser-deps:

@@ -65,6 +65,7 @@ COMMANDS: dict[str, str] = {
     "demo": "similar_images.cli.demo:demo",
     "text": "similar_images.cli.text:text",
     "evaluate": "similar_images.cli.evaluate:evaluate",
+    "serve": "similar_images.cli.serve:serve",
 }
 
 

@@ -1,0 +1,105 @@
+"""The JSON shapes of the API (pydantic models: they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="What was wrong, in one line.")
+
+
+class Hit(BaseModel):
+    id: int
+    name: str
+    score: float
+    thumbnail_url: str
+    image_url: str
+
+
+class Query(BaseModel):
+    kind: str = Field(description='"upload", "id" or "url"')
+    id: int | None = None
+    url: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class Timings(BaseModel):
+    decode_ms: float
+    model_ms: float
+    search_ms: float
+    total_ms: float
+    batch_size: int = Field(description="Queries that shared the model call (micro-batching).")
+
+
+class SearchResponse(BaseModel):
+    query: Query
+    results: list[Hit]
+    timings: Timings
+
+
+class Health(BaseModel):
+    status: str
+    count: int
+    model: str | None
+    index: str
+    dimension: int
+    allow_urls: bool
+    allow_writes: bool
+    max_upload_bytes: int
+    max_k: int
+    default_k: int
+
+
+class Percentiles(BaseModel):
+    count: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+class Stats(BaseModel):
+    count: int
+    model: str | None
+    index: str
+    uptime_s: float
+    errors: int
+    requests: dict[str, Percentiles]
+    mean_batch_size: float | None
+
+
+class Added(BaseModel):
+    id: int | None
+    name: str
+
+
+class Skipped(BaseModel):
+    name: str
+    error: str
+
+
+class AddResponse(BaseModel):
+    added: list[Added]
+    already_present: list[Added]
+    skipped: list[Skipped]
+    count: int
+
+
+class RemoveResponse(BaseModel):
+    removed: list[str]
+    count: int
+
+
+ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in {
+    400: "Bad input (not an image, too many pixels, refused URL).",
+    401: "Missing or wrong bearer token.",
+    404: "No such image.",
+    413: "Request body over the upload cap.",
+    415: "Unsupported content type.",
+    422: "Malformed parameters.",
+    500: "Internal error (details in the server log).",
+    502: "A fetched URL failed.",
+    503: "Over the request time limit.",
+    504: "A fetched URL timed out.",
+}.items()}
