@@ -91,3 +91,24 @@ def vector_db(tmp_path: Path, n: int = 2000, dim: int = 64, *, name: str = "db.n
     save_vectors(out, vectors, {"model": model, "names": [f"v{i:05d}.jpg" for i in range(n)],
                                 "image_dir": str(tmp_path / "images")})
     return out, vectors
+
+
+def tiny_flat_database(tmp_path, monkeypatch):
+    """12 pattern images embedded with the tiny model (registered) and a flat index:
+    ``(vectors, index, image_dir)``."""
+    from similar_images.db.build import build_index_files
+
+    register_tiny(monkeypatch)
+    vectors, image_dir = image_db(tmp_path, 12)
+    index = tmp_path / "db.faiss.index"
+    build_index_files(vectors, index, index_type="flat", show_progress=False)
+    return vectors, index, image_dir
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 (the only address tests use)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

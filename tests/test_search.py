@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from _index_data import (
     TinyExtractor,
-    image_db,
     pattern_image,
     register_tiny,
+    tiny_flat_database,
     vector_db,
     write_images,
 )
@@ -28,11 +28,7 @@ from similar_images.search import SearchResult, SimilarImages
 @pytest.fixture
 def tiny_db(tmp_path, monkeypatch):
     """12 pattern images embedded with the tiny model, a flat index; the model is registered."""
-    register_tiny(monkeypatch)
-    vectors, image_dir = image_db(tmp_path, 12)
-    index = tmp_path / "db.faiss.index"
-    build_index_files(vectors, index, index_type="flat", show_progress=False)
-    return vectors, index, image_dir
+    return tiny_flat_database(tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,11 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _index_data import image_db, register_tiny
+from _index_data import free_port, tiny_flat_database
 from click.testing import CliRunner
 
 from similar_images.cli import main
-from similar_images.db.build import build_index_files
 from similar_images.service import server
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -25,17 +23,7 @@ TESTS = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def tiny_files(tmp_path, monkeypatch):
     """12 pattern images embedded with the tiny model and a flat index: (vectors, index, image_dir)."""
-    register_tiny(monkeypatch)
-    vectors, image_dir = image_db(tmp_path, 12)
-    index = tmp_path / "db.faiss.index"
-    build_index_files(vectors, index, index_type="flat", show_progress=False)
-    return vectors, index, image_dir
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return tiny_flat_database(tmp_path, monkeypatch)
 
 
 @pytest.fixture

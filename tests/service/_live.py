@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from _index_data import free_port
 
 
 @contextlib.contextmanager

@@ -6,9 +6,8 @@ import contextlib
 import socket
 
 import pytest
-from _index_data import TinyExtractor, image_db, register_tiny
+from _index_data import TinyExtractor, tiny_flat_database
 
-from similar_images.db.build import build_index_files
 from similar_images.search import SimilarImages
 from similar_images.service.app import create_app
 from similar_images.service.config import ServiceConfig
@@ -18,11 +17,7 @@ from similar_images.service.engine import Engine
 @pytest.fixture
 def tiny_files(tmp_path, monkeypatch):
     """12 pattern images embedded with the tiny model and a flat index: (vectors, index, image_dir)."""
-    register_tiny(monkeypatch)
-    vectors, image_dir = image_db(tmp_path, 12)
-    index = tmp_path / "db.faiss.index"
-    build_index_files(vectors, index, index_type="flat", show_progress=False)
-    return vectors, index, image_dir
+    return tiny_flat_database(tmp_path, monkeypatch)
 
 
 @pytest.fixture
