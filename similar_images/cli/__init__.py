@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "demo": "similar_images.cli.demo:demo",
     "text": "similar_images.cli.text:text",
     "evaluate": "similar_images.cli.evaluate:evaluate",
+    "duplicates": "similar_images.cli.duplicates:duplicates",
 }
 
 

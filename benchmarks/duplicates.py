@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Duplicate finder benchmarks: the threshold curves per model, and speed and memory.
+
+``calibrate``: for each model, the generated set of ``similar_images.duplicates.
+calibration`` (the demo photos, their edits, unrelated photos) is written to a temporary
+folder and embedded; the precision/recall curves of "is an edited copy of" (raw pair
+scores, and pairs of the groups formed) are printed, saved as JSON and plotted as a PNG,
+with the threshold chosen (target pair precision 0.95). Each model is checked on the
+second edit set too.
+
+``speed``: N synthetic vectors (default 40,504, of 1280 and 4096 dimensions; clustered
+like CNN features, plus planted near-duplicates: noisy copies of random rows) are saved
+as a database with an IVF-PQ index; ``find_duplicates`` then runs in a child process
+that reports its wall time and peak RSS (``resource.getrusage``; the RSS counts the
+pages of the memory-mapped vectors file it read).
+
+Usage::
+
+    .venv/bin/python benchmarks/duplicates.py calibrate --out evaluation/duplicates
+    .venv/bin/python benchmarks/duplicates.py speed --dims 1280,4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _machine import machine_line
+
+MODELS = {"efficientnet-lite0": {}, "vgg16": {"weights": "none"}}
+
+
+def calibrate(args) -> None:
+    from similar_images.duplicates import calibration
+    from similar_images.features import get_extractor
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, checks = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = {}
+        for edit_set in calibration.EDIT_SETS:
+            folder = Path(tmp) / edit_set
+            sets[edit_set] = (folder, calibration.write_generated_set(folder, edit_set=edit_set))
+        for model in args.models.split(","):
+            extractor = get_extractor(model, **MODELS[model])
+            for edit_set, (folder, names) in sets.items():
+                start = time.perf_counter()
+                vectors = calibration.embed_files(folder, names, extractor)
+                cal = calibration.curves(vectors, calibration.truth(names), rule=args.rule)
+                label = f"{model} / {edit_set} edits"
+                print(f"{label}: {cal.images} images embedded and scored in {time.perf_counter() - start:.1f} s; "
+                      f"chosen threshold {cal.chosen}")
+                (results if edit_set == "robustness" else checks)[model] = (label, cal)
+    report = {"machine": machine_line(), "rule": args.rule, "models": {}}
+    for model, (label, cal) in results.items():
+        check_label, check = checks[model]
+        chosen = cal.chosen if cal.chosen is not None else 1.0
+        report["models"][model] = {"chosen": cal.chosen, "at_chosen": cal.at(chosen),
+                                   "check_set_at_chosen": check.at(chosen),
+                                   "curve": [cal.at(p.threshold) for p in cal.scores]}
+        print(f"\n{label}: threshold | P | R | group P | group R | ARI")
+        for t in np.arange(0.40, 0.96, 0.05):
+            m = cal.at(float(t))
+            print(f"  {m['threshold']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['group_precision']:.3f}"
+                  f" | {m['group_recall']:.3f} | {m['ari']:.3f}")
+        print(f"  chosen {cal.chosen}: {cal.at(chosen)}\n  {check_label} at it: {check.at(chosen)}")
+    plots = {label: cal for label, cal in results.values()} | {label: cal for label, cal in checks.values()}
+    png = calibration.plot_curves(out / "duplicates_pr.png", plots, title="Duplicates: precision/recall vs threshold")
+    (out / "duplicates_pr.json").write_text(json.dumps(report, indent=1))
+    print(f"\nsaved {png} and {out / 'duplicates_pr.json'}; {machine_line()}")
+
+
+def planted(n: int, dim: int, copies: int, seed: int):
+    """``n`` vectors: clustered ones plus ``copies`` noisy copies of random rows (the truth)."""
+    from similar_images.evaluation.synthetic import clustered_vectors
+
+    base = clustered_vectors(n - copies, dim, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    sources = rng.choice(n - copies, copies, replace=False)
+    noise = rng.standard_normal((copies, dim), dtype=np.float32)
+    noise *= 0.05 * np.linalg.norm(base[sources], axis=1, keepdims=True) / np.sqrt(dim)
+    return np.concatenate([base, base[sources] + noise]), sources
+
+
+def speed(args) -> None:
+    from similar_images.db.build import build_index_files
+    from similar_images.db.vectors import save_vectors
+
+    rows = []
+    for dim in (int(d) for d in args.dims.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            vectors, sources = planted(args.n, dim, args.copies, args.seed)
+            path = Path(tmp) / "synthetic.txt.saved_predictions.npy"
+            names = [f"img_{i:06d}.jpg" for i in range(len(vectors))]
+            save_vectors(path, vectors, {"model": {"name": "synthetic", "dim": dim}, "names": names,
+                                         "image_dir": tmp})
+            del vectors
+            start = time.perf_counter()
+            build_index_files(path, index_type="ivfpq", show_progress=False)
+            build_s = time.perf_counter() - start
+            child = subprocess.run([sys.executable, __file__, "_find", str(path), "--threshold", str(args.threshold),
+                                    "-k", str(args.k)], capture_output=True, text=True, check=True)
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            truth = {(int(s), args.n - args.copies + i) for i, s in enumerate(sources)}
+            found = {tuple(p) for p in result.pop("pairs")}
+            result.update(dim=dim, n=args.n, build_s=round(build_s, 1),
+                          planted_recall=len(truth & found) / len(truth))
+            rows.append(result)
+            print(json.dumps(result))
+    print(f"\n| vectors | find (s) | peak RSS (MB) | pairs >= {args.threshold} | groups | planted pairs found | "
+          f"index build (s, not counted) |")
+    for r in rows:
+        print(f"| {r['n']:,} x {r['dim']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['pairs']:,} | "
+              f"{r['groups']:,} | {r['planted_recall']:.3f} | {r['build_s']} |")
+    print(machine_line())
+
+
+def find_child(args) -> None:
+    """Run in a fresh process, so the peak RSS is the finder's own."""
+    from similar_images.duplicates import find_duplicates
+    from similar_images.search import SimilarImages
+
+    start = time.perf_counter()
+    db = SimilarImages.open(args.vectors)
+    found = find_duplicates(db, threshold=args.threshold, k=args.k, show_progress=True)
+    seconds = time.perf_counter() - start
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    pairs = [[int(a.id), int(b.id)] for g in found.groups for a in g.members for b in g.members if a.id < b.id]
+    print(json.dumps({"seconds": round(seconds, 2), "peak_rss_mb": round(rss_mb, 1), "pairs": pairs,
+                      "groups": len(found.groups), "pairs_above": found.pairs} | {"pairs_count": len(pairs)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cal = sub.add_parser("calibrate")
+    cal.add_argument("--models", default="efficientnet-lite0,vgg16")
+    cal.add_argument("--rule", default="centre")
+    cal.add_argument("--out", default="evaluation/duplicates")
+    sp = sub.add_parser("speed")
+    sp.add_argument("--n", type=int, default=40_504)
+    sp.add_argument("--dims", default="1280,4096")
+    sp.add_argument("--copies", type=int, default=2000)
+    sp.add_argument("--threshold", type=float, default=0.95)
+    sp.add_argument("-k", type=int, default=10)
+    sp.add_argument("--seed", type=int, default=0)
+    child = sub.add_parser("_find")
+    child.add_argument("vectors")
+    child.add_argument("--threshold", type=float)
+    child.add_argument("-k", type=int)
+    args = parser.parse_args()
+    {"calibrate": calibrate, "speed": speed, "_find": find_child}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Grouping rules and the keeper rule, on plain arrays.
+
+Two rules turn scored pairs into groups (:data:`RULES`):
+
+* ``"components"``: connected components of the pairs graph (single linkage). Cheap,
+  but it chains: A ~ B and B ~ C put A and C together even when A and C are unlike.
+* ``"centre"`` (the default): within each component, the member with the most
+  neighbours (then the highest summed score, then the lowest id) is a centre; the
+  members whose exact cosine to it is at least the threshold form its group; the rest
+  are grouped again the same way. Every member of a group is then a near-duplicate of
+  its centre, so a group cannot drift across a chain of near-misses.
+
+Byte-identical files are joined after either rule, whatever their scores.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from similar_images.duplicates.pairs import Pairs
+
+RULES = ("centre", "components")
+DEFAULT_RULE = "centre"
+
+
+def check_rule(rule: str) -> str:
+    if rule not in RULES:
+        raise ValueError(f"unknown grouping rule {rule!r}; choose one of: {', '.join(RULES)}")
+    return rule
+
+
+def components(n: int, a, b) -> np.ndarray:
+    """``(n,)`` int64 component label of each of ``n`` nodes joined by edges ``a[i]-b[i]``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (np.asarray(a), np.asarray(b))), shape=(n, n))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def _members_by_label(labels: np.ndarray) -> list[np.ndarray]:
+    """Node ids of each label used by two or more nodes, sorted."""
+    order = np.argsort(labels, kind="stable")
+    cuts = np.flatnonzero(np.diff(labels[order])) + 1
+    return [part for part in np.split(order, cuts) if len(part) > 1]
+
+
+def _cosines(vectors, centre: int, members: np.ndarray) -> np.ndarray:
+    """Exact cosines of sorted ``members`` to ``centre``."""
+    rows = np.asarray(vectors[members], dtype=np.float32)  # (m, d); sorted ids read the mmap in order
+    c = np.asarray(vectors[centre], dtype=np.float32)
+    norms = np.maximum(np.linalg.norm(rows, axis=1) * np.linalg.norm(c), 1e-12)
+    return rows @ c / norms  # (m,)
+
+
+def centre_split(members: np.ndarray, pairs: Pairs, vectors, threshold: float) -> list[np.ndarray]:
+    """Split one component ``members`` by the centre rule (see the module docstring)."""
+    rest = np.sort(members)
+    groups = []
+    inside = np.isin(pairs.a, rest) & np.isin(pairs.b, rest)
+    a, b, s = pairs.a[inside], pairs.b[inside], pairs.score[inside]
+    while len(rest) > 1:
+        live = np.isin(a, rest) & np.isin(b, rest)
+        a, b, s = a[live], b[live], s[live]
+        if len(a) == 0:
+            break
+        ends = np.concatenate([a, b])
+        degree = np.bincount(ends, minlength=int(rest[-1]) + 1)[rest]
+        summed = np.bincount(ends, weights=np.concatenate([s, s]), minlength=int(rest[-1]) + 1)[rest]
+        centre = int(rest[np.lexsort((rest, -summed, -degree))[0]])
+        joined = rest[_cosines(vectors, centre, rest) >= threshold]
+        joined = np.union1d(joined, [centre])
+        if len(joined) > 1:
+            groups.append(joined)
+        rest = np.setdiff1d(rest, joined)
+    return groups
+
+
+def group_ids(n: int, pairs: Pairs, identical: list[list[int]], *, vectors, threshold: float,
+              rule: str = DEFAULT_RULE) -> list[np.ndarray]:
+    """Groups of two or more of the ``n`` images, as sorted id arrays, largest first.
+
+    Args:
+        n: the number of images.
+        pairs: near-duplicate pairs (scores at least ``threshold``).
+        identical: sets of byte-identical images (joined whatever the rule).
+        vectors: ``(n, d)`` raw vectors (for the centre rule's exact scores).
+        threshold: the lowest cosine of a near-duplicate.
+        rule: one of :data:`RULES`.
+    """
+    check_rule(rule)
+    if rule == "components":
+        groups = _members_by_label(components(n, pairs.a, pairs.b))
+    else:
+        groups = [g for comp in _members_by_label(components(n, pairs.a, pairs.b))
+                  for g in (centre_split(comp, pairs, vectors, threshold) if len(comp) > 2 else [comp])]
+    # Join byte-identical files: chain each group and each identical set, then re-join.
+    sets = [np.asarray(g) for g in groups] + [np.asarray(same) for same in identical if len(same) > 1]
+    if not sets:
+        return []
+    edge_a = np.concatenate([np.full(len(g) - 1, g[0]) for g in sets])
+    edge_b = np.concatenate([g[1:] for g in sets])
+    joined = _members_by_label(components(n, edge_a, edge_b))
+    return sorted(joined, key=lambda g: (-len(g), int(g[0])))
+
+
+class FileFacts(NamedTuple):
+    """What the keeper rule looks at: pixels, bytes and the name."""
+
+    width: int
+    height: int
+    bytes: int
+    name: str
+
+
+def file_facts(path: str | os.PathLike, name: str) -> FileFacts:
+    """Size in pixels (from the header, no decoding) and in bytes; zeros if unreadable."""
+    from PIL import Image
+
+    try:
+        size = os.stat(path).st_size
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return FileFacts(0, 0, size if "size" in locals() else 0, name)
+    return FileFacts(width, height, size, name)
+
+
+def keeper_order(facts: list[FileFacts]) -> list[int]:
+    """Positions of ``facts`` best keeper first: highest resolution (pixels), then largest
+    file, then shortest name (then the name, so the order is total)."""
+    return sorted(range(len(facts)), key=lambda i: (-facts[i].width * facts[i].height, -facts[i].bytes,
+                                                    len(facts[i].name), facts[i].name))
