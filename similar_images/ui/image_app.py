@@ -8,6 +8,7 @@ a browser::
     app                      # in a notebook: shows the widgets
     app.search_upload(data)  # or search_url(url), search_random(), search_id(3)
     app.result_buttons[0].click()
+    app.search_duplicates()  # the query's near-duplicates (a database image's)
 
 Widget callbacks only parse input and call the database; every failure a user can
 cause shows as a one-line message under the controls and the app keeps working.
@@ -45,6 +46,8 @@ class SimilarImagesApp:
         columns: results per row.
         url_timeout: seconds allowed to fetch an image URL.
         seed: seed of the "Random image" choice (None: a different pick each run).
+        duplicate_threshold: lowest cosine the "Duplicates" view shows, or ``"auto"``
+            (the model's calibrated default, see ``similar_images.duplicates``).
 
     Attributes:
         results: the results shown, best first (``SearchResult(id, path, score)``).
@@ -54,7 +57,7 @@ class SimilarImagesApp:
     """
 
     def __init__(self, db: Any, *, k: int = 8, thumb_size: int = 160, columns: int = 4,
-                 url_timeout: float = 10.0, seed: int | None = None):
+                 url_timeout: float = 10.0, seed: int | None = None, duplicate_threshold: float | str = "auto"):
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         self.db = db
@@ -68,6 +71,8 @@ class SimilarImagesApp:
         self._last_query: Callable[[int], list] | None = None
         self._last_url: tuple[str, float] = ("", 0.0)
         self._missing: list[str] = []  # database image files not found while showing results
+        self.duplicate_threshold = duplicate_threshold
+        self._query_id: int | None = None  # the query, when it is a database image
         self._build(k, columns)
 
     # --- what users (and tests) do -------------------------------------------------
@@ -89,7 +94,27 @@ class SimilarImagesApp:
             hits = self.db.search(int(image_id), k=k + 1)
             return [r for r in hits if r.id != image_id][:k]
 
-        return self._run(name, lambda: self._db_thumb(image_id, 2 * self.thumb_size), query)
+        results = self._run(name, lambda: self._db_thumb(image_id, 2 * self.thumb_size), query)
+        self._set_query_id(int(image_id) if self.error is None else self._query_id)
+        return results
+
+    def search_duplicates(self, image_id: int | None = None) -> list:
+        """Show the near-duplicates of database image ``image_id`` (default: the query,
+        when it is a database image): its neighbours at least ``duplicate_threshold``."""
+        from similar_images.duplicates import duplicates_of
+
+        image_id = self._query_id if image_id is None else int(image_id)
+        if image_id is None:
+            self._fail("search from a database image first (Random image, or a result's Search)")
+            return []
+        name = str(self.db.names[image_id]) if hasattr(self.db, "names") else f"#{image_id}"
+        results = self._run(f"{name} (duplicates)", lambda: self._db_thumb(image_id, 2 * self.thumb_size),
+                            lambda k: duplicates_of(self.db, image_id, threshold=self.duplicate_threshold,
+                                                    k=max(K_CHOICES)))
+        if self.error is None:
+            found = f"{len(results)} near-duplicate(s)" if results else "no near-duplicates"
+            self.status.value = f"<span style='color:#1a7f37'>{found}</span> of {html.escape(name)}"
+        return results
 
     def search_upload(self, data: bytes, name: str = "uploaded image") -> list:
         """Search from the bytes of an uploaded image file."""
@@ -137,7 +162,9 @@ class SimilarImagesApp:
                 raise ImageError(message, exc.reason) from None
             return thumbnail_jpeg(image, size=size)
 
-        return self._run(label, thumb, lambda k: self.db.search(data[0], k=k))
+        results = self._run(label, thumb, lambda k: self.db.search(data[0], k=k))
+        self._set_query_id(None if self.error is None else self._query_id)
+        return results
 
     def _run(self, label: str, thumb: Callable[[], bytes], query: Callable[[int], list]) -> list:
         """Show the query's ``thumb()`` and the results of ``query(k)``; report failures."""
@@ -232,8 +259,13 @@ class SimilarImagesApp:
         for control in (self.random_button, self.upload, self.url_box, self.url_button,
                         self.k_choice, *self.result_buttons):
             control.disabled = busy
+        self.duplicates_button.disabled = busy or self._query_id is None
         if busy:
             self.status.value = f"<span class='similar-images-busy'>⏳ {html.escape(message)}</span>"
+
+    def _set_query_id(self, image_id: int | None) -> None:
+        self._query_id = image_id
+        self.duplicates_button.disabled = image_id is None
 
     def _fail(self, message: str) -> None:
         self.error = message.splitlines()[0] if message else "failed"
@@ -247,6 +279,8 @@ class SimilarImagesApp:
         self.url_box = w.Text(placeholder="https://… image URL, then Enter",
                               continuous_update=False, layout=w.Layout(width="380px"))
         self.url_button = w.Button(description="Search", icon="search")
+        self.duplicates_button = w.Button(description="Duplicates", icon="clone", disabled=True,
+                                          tooltip="Near-duplicates of the query (a database image)")
         options = sorted(set(K_CHOICES) | {k})
         self.k_choice = w.Dropdown(options=options, value=k, description="results",
                                    style={"description_width": "initial"},
@@ -264,9 +298,10 @@ class SimilarImagesApp:
         self.url_box.observe(self._on_url_enter, names="value")
         self.url_button.on_click(self._on_url_button)
         self.k_choice.observe(self._rerun, names="value")
+        self.duplicates_button.on_click(lambda _b: self.search_duplicates())
 
         controls = w.HBox([self.random_button, self.upload, self.url_box, self.url_button,
-                           self.k_choice], layout=w.Layout(flex_flow="row wrap"))
+                           self.k_choice, self.duplicates_button], layout=w.Layout(flex_flow="row wrap"))
         query = w.VBox([self.query_label, self.query_image])
         self._root = w.VBox([controls, self.status, w.HBox([query, self.grid])])
         # class names the browser test (and custom CSS) can find
