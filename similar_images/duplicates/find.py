@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from similar_images.duplicates import groups as grouping
-from similar_images.duplicates.pairs import identical_files, near_pairs
+from similar_images.duplicates.pairs import DEFAULT_POOL_FACTOR, identical_files, near_pairs
 from similar_images.duplicates.threshold import AUTO, resolve_threshold
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ class Duplicates:
 
 
 def find_duplicates(db, *, threshold: float | str = AUTO, k: int = DEFAULT_K, rule: str = grouping.DEFAULT_RULE,
-                    hash_files: bool = True, batch_size: int = 1024, show_progress: bool = True) -> Duplicates:
+                    hash_files: bool = True, batch_size: int = 1024, pool_factor: int = DEFAULT_POOL_FACTOR,
+                    show_progress: bool = True) -> Duplicates:
     """Group the near-duplicate and byte-identical images of ``db``.
 
     Args:
@@ -100,6 +101,8 @@ def find_duplicates(db, *, threshold: float | str = AUTO, k: int = DEFAULT_K, ru
         rule: ``"centre"`` (default) or ``"components"`` (see :mod:`.groups`).
         hash_files: also group byte-identical files (SHA-256), whatever their scores.
         batch_size: images searched at a time (bounds memory).
+        pool_factor: with an index, ``pool_factor * (k + 1)`` candidates per image are
+            re-scored exactly.
         show_progress: progress bars with the rate and ETA.
 
     Raises:
@@ -111,7 +114,8 @@ def find_duplicates(db, *, threshold: float | str = AUTO, k: int = DEFAULT_K, ru
     n = len(db)
     paths = [str(db.image_path(i)) for i in range(n)]
     identical = identical_files(paths, show_progress=show_progress) if hash_files else []
-    pairs = near_pairs(db, threshold=cosine, k=k, batch_size=batch_size, show_progress=show_progress)
+    pairs = near_pairs(db, threshold=cosine, k=k, batch_size=batch_size, pool_factor=pool_factor,
+                       show_progress=show_progress)
     vectors = db.database.vectors
     ids = grouping.group_ids(n, pairs, identical, vectors=vectors, threshold=cosine, rule=rule)
     same_bytes = {i: frozenset(s) for s in identical for i in s}

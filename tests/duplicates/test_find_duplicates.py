@@ -45,6 +45,28 @@ def test_near_pairs_are_the_brute_force_pairs_in_small_batches(tmp_path, index_t
     np.testing.assert_allclose(found.score, np.einsum("ij,ij->i", unit[found.a], unit[found.b]), atol=1e-5)
 
 
+def test_near_pairs_through_an_ivfpq_index_find_the_planted_copies(tmp_path):
+    from similar_images.db.build import build_index_files
+    from similar_images.db.vectors import save_vectors
+    from similar_images.evaluation.synthetic import clustered_vectors
+    from similar_images.search import SimilarImages
+
+    base = clustered_vectors(1500, 64, seed=3)
+    rng = np.random.default_rng(3)
+    sources = rng.choice(1500, 150, replace=False)
+    copies = base[sources] * (1 + 0.1 * rng.standard_normal((150, 64)).astype(np.float32))
+    vectors = np.concatenate([base, copies])
+    path = tmp_path / "v.txt.saved_predictions.npy"
+    save_vectors(path, vectors, {"model": {"name": "synthetic", "dim": 64}, "names": [f"{i}.jpg" for i in range(1650)]})
+    build_index_files(path, index_type="ivfpq", show_progress=False)
+    db = SimilarImages.open(path)
+    assert "IVF" in db.database.index_manifest["spec"]
+    found = near_pairs(db, threshold=0.95, k=10, show_progress=False)
+    got, want = set(zip(found.a.tolist(), found.b.tolist())), brute_force_pairs(vectors, 0.95)
+    assert got <= want  # scores are exact: nothing below the threshold
+    assert len(got) >= 0.99 * len(want) and len(want) >= 150
+
+
 def test_unique_pairs_orders_drops_self_pairs_and_keeps_the_best_score():
     pairs = unique_pairs([3, 1, 2, 2], [1, 3, 2, 0], [0.8, 0.9, 1.0, 0.7])
     assert list(zip(pairs.a.tolist(), pairs.b.tolist())) == [(0, 2), (1, 3)]
