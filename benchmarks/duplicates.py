@@ -10,19 +10,22 @@ second edit set too.
 
 ``speed``: N synthetic vectors (default 40,504, of 1280 and 4096 dimensions; clustered
 like CNN features, plus planted near-duplicates: noisy copies of random rows) are saved
-as a database with an IVF-PQ index; ``find_duplicates`` then runs in a child process
-that reports its wall time and peak RSS (``resource.getrusage``; the RSS counts the
-pages of the memory-mapped vectors file it read).
+as a database with an IVF-PQ index (by one child process); ``find_duplicates`` then
+runs in another child process that reports its wall time, its peak RSS
+(``resource.getrusage``; it counts the pages of the memory-mapped vectors file it read)
+and its peak anonymous memory (``RssAnon``, sampled every 50 ms), and which of the
+planted pairs scoring at least the threshold it grouped.
 
 Usage::
 
     .venv/bin/python benchmarks/duplicates.py calibrate --out evaluation/duplicates
-    .venv/bin/python benchmarks/duplicates.py speed --dims 1280,4096
+    .venv/bin/python benchmarks/duplicates.py speed --dims 1280,4096 [--pool-factors 3,10 --workdir /tmp/dups]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -72,7 +75,11 @@ def calibrate(args) -> None:
             print(f"  {m['threshold']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['group_precision']:.3f}"
                   f" | {m['group_recall']:.3f} | {m['ari']:.3f}")
         print(f"  chosen {cal.chosen}: {cal.at(chosen)}\n  {check_label} at it: {check.at(chosen)}")
-    plots = {label: cal for label, cal in results.values()} | {label: cal for label, cal in checks.values()}
+    plots = {}
+    for model, (label, cal) in results.items():  # the check set marked at the chosen threshold
+        check_label, check = checks[model]
+        plots[f"{label}: chosen"] = cal
+        plots[f"{check_label}: at the chosen"] = dataclasses.replace(check, chosen=cal.chosen)
     png = calibration.plot_curves(out / "duplicates_pr.png", plots, title="Duplicates: precision/recall vs threshold")
     (out / "duplicates_pr.json").write_text(json.dumps(report, indent=1))
     print(f"\nsaved {png} and {out / 'duplicates_pr.json'}; {machine_line()}")
@@ -92,43 +99,58 @@ def planted(n: int, dim: int, copies: int, seed: int):
     return np.concatenate([base, base[sources] + noise]), sources
 
 
-def speed(args) -> None:
+def make_child(args) -> None:
+    """Write the synthetic database (in its own process: the finder's process must not
+    inherit a large parent's peak RSS, which Linux carries across exec)."""
     from similar_images.db.build import build_index_files
-    from similar_images.db.vectors import open_vectors, save_vectors
+    from similar_images.db.vectors import save_vectors
+
+    vectors, sources = planted(args.n, args.dim, args.copies, args.seed)
+    path = Path(args.folder) / "synthetic.txt.saved_predictions.npy"
+    names = [f"img_{i:06d}.jpg" for i in range(len(vectors))]
+    save_vectors(path, vectors, {"model": {"name": "synthetic", "dim": args.dim}, "names": names,
+                                 "image_dir": str(args.folder)})
+    del vectors
+    start = time.perf_counter()
+    build_index_files(path, index_type="ivfpq", show_progress=False)
+    truth = [[int(s), args.n - args.copies + i] for i, s in enumerate(sources)]
+    (Path(args.folder) / "planted.json").write_text(json.dumps({"build_s": time.perf_counter() - start,
+                                                                "pairs": truth}))
+
+
+def speed(args) -> None:
+    from similar_images.db.vectors import open_vectors
 
     rows = []
     for dim in (int(d) for d in args.dims.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            vectors, sources = planted(args.n, dim, args.copies, args.seed)
-            path = Path(tmp) / "synthetic.txt.saved_predictions.npy"
-            names = [f"img_{i:06d}.jpg" for i in range(len(vectors))]
-            save_vectors(path, vectors, {"model": {"name": "synthetic", "dim": dim}, "names": names,
-                                         "image_dir": tmp})
-            del vectors
-            start = time.perf_counter()
-            build_index_files(path, index_type="ivfpq", show_progress=False)
-            build_s = time.perf_counter() - start
-            child = subprocess.run([sys.executable, __file__, "_find", str(path), "--threshold", str(args.threshold),
-                                    "-k", str(args.k), "--pool-factor", str(args.pool_factor)],
-                                   capture_output=True, text=True, check=True)
-            result = json.loads(child.stdout.strip().splitlines()[-1])
-            truth = {(int(s), args.n - args.copies + i) for i, s in enumerate(sources)}
-            found = {tuple(p) for p in result.pop("pairs")}
-            stored = open_vectors(path)
-            planted_pairs = sorted(truth)
-            cosines = [float(stored[a] @ stored[b] / np.linalg.norm(stored[a]) / np.linalg.norm(stored[b]))
-                       for a, b in planted_pairs]
-            above = {p for p, c in zip(planted_pairs, cosines) if c >= args.threshold}
-            result.update(dim=dim, n=args.n, build_s=round(build_s, 1), planted_above=len(above),
-                          planted_recall=len(above & found) / max(1, len(above)))
-            rows.append(result)
-            print(json.dumps(result))
-    print(f"\n| vectors | find (s) | peak RSS (MB) | peak anonymous (MB) | pairs >= {args.threshold} | groups | "
-          f"planted pairs >= threshold found | index build (s, not counted) |")
+            folder = Path(args.workdir or tmp) / f"d{dim}"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "synthetic.txt.saved_predictions.npy"
+            if not (folder / "planted.json").exists():
+                subprocess.run([sys.executable, __file__, "_make", str(folder), "--n", str(args.n), "--dim", str(dim),
+                                "--copies", str(args.copies), "--seed", str(args.seed)], check=True)
+            made = json.loads((folder / "planted.json").read_text())
+            for pool in (int(p) for p in args.pool_factors.split(",")):
+                child = subprocess.run([sys.executable, __file__, "_find", str(path), "--threshold", str(args.threshold),
+                                        "-k", str(args.k), "--pool-factor", str(pool)],
+                                       capture_output=True, text=True, check=True)
+                result = json.loads(child.stdout.strip().splitlines()[-1])
+                found = {tuple(p) for p in result.pop("pairs")}
+                stored = open_vectors(path)
+                cosines = [float(stored[a] @ stored[b] / np.linalg.norm(stored[a]) / np.linalg.norm(stored[b]))
+                           for a, b in made["pairs"]]
+                above = {tuple(p) for p, c in zip(made["pairs"], cosines) if c >= args.threshold}
+                result.update(dim=dim, n=args.n, pool_factor=pool, build_s=round(made["build_s"], 1),
+                              planted_above=len(above), planted_recall=len(above & found) / max(1, len(above)))
+                rows.append(result)
+                print(json.dumps(result), flush=True)
+    print(f"\n| vectors | pool | find (s) | peak RSS (MB) | peak anonymous (MB) | pairs >= {args.threshold} | groups | "
+          f"planted pairs >= threshold grouped | index build (s, not counted) |")
     for r in rows:
-        print(f"| {r['n']:,} x {r['dim']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['peak_anon_mb']:.0f} | "
-              f"{r['pairs_above']:,} | {r['groups']:,} | {r['planted_recall']:.3f} of {r['planted_above']:,} | "
-              f"{r['build_s']} |")
+        print(f"| {r['n']:,} x {r['dim']} | {r['pool_factor']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
+              f"{r['peak_anon_mb']:.0f} | {r['pairs_above']:,} | {r['groups']:,} | "
+              f"{r['planted_recall']:.3f} of {r['planted_above']:,} | {r['build_s']} |")
     print(machine_line())
 
 
@@ -182,7 +204,12 @@ def main() -> None:
     sp.add_argument("--copies", type=int, default=2000)
     sp.add_argument("--threshold", type=float, default=0.9)
     sp.add_argument("-k", type=int, default=10)
-    sp.add_argument("--pool-factor", type=int, default=3)
+    sp.add_argument("--pool-factors", default="10", help="re-rank pools to compare, e.g. 3,10")
+    sp.add_argument("--workdir", default=None, help="keep (and reuse) the generated databases here")
+    make = sub.add_parser("_make")
+    make.add_argument("folder")
+    for name in ("--n", "--dim", "--copies", "--seed"):
+        make.add_argument(name, type=int)
     sp.add_argument("--seed", type=int, default=0)
     child = sub.add_parser("_find")
     child.add_argument("vectors")
@@ -190,7 +217,7 @@ def main() -> None:
     child.add_argument("-k", type=int)
     child.add_argument("--pool-factor", type=int)
     args = parser.parse_args()
-    {"calibrate": calibrate, "speed": speed, "_find": find_child}[args.command](args)
+    {"calibrate": calibrate, "speed": speed, "_make": make_child, "_find": find_child}[args.command](args)
 
 
 if __name__ == "__main__":

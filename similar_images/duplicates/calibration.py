@@ -185,7 +185,8 @@ def curves(vectors: np.ndarray, labels: np.ndarray, *, rule: str = grouping.DEFA
 
 
 def plot_curves(path: str | os.PathLike, results: dict[str, Calibration], *, title: str = "") -> Path:
-    """A PNG of precision and recall against the threshold, one panel per result label."""
+    """A PNG of precision and recall against the threshold, one panel per result label
+    (two panels a row); a grey line marks each result's ``chosen`` threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,8 +194,13 @@ def plot_curves(path: str | os.PathLike, results: dict[str, Calibration], *, tit
 
     from similar_images.db.files import atomic_path
 
-    figure = Figure(figsize=(6 * len(results), 4.2), layout="constrained")
-    for axes, (label, cal) in zip(figure.subplots(1, len(results), squeeze=False)[0], results.items()):
+    columns = min(2, len(results))
+    rows = -(-len(results) // columns)
+    figure = Figure(figsize=(6.5 * columns, 4.4 * rows), layout="constrained")
+    panels = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axes in panels[len(results):]:
+        axes.set_visible(False)
+    for axes, (label, cal) in zip(panels, results.items()):
         t = [p.threshold for p in cal.scores]
         axes.plot(t, [p.precision for p in cal.scores], label="pair precision (scores)")
         axes.plot(t, [p.recall for p in cal.scores], label="pair recall (scores)")
@@ -203,7 +209,7 @@ def plot_curves(path: str | os.PathLike, results: dict[str, Calibration], *, tit
         axes.plot(t, cal.ari, ":", label="adjusted Rand index")
         if cal.chosen is not None:
             axes.axvline(cal.chosen, color="grey", lw=1)
-            axes.text(cal.chosen, 0.02, f" chosen {cal.chosen:.2f}", color="grey")
+            axes.text(cal.chosen, 0.02, f" {cal.chosen:.2f}", color="grey")
         axes.set(title=f"{label} ({cal.images} images)", xlabel="cosine threshold", ylim=(0, 1.02))
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8, loc="lower left")

@@ -45,7 +45,7 @@ def _thumbnail(path: str | os.PathLike) -> bytes:
 def _figure(member) -> str:
     uri = "data:image/jpeg;base64," + base64.b64encode(_thumbnail(member.path)).decode("ascii")
     verdict = '<span class="keep">keep</span>' if member.keep else '<span class="remove">remove?</span>'
-    extra = " &middot; identical file" if member.identical else ""
+    extra = "<br>identical file" if member.identical else ""
     caption = (f'<span class="score">{member.score:.3f}</span> {verdict}{extra}<br>'
                f"{member.width}&times;{member.height}, {member.bytes:,} B<br>{html.escape(member.name)}")
     css = "keeper" if member.keep else ""
