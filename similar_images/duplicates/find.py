@@ -130,9 +130,7 @@ def _group(number: int, members: np.ndarray, names, paths, vectors, same_bytes) 
     facts = [grouping.file_facts(paths[i], names[i]) for i in members]
     order = grouping.keeper_order(facts)
     keeper = int(members[order[0]])
-    rows = np.asarray(vectors[members], dtype=np.float32)  # (m, d)
-    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-    scores = rows @ rows[order[0]]  # (m,) cosines to the keeper
+    scores = grouping.cosines_to(vectors, keeper, members)  # (m,) cosines to the keeper
     scores[order[0]] = 1.0
     rest = sorted(order[1:], key=lambda p: (-scores[p], int(members[p])))
     out = []

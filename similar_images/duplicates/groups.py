@@ -22,6 +22,7 @@ import numpy as np
 
 from similar_images.duplicates.pairs import Pairs
 
+CHUNK = 8192
 RULES = ("centre", "components")
 DEFAULT_RULE = "centre"
 
@@ -48,12 +49,16 @@ def _members_by_label(labels: np.ndarray) -> list[np.ndarray]:
     return [part for part in np.split(order, cuts) if len(part) > 1]
 
 
-def _cosines(vectors, centre: int, members: np.ndarray) -> np.ndarray:
-    """Exact cosines of sorted ``members`` to ``centre``."""
-    rows = np.asarray(vectors[members], dtype=np.float32)  # (m, d); sorted ids read the mmap in order
-    c = np.asarray(vectors[centre], dtype=np.float32)
-    norms = np.maximum(np.linalg.norm(rows, axis=1) * np.linalg.norm(c), 1e-12)
-    return rows @ c / norms  # (m,)
+def cosines_to(vectors, row: int, members: np.ndarray, *, chunk: int = CHUNK) -> np.ndarray:
+    """``(m,)`` exact cosines of the rows ``members`` (sorted ids read the memory map in
+    order) to row ``row``, read ``chunk`` rows at a time so a huge group stays cheap."""
+    c = np.asarray(vectors[row], dtype=np.float32)
+    c = c / max(float(np.linalg.norm(c)), 1e-12)
+    out = np.empty(len(members), dtype=np.float32)
+    for start in range(0, len(members), chunk):
+        rows = np.asarray(vectors[members[start:start + chunk]], dtype=np.float32)  # (<=chunk, d)
+        out[start:start + chunk] = rows @ c / np.maximum(np.linalg.norm(rows, axis=1), 1e-12)
+    return out
 
 
 def centre_split(members: np.ndarray, pairs: Pairs, vectors, threshold: float) -> list[np.ndarray]:
@@ -71,7 +76,7 @@ def centre_split(members: np.ndarray, pairs: Pairs, vectors, threshold: float) -
         degree = np.bincount(ends, minlength=int(rest[-1]) + 1)[rest]
         summed = np.bincount(ends, weights=np.concatenate([s, s]), minlength=int(rest[-1]) + 1)[rest]
         centre = int(rest[np.lexsort((rest, -summed, -degree))[0]])
-        joined = rest[_cosines(vectors, centre, rest) >= threshold]
+        joined = rest[cosines_to(vectors, centre, rest) >= threshold]
         joined = np.union1d(joined, [centre])
         if len(joined) > 1:
             groups.append(joined)

@@ -194,3 +194,12 @@ def test_default_threshold_on_a_generated_collection_with_efficientnet(tmp_path)
     assert correct / len(pairs) >= 0.95 and correct / true_pairs >= 0.9
     copy = next(g for g in found.groups if "chelsea__copy.jpg" in {m.name for m in g.members})
     assert "chelsea.jpg" in {m.name for m in copy.members}
+
+
+def test_cosines_to_reads_in_chunks_and_matches_numpy():
+    from similar_images.duplicates.groups import cosines_to
+
+    vectors = np.random.default_rng(2).standard_normal((30, 8)).astype(np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    members = np.array([1, 4, 5, 9, 20, 29])
+    np.testing.assert_allclose(cosines_to(vectors, 4, members, chunk=4), unit[members] @ unit[4], atol=1e-6)
