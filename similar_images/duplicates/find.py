@@ -39,7 +39,7 @@ class Member:
         path: where the file is (``image_dir / name``).
         score: exact cosine to the group's keeper (1.0 for the keeper).
         keep: the suggestion: True for the keeper only.
-        identical: the file has the same bytes as the keeper's.
+        identical: the file has the same bytes as another member of the group.
         width, height, bytes: what the keeper rule compared (0 if unreadable).
     """
 
@@ -133,11 +133,12 @@ def _group(number: int, members: np.ndarray, names, paths, vectors, same_bytes) 
     scores = grouping.cosines_to(vectors, keeper, members)  # (m,) cosines to the keeper
     scores[order[0]] = 1.0
     rest = sorted(order[1:], key=lambda p: (-scores[p], int(members[p])))
+    in_group = frozenset(int(i) for i in members)
     out = []
     for p in [order[0], *rest]:
         i = int(members[p])
         out.append(Member(i, names[i], paths[i], round(float(scores[p]), 6), p == order[0],
-                          i != keeper and keeper in same_bytes.get(i, ()), facts[p].width, facts[p].height,
+                          len(same_bytes.get(i, frozenset()) & in_group) > 1, facts[p].width, facts[p].height,
                           facts[p].bytes))
     return Group(number, tuple(out))
 
