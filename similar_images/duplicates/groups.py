@@ -62,26 +62,39 @@ def cosines_to(vectors, row: int, members: np.ndarray, *, chunk: int = CHUNK) ->
 
 
 def centre_split(members: np.ndarray, pairs: Pairs, vectors, threshold: float) -> list[np.ndarray]:
-    """Split one component ``members`` by the centre rule (see the module docstring)."""
-    rest = np.sort(members)
+    """Split one component by the centre rule (see the module docstring).
+
+    Args:
+        members: the component's ids, sorted.
+        pairs: the component's pairs (both ends in ``members``).
+    """
+    m = len(members)
+    la, lb = np.searchsorted(members, pairs.a), np.searchsorted(members, pairs.b)  # local positions
+    alive = np.ones(m, dtype=bool)
     groups = []
-    inside = np.isin(pairs.a, rest) & np.isin(pairs.b, rest)
-    a, b, s = pairs.a[inside], pairs.b[inside], pairs.score[inside]
-    while len(rest) > 1:
-        live = np.isin(a, rest) & np.isin(b, rest)
-        a, b, s = a[live], b[live], s[live]
-        if len(a) == 0:
+    while alive.sum() > 1:
+        live = alive[la] & alive[lb]
+        if not live.any():
             break
-        ends = np.concatenate([a, b])
-        degree = np.bincount(ends, minlength=int(rest[-1]) + 1)[rest]
-        summed = np.bincount(ends, weights=np.concatenate([s, s]), minlength=int(rest[-1]) + 1)[rest]
-        centre = int(rest[np.lexsort((rest, -summed, -degree))[0]])
-        joined = rest[cosines_to(vectors, centre, rest) >= threshold]
-        joined = np.union1d(joined, [centre])
+        ends = np.concatenate([la[live], lb[live]])
+        degree = np.bincount(ends, minlength=m)
+        summed = np.bincount(ends, weights=np.concatenate([pairs.score[live]] * 2), minlength=m)
+        left = np.flatnonzero(alive)
+        centre = int(left[np.lexsort((left, -summed[left], -degree[left]))[0]])
+        joined = np.union1d(left[cosines_to(vectors, int(members[centre]), members[left]) >= threshold], [centre])
         if len(joined) > 1:
-            groups.append(joined)
-        rest = np.setdiff1d(rest, joined)
+            groups.append(members[joined])
+        alive[joined] = False
     return groups
+
+
+def _pairs_by_component(labels: np.ndarray, pairs: Pairs) -> dict[int, Pairs]:
+    """The pairs of each component (both ends share a label), in one sort."""
+    of = labels[pairs.a]
+    order = np.argsort(of, kind="stable")
+    cuts = np.flatnonzero(np.diff(of[order])) + 1
+    return {int(of[part[0]]): Pairs(pairs.a[part], pairs.b[part], pairs.score[part])
+            for part in np.split(order, cuts) if len(part)}
 
 
 def group_ids(n: int, pairs: Pairs, identical: list[list[int]], *, vectors, threshold: float,
@@ -97,11 +110,12 @@ def group_ids(n: int, pairs: Pairs, identical: list[list[int]], *, vectors, thre
         rule: one of :data:`RULES`.
     """
     check_rule(rule)
-    if rule == "components":
-        groups = _members_by_label(components(n, pairs.a, pairs.b))
-    else:
-        groups = [g for comp in _members_by_label(components(n, pairs.a, pairs.b))
-                  for g in (centre_split(comp, pairs, vectors, threshold) if len(comp) > 2 else [comp])]
+    labels = components(n, pairs.a, pairs.b)
+    groups = _members_by_label(labels)
+    if rule == "centre":
+        by_component = _pairs_by_component(labels, pairs) if any(len(g) > 2 for g in groups) else {}
+        groups = [part for g in groups for part in
+                  (centre_split(g, by_component[int(labels[g[0]])], vectors, threshold) if len(g) > 2 else [g])]
     # Join byte-identical files: chain each group and each identical set, then re-join.
     sets = [np.asarray(g) for g in groups] + [np.asarray(same) for same in identical if len(same) > 1]
     if not sets:

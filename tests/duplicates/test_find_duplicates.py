@@ -203,3 +203,44 @@ def test_cosines_to_reads_in_chunks_and_matches_numpy():
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     members = np.array([1, 4, 5, 9, 20, 29])
     np.testing.assert_allclose(cosines_to(vectors, 4, members, chunk=4), unit[members] @ unit[4], atol=1e-6)
+
+
+def _naive_centre_groups(unit, threshold):
+    """The centre rule on the full similarity matrix of a small set (the reference)."""
+    s = unit @ unit.T
+    edges = (s >= threshold) & ~np.eye(len(unit), dtype=bool)
+    from similar_images.duplicates.groups import components
+
+    a, b = np.nonzero(np.triu(edges))
+    labels = components(len(unit), a, b)
+    out = []
+    for label in np.unique(labels):
+        rest = sorted(np.flatnonzero(labels == label).tolist())
+        while len(rest) > 1:
+            sub = edges[np.ix_(rest, rest)]
+            if not sub.any():
+                break
+            degree, summed = sub.sum(1), (s[np.ix_(rest, rest)] * sub).sum(1)
+            centre = rest[min(range(len(rest)), key=lambda i: (-degree[i], -summed[i], rest[i]))]
+            joined = sorted({r for r in rest if s[centre, r] >= threshold} | {centre})
+            if len(joined) > 1:
+                out.append(joined)
+            rest = [r for r in rest if r not in joined]
+    return sorted(out)
+
+
+def test_centre_rule_matches_the_reference_on_overlapping_clusters():
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((15, 16))
+    vectors = centres[rng.integers(0, 15, 200)] + 0.6 * rng.standard_normal((200, 16))
+    unit = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    threshold = 0.75
+    s = unit @ unit.T
+    a, b = np.triu_indices(200, 1)
+    keep = s[a, b] >= threshold
+    got = group_ids(200, Pairs(a[keep], b[keep], s[a, b][keep]), [], vectors=unit, threshold=threshold)
+    want = _naive_centre_groups(unit, threshold)
+    assert sorted(g.tolist() for g in got) == want and any(len(g) > 2 for g in want)
+    chained = group_ids(200, Pairs(a[keep], b[keep], s[a, b][keep]), [], vectors=unit, threshold=threshold,
+                        rule="components")
+    assert len(chained) < len(got)  # the components were split: the test exercises the rule
