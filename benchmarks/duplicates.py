@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import resource
 import subprocess
@@ -41,48 +40,14 @@ MODELS = {"efficientnet-lite0": {}, "vgg16": {"weights": "none"}}
 
 
 def calibrate(args) -> None:
-    from similar_images.duplicates import calibration
+    from similar_images.duplicates.evaluate import calibrate_models, summary
     from similar_images.features import get_extractor
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results, checks = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        sets = {}
-        for edit_set in calibration.EDIT_SETS:
-            folder = Path(tmp) / edit_set
-            sets[edit_set] = (folder, calibration.write_generated_set(folder, edit_set=edit_set))
-        for model in args.models.split(","):
-            extractor = get_extractor(model, **MODELS[model])
-            for edit_set, (folder, names) in sets.items():
-                start = time.perf_counter()
-                vectors = calibration.embed_files(folder, names, extractor)
-                cal = calibration.curves(vectors, calibration.truth(names), rule=args.rule)
-                label = f"{model} / {edit_set} edits"
-                print(f"{label}: {cal.images} images embedded and scored in {time.perf_counter() - start:.1f} s; "
-                      f"chosen threshold {cal.chosen}")
-                (results if edit_set == "robustness" else checks)[model] = (label, cal)
-    report = {"machine": machine_line(), "rule": args.rule, "models": {}}
-    for model, (label, cal) in results.items():
-        check_label, check = checks[model]
-        chosen = cal.chosen if cal.chosen is not None else 1.0
-        report["models"][model] = {"chosen": cal.chosen, "at_chosen": cal.at(chosen),
-                                   "check_set_at_chosen": check.at(chosen),
-                                   "curve": [cal.at(p.threshold) for p in cal.scores]}
-        print(f"\n{label}: threshold | P | R | group P | group R | ARI")
-        for t in np.arange(0.40, 0.96, 0.05):
-            m = cal.at(float(t))
-            print(f"  {m['threshold']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['group_precision']:.3f}"
-                  f" | {m['group_recall']:.3f} | {m['ari']:.3f}")
-        print(f"  chosen {cal.chosen}: {cal.at(chosen)}\n  {check_label} at it: {check.at(chosen)}")
-    plots = {}
-    for model, (label, cal) in results.items():  # the check set marked at the chosen threshold
-        check_label, check = checks[model]
-        plots[f"{label}: chosen"] = cal
-        plots[f"{check_label}: at the chosen"] = dataclasses.replace(check, chosen=cal.chosen)
-    png = calibration.plot_curves(out / "duplicates_pr.png", plots, title="Duplicates: precision/recall vs threshold")
-    (out / "duplicates_pr.json").write_text(json.dumps(report, indent=1))
-    print(f"\nsaved {png} and {out / 'duplicates_pr.json'}; {machine_line()}")
+    start = time.perf_counter()
+    extractors = {model: get_extractor(model, **MODELS[model]) for model in args.models.split(",")}
+    report = calibrate_models(extractors, args.out, rule=args.rule)
+    print(summary(report))
+    print(f"\nsaved {', '.join(report['files'])} in {time.perf_counter() - start:.0f} s; {machine_line()}")
 
 
 def planted(n: int, dim: int, copies: int, seed: int):
