@@ -66,6 +66,7 @@ COMMANDS: dict[str, str] = {
     "text": "similar_images.cli.text:text",
     "evaluate": "similar_images.cli.evaluate:evaluate",
     "serve": "similar_images.cli.serve:serve",
+    "duplicates": "similar_images.cli.duplicates:duplicates",
 }
 
 

@@ -21,7 +21,7 @@ def _csv(ctx, param, value):
 
 @click.command()
 @click.argument("reports", nargs=-1, required=True,
-                type=click.Choice(["fidelity", "coco", "robustness", "all"]))
+                type=click.Choice(["fidelity", "coco", "robustness", "duplicates", "all"]))
 @click.option("--vectors", "vectors", multiple=True, type=click.Path(dir_okay=False),
               help=f"Vectors file of a database (repeat for several models). Default: {DEFAULT_VECTORS}.")
 @click.option("--index", "index", type=click.Path(dir_okay=False), default=None,
@@ -57,7 +57,9 @@ def evaluate(reports, vectors, index, models, annotations, images, queries, edit
     fidelity    recall@1/@10/@100 of the search against exact search, and latency
     coco        semantic precision@k and mAP@k on COCO val2014 vs a random ranking
     robustness  edited copies (crop, resize, JPEG, flip, ...) searched against the originals
-    all         the three (coco only where the annotations file exists)
+    duplicates  precision/recall of the duplicate threshold per model (--models, default
+                efficientnet-lite0) on a generated set of the demo photos and their edits
+    all         fidelity, coco and robustness (coco only where the annotations file exists)
 
     \b
     Examples:
@@ -70,6 +72,11 @@ def evaluate(reports, vectors, index, models, annotations, images, queries, edit
     from similar_images.evaluation.run import run_reports
 
     names = ["fidelity", "coco", "robustness"] if "all" in reports else list(dict.fromkeys(reports))
+    if "duplicates" in names:
+        names.remove("duplicates")
+        _duplicates(models or ["efficientnet-lite0"], out_dir, progress)
+        if not names:
+            return
     try:
         for report, written in run_reports(
             names, vectors=list(vectors) or [DEFAULT_VECTORS], index=index, models=models,
@@ -81,3 +88,16 @@ def evaluate(reports, vectors, index, models, annotations, images, queries, edit
             click.echo("saved: " + ", ".join(str(p) for p in written.values()) + "\n")
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _duplicates(models: list[str], out_dir: str, progress: bool) -> None:
+    from similar_images.duplicates.evaluate import calibrate_models, summary
+    from similar_images.errors import SimilarImagesError
+    from similar_images.features import get_extractor
+
+    try:
+        report = calibrate_models({m: get_extractor(m) for m in models}, out_dir, show_progress=progress)
+    except (SimilarImagesError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(summary(report))
+    click.echo("saved: " + ", ".join(report["files"]) + "\n")

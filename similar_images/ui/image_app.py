@@ -8,6 +8,7 @@ a browser::
     app                      # in a notebook: shows the widgets
     app.search_upload(data)  # or search_url(url), search_random(), search_id(3)
     app.result_buttons[0].click()
+    app.search_duplicates()  # the query's near-duplicates (a database image's)
 
 Widget callbacks only parse input and call the database; every failure a user can
 cause shows as a one-line message under the controls and the app keeps working.
@@ -26,7 +27,9 @@ import ipywidgets as w
 
 from similar_images.errors import ImageError, SimilarImagesError
 from similar_images.thumbnails import placeholder_jpeg, thumbnail_jpeg
+from similar_images.ui.duplicates_view import DuplicatesView
 from similar_images.ui.styles import IMAGE_APP_STYLE
+from similar_images.ui.styles import caption as _caption
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ K_CHOICES = (4, 8, 12, 16, 24, 32)
 _URL_REPEAT_S = 2.0
 
 
-class SimilarImagesApp:
+class SimilarImagesApp(DuplicatesView):
     """Widgets that query ``db`` and show the query image and a grid of results.
 
     Args:
@@ -46,6 +49,8 @@ class SimilarImagesApp:
         columns: results per row.
         url_timeout: seconds allowed to fetch an image URL.
         seed: seed of the "Random image" choice (None: a different pick each run).
+        duplicate_threshold: lowest cosine the "Duplicates" view shows, or ``"auto"``
+            (the model's calibrated default, see ``similar_images.duplicates``).
 
     Attributes:
         results: the results shown, best first (``SearchResult(id, path, score)``).
@@ -55,7 +60,7 @@ class SimilarImagesApp:
     """
 
     def __init__(self, db: Any, *, k: int = 8, thumb_size: int = 160, columns: int = 4,
-                 url_timeout: float = 10.0, seed: int | None = None):
+                 url_timeout: float = 10.0, seed: int | None = None, duplicate_threshold: float | str = "auto"):
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         self.db = db
@@ -69,6 +74,8 @@ class SimilarImagesApp:
         self._last_query: Callable[[int], list] | None = None
         self._last_url: tuple[str, float] = ("", 0.0)
         self._missing: list[str] = []  # database image files not found while showing results
+        self.duplicate_threshold = duplicate_threshold
+        self._query_id: int | None = None  # the query, when it is a database image
         self._build(k, columns)
 
     # --- what users (and tests) do -------------------------------------------------
@@ -90,8 +97,10 @@ class SimilarImagesApp:
         """
         name = str(self.db.names[image_id]) if hasattr(self.db, "names") else f"#{image_id}"
         self.url_box.value = ""  # the query is no longer the URL in the box
-        return self._run(name, lambda: self._db_thumb(image_id, 2 * self.thumb_size),
-                         lambda k: self.db.search(int(image_id), k=k))
+        results = self._run(name, lambda: self._db_thumb(image_id, 2 * self.thumb_size),
+                            lambda k: self.db.search(int(image_id), k=k))
+        self._set_query_id(int(image_id) if self.error is None else self._query_id)
+        return results
 
     def search_upload(self, data: bytes, name: str = "uploaded image") -> list:
         """Search from the bytes of an uploaded image file."""
@@ -140,7 +149,9 @@ class SimilarImagesApp:
                 raise ImageError(message, exc.reason) from None
             return thumbnail_jpeg(image, size=size)
 
-        return self._run(label, thumb, lambda k: self.db.search(data[0], k=k))
+        results = self._run(label, thumb, lambda k: self.db.search(data[0], k=k))
+        self._set_query_id(None if self.error is None else self._query_id)
+        return results
 
     def _run(self, label: str, thumb: Callable[[], bytes], query: Callable[[int], list]) -> list:
         """Show the query's ``thumb()`` and the results of ``query(k)``; report failures."""
@@ -236,6 +247,7 @@ class SimilarImagesApp:
         for control in (self.random_button, self.upload, self.url_box, self.url_button,
                         self.k_choice, *self.result_buttons):
             control.disabled = busy
+        self.duplicates_button.disabled = busy or self._query_id is None
         if busy:  # a CSS spinner: no emoji font needed
             self.status.value = (f"<span class='similar-images-busy'><span class='similar-images-spinner'>"
                                  f"</span> {html.escape(message)}</span>")
@@ -257,6 +269,8 @@ class SimilarImagesApp:
         self.url_box = w.Text(placeholder="https://… image URL, then Enter",
                               continuous_update=False, layout=w.Layout(width="380px"))
         self.url_button = w.Button(description="Search URL", icon="search")
+        self.duplicates_button = w.Button(description="Duplicates", icon="clone", disabled=True,
+                                          tooltip="Near-duplicates of the query (a database image)")
         options = sorted(set(K_CHOICES) | {k})
         self.k_choice = w.Dropdown(options=options, value=k, description="results",
                                    style={"description_width": "initial"},
@@ -274,9 +288,10 @@ class SimilarImagesApp:
         self.url_box.observe(self._on_url_enter, names="value")
         self.url_button.on_click(self._on_url_button)
         self.k_choice.observe(self._rerun, names="value")
+        self.duplicates_button.on_click(lambda _b: self.search_duplicates())
 
         controls = w.HBox([self.random_button, self.upload, self.url_box, self.url_button,
-                           self.k_choice], layout=w.Layout(flex_flow="row wrap"))
+                           self.k_choice, self.duplicates_button], layout=w.Layout(flex_flow="row wrap"))
         query = w.VBox([self.query_label, self.query_image])
         self._root = w.VBox([w.HTML(IMAGE_APP_STYLE), controls, self.status, w.HBox([query, self.grid])])
         # class names the browser test (and custom CSS) can find
@@ -302,10 +317,3 @@ class SimilarImagesApp:
         if url and url == last and time.monotonic() - when < _URL_REPEAT_S:
             return  # leaving the box to click here already searched this URL
         self.search_url(url)
-
-
-def _caption(text: str, prefix: str) -> str:
-    """One line of at most a cell's width, cut with an ellipsis: long names keep cells even."""
-    short = text if len(text) <= 40 else "…" + text[-39:]
-    return (f"<span class='similar-images-caption' title='{html.escape(text, quote=True)}'>"
-            f"{html.escape(prefix)} {html.escape(short)}</span>")

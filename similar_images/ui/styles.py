@@ -1,4 +1,6 @@
-"""The notebook apps' CSS, in one place: no CDN, no emoji font needed."""
+"""The notebook apps' CSS and captions, in one place: no CDN, no emoji font needed."""
+
+import html
 
 IMAGE_APP_STYLE = """<style>
 .similar-images-caption {display: block; max-width: 176px; font-size: 12px; white-space: nowrap;
@@ -17,3 +19,10 @@ table.text-results th {background: #f3f4f6}
 table.text-results tbody tr:nth-child(even) {background: #fafafa}
 .text-results-stale {opacity: 0.35}
 </style>"""
+
+
+def caption(text: str, prefix: str) -> str:
+    """One line of at most a cell's width, cut with an ellipsis: long names keep cells even."""
+    short = text if len(text) <= 40 else "…" + text[-39:]
+    return (f"<span class='similar-images-caption' title='{html.escape(text, quote=True)}'>"
+            f"{html.escape(prefix)} {html.escape(short)}</span>")
