@@ -114,6 +114,20 @@ class Engine:
         results = db.search(int(image_id), k=min(k, len(db)))
         return db, results, time.perf_counter() - started
 
+    def duplicates(self, image_id: int, threshold: float | None, k: int):
+        """``(results, threshold)``: the near-duplicates of an id (no model run), the image left out."""
+        from similar_images.duplicates import duplicates_of
+        from similar_images.duplicates.threshold import ThresholdError, resolve_threshold
+
+        db = self.db
+        self.check_id(db, image_id)
+        chosen = "auto" if threshold is None else threshold
+        try:
+            cosine = resolve_threshold(chosen, db.model)
+        except ThresholdError as exc:
+            raise ValueError(str(exc)) from None  # ask for ?threshold=: a 422
+        return duplicates_of(db, int(image_id), threshold=cosine, k=min(k, len(db) - 1)), float(cosine)
+
     @staticmethod
     def check_id(db: SimilarImages, image_id: int) -> None:
         if not 0 <= image_id < len(db):

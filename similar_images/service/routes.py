@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -19,6 +19,7 @@ from similar_images.service.engine import Engine, Found
 from similar_images.service.schemas import (
     ERRORS,
     AddResponse,
+    DuplicatesResponse,
     Health,
     RemoveResponse,
     SearchResponse,
@@ -144,12 +145,17 @@ async def _submit(engine: Engine, prepared, k: int) -> Found:
 
 
 def _answer(engine: Engine, query: dict, results, decode_s: float, found: Found) -> dict:
-    hits = [{"id": r.id, "name": r.path, "score": round(float(r.score), 6),
-             "thumbnail_url": f"/api/images/{r.id}/thumbnail", "image_url": f"/api/images/{r.id}"}
-            for r in results]
+    hits = _hits(results)
     timings = {"decode_ms": round(decode_s * 1000, 2), "model_ms": round(found.model_s * 1000, 2),
                "search_ms": round(found.search_s * 1000, 2), "total_ms": 0.0, "batch_size": found.batch_size}
     return {"query": query, "results": hits, "timings": timings}
+
+
+def _hits(results) -> list[dict]:
+    # Full-precision scores, as the CLI's JSON: rounding is for tables.
+    return [{"id": r.id, "name": r.path, "score": float(r.score),
+             "thumbnail_url": f"/api/images/{r.id}/thumbnail", "image_url": f"/api/images/{r.id}"}
+            for r in results]
 
 
 def parse_k(value, engine: Engine) -> int:
@@ -191,6 +197,15 @@ async def image(image_id: int, request: Request):
 async def thumbnail(image_id: int, request: Request):
     data = await call(engine_of(request).thumbnail, image_id)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/api/images/{image_id}/duplicates", response_model=DuplicatesResponse, responses=ERRORS,
+            summary="Near-duplicates of an id: its neighbours at or above the duplicate threshold")
+async def duplicates(image_id: int, request: Request, threshold: float | None = Query(None, ge=-1.0, le=1.0),
+                     k: int | None = None):
+    engine = engine_of(request)
+    results, cosine = await call(engine.duplicates, image_id, threshold, parse_k(k, engine))
+    return {"id": image_id, "threshold": cosine, "results": _hits(results)}
 
 
 @router.get("/api/health", response_model=Health, responses=ERRORS, summary="Is it up, and what does it serve")

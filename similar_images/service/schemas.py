@@ -39,6 +39,12 @@ class SearchResponse(BaseModel):
     timings: Timings
 
 
+class DuplicatesResponse(BaseModel):
+    id: int
+    threshold: float = Field(description="Lowest cosine shown: the one asked for, or the model's calibrated default.")
+    results: list[Hit] = Field(description="Neighbours at or above the threshold, best first; the image itself left out.")
+
+
 class Health(BaseModel):
     status: str
     count: int

@@ -162,3 +162,19 @@ def test_openapi_and_docs(client):
     content = spec["paths"]["/api/search"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(content)
     assert client.get("/docs").status_code == 200
+
+
+def test_duplicates_of_an_id(client):
+    from similar_images.duplicates import duplicates_of
+
+    db = client.engine.db
+    no_default = client.get("/api/images/5/duplicates")  # the tiny test model has no calibrated threshold
+    assert no_default.status_code == 422 and "threshold" in no_default.json()["error"]
+    body = client.get("/api/images/5/duplicates", params={"threshold": 0.5, "k": 11}).json()
+    expected = duplicates_of(db, 5, threshold=0.5, k=11)
+    assert expected  # pattern images of the tiny model score above 0.5 with several others
+    assert body["id"] == 5 and body["threshold"] == 0.5
+    assert [(h["id"], h["score"]) for h in body["results"]] == [(r.id, pytest.approx(r.score)) for r in expected]
+    assert all(h["id"] != 5 and h["score"] >= 0.5 for h in body["results"])
+    assert client.get("/api/images/99/duplicates", params={"threshold": 0.5}).status_code == 404
+    assert client.get("/api/images/5/duplicates", params={"threshold": 2}).status_code == 422
