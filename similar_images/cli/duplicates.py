@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from similar_images.cli import setup_logging
-from similar_images.cli.search import database_options, open_database
+from similar_images.cli.options import database_options, open_from_options
 
 
 def _threshold(ctx, param, value):
@@ -38,7 +38,7 @@ def _threshold(ctx, param, value):
 @click.option("--max-groups", type=click.IntRange(min=0), default=50, show_default=True,
               help="Groups shown in the table on stdout (the files get all of them).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
-@database_options
+@database_options("image")
 def duplicates(threshold, k, rule, no_hash, json_path, csv_path, html_path, remove_path, max_groups, progress,
                vectors, index, exact, image_dir, verbose):
     """Group the near-duplicate and byte-identical images of a database, and suggest one
@@ -51,7 +51,7 @@ def duplicates(threshold, k, rule, no_hash, json_path, csv_path, html_path, remo
     from similar_images.errors import SimilarImagesError
 
     try:
-        db = open_database(vectors, index, exact, image_dir)
+        db = open_from_options("image", vectors, index, exact, image_dir)
         found = find_duplicates(db, threshold=threshold, k=k, rule=rule, hash_files=not no_hash,
                                 show_progress=progress)
     except (SimilarImagesError, ValueError) as exc:

@@ -92,4 +92,4 @@ def test_cli_json_to_stdout_and_bad_input(files):
     assert auto.exit_code == 1 and "no calibrated duplicate threshold" in auto.output
     assert len(auto.output.strip().splitlines()) == 1
     missing = runner.invoke(main, ["duplicates", "--vectors", str(files["folder"] / "none.npy"), "--threshold", "0.9"])
-    assert missing.exit_code == 1 and "vectors file not found" in missing.output
+    assert missing.exit_code == 1 and "no such database (found: --vectors " in missing.output
