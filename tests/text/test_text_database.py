@@ -323,7 +323,8 @@ def test_cli_build_search_add(tmp_path, monkeypatch):
     for args, message in ((["text", "build", "tweets.csv", "--column", "body"], "already exists; use --force"),
                           (["text", "build", "missing.csv"], "CSV file not found"),
                           (["text", "search", "--id", "99"], "out of range"),
-                          (["text", "search", "x", "--vectors", "nope.npy"], "not found")):
+                          (["text", "search", "x", "--vectors", "nope.npy"],
+                           "no such database (found: --vectors tweets.csv.saved_predictions.npy (11 texts")):
         result = runner.invoke(main, args)
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
