@@ -8,8 +8,10 @@ Commands parse and check their arguments, then call the package; they hold no lo
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
+import sys
 
 import click
 
@@ -23,7 +25,11 @@ COMMANDS: dict[str, str] = {
     "demo": "similar_images.cli.demo:demo",
     "text": "similar_images.cli.text:text",
     "evaluate": "similar_images.cli.evaluate:evaluate",
+    "verify": "similar_images.cli.verify:verify",
 }
+
+# Set by -v (``setup_logging``): the top-level handler then shows the traceback.
+_VERBOSE = [False]
 
 
 class LazyGroup(click.Group):
@@ -36,6 +42,47 @@ class LazyGroup(click.Group):
             return None
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context):
+        """Run the command; any fault becomes one line ``error: ...`` and exit code 1.
+
+        Usage errors keep Click's usage message; ``-v`` adds the traceback.
+        """
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError):
+            raise
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001  the one place a fault becomes a line for a person
+            fail(describe_fault(exc), exc)
+
+
+def describe_fault(exc: BaseException) -> str:
+    """One line for a fault: our errors as written, OS errors with their file, others by type."""
+    from similar_images.errors import SimilarImagesError
+
+    if isinstance(exc, SimilarImagesError | ValueError | FileExistsError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        what = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{what}"
+    if isinstance(exc, EOFError):
+        return f"unexpected end of a file ({exc})"
+    return f"unexpected {type(exc).__name__}: {exc} (run with -v for the details)"
+
+
+def fail(message: str, exc: BaseException) -> None:
+    if _VERBOSE[0]:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    click.echo(f"error: {first}", err=True)
+    raise click.exceptions.Exit(1)
 
 
 @click.group(cls=LazyGroup)
@@ -50,6 +97,7 @@ def setup_logging(verbose: bool) -> None:
     Other libraries stay at WARNING even with -v: their debug output (matplotlib, PIL,
     urllib3...) would bury ours.
     """
+    _VERBOSE[0] = bool(verbose)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if verbose:
         logging.getLogger("similar_images").setLevel(logging.DEBUG)

@@ -46,7 +46,7 @@ def one_line_error(result, code=1) -> str:
 
 def test_missing_file_list(tmp_path, no_model):
     line = one_line_error(run_cli("-l", tmp_path / "nope.txt", "-d", tmp_path))
-    assert line.startswith("Error: file list") and "nope.txt not found" in line
+    assert line.startswith("error: file list") and "nope.txt not found" in line
 
 
 def test_missing_image_folder(tmp_path, no_model):
@@ -126,7 +126,7 @@ def test_root_script_error_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "-l", str(tmp_path / "nope.txt")],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"Error: file list {tmp_path / 'nope.txt'} not found"]
+    assert result.stderr.strip().splitlines() == [f"error: file list {tmp_path / 'nope.txt'} not found"]
 
 
 # --- real processes, real VGG16 (seeded random weights), real signals ------------------------

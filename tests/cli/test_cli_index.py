@@ -54,7 +54,7 @@ def test_build_refuses_an_existing_index_then_force_replaces_it(coco_named_db):
     assert run("build", "-d", "64").exit_code == 0
     refused = run("build", "-d", "64")
     assert refused.exit_code == 1
-    assert refused.stderr.strip() == f"Error: {INDEX} already exists; use --force to replace it"
+    assert refused.stderr.strip() == f"error: {INDEX} already exists; use --force to replace it"
     forced = run("build", "-d", "64", "--index-type", "flat", "--force")
     assert forced.exit_code == 0 and "flat" in forced.stdout
 

@@ -166,11 +166,11 @@ def test_cli_usage_errors(tmp_path):
     assert bad.exit_code == 2 and "'lena'" in bad.output
     missing = runner.invoke(main, ["demo", "--workdir", str(tmp_path), "--query", str(tmp_path / "x.jpg")])
     assert missing.exit_code == 1
-    assert missing.output.strip().splitlines()[-1] == f"Error: {tmp_path / 'x.jpg'}: file not found"
+    assert missing.output.strip().splitlines()[-1] == f"error: {tmp_path / 'x.jpg'}: file not found"
     (tmp_path / "a file").write_text("")
     unusable = runner.invoke(main, ["demo", "--workdir", str(tmp_path / "a file" / "demo")])
     assert unusable.exit_code == 1 and unusable.output.startswith("similar-images demo")
-    assert unusable.output.strip().splitlines()[-1].startswith("Error: [Errno 20] Not a directory")
+    assert unusable.output.strip().splitlines()[-1].startswith("error: [Errno 20] Not a directory")
 
 
 @pytest.fixture(scope="module")
