@@ -60,6 +60,31 @@ class LazyGroup(click.Group):
             fail(describe_fault(exc), exc)
 
 
+def run_script(command: click.Command, prog_name: str) -> None:
+    """Run one command as a root script with the same one-line faults as ``similar-images``."""
+    try:
+        command.main(prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        _exit_after(fail, exc.format_message(), exc)
+    except Exception as exc:  # noqa: BLE001  as in LazyGroup.invoke
+        _exit_after(fail, describe_fault(exc), exc)
+
+
+def _exit_after(report, message: str, exc: BaseException) -> None:
+    try:
+        report(message, exc)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+
+
 def describe_fault(exc: BaseException) -> str:
     """One line for a fault: our errors as written, OS errors with their file, others by type."""
     from similar_images.errors import SimilarImagesError

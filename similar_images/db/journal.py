@@ -26,12 +26,12 @@ import errno
 import logging
 import os
 import secrets
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from similar_images.db.files import fsync_dir, read_json, sha256_file, write_json_atomic
 from similar_images.db.integrity import write_stamp
+from similar_images.db.locks import holds_lock, lock_path, reader_lock, writer_lock
 from similar_images.errors import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -104,11 +104,9 @@ def read_journal(journal: Path) -> list[dict]:
               and (entry.get("before") is None or isinstance(entry.get("before"), dict)))
         if not ok:
             raise DatabaseError(f"{journal}: malformed entry {i} in field 'renames'; nothing was changed")
-        for key in ("staged", "final"):
-            if os.path.basename(entry[key]) != entry[key] or entry[key] in ("", ".", ".."):
-                raise DatabaseError(f"{journal}: entry {i} names a file outside its folder "
-                                    f"({key} {entry[key]!r}); refused, nothing was changed")
-        if not (entry["staged"].startswith(f".{entry['final']}.") and entry["staged"].endswith(STAGED_SUFFIX)):
+        staged, final = Path(entry["staged"]), Path(entry["final"])
+        if not (staged.parent == final.parent and staged.name.startswith(f".{final.name}.")
+                and staged.name.endswith(STAGED_SUFFIX)):
             raise DatabaseError(f"{journal}: entry {i} stages {entry['staged']!r}, not a staged copy of "
                                 f"{entry['final']!r}; refused, nothing was changed")
     return entries
@@ -172,85 +170,6 @@ def discard_staged(finals: list[Path]) -> int:
     if removed:
         log.info("removed %d staged file(s) of an interrupted change", removed)
     return removed
-
-
-# Lock files this process holds exclusively (a reader inside a writer must not wait on itself:
-# flock locks belong to open files, so a second LOCK_SH on the same lock would deadlock).
-_HELD: set[str] = set()
-_HELD_GUARD = threading.Lock()
-
-
-def holds_lock(base: str | os.PathLike) -> bool:
-    """Whether this process holds the writers' lock of ``base`` (a reader inside a writer)."""
-    return os.path.abspath(lock_path(base)) in _HELD
-
-
-def lock_path(base: str | os.PathLike) -> Path:
-    return Path(str(base) + ".lock")
-
-
-@contextlib.contextmanager
-def writer_lock(base: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on ``<base>.lock`` (waits for other writers and for readers opening)."""
-    lock = lock_path(base)
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise DatabaseError(f"{lock}: cannot create the lock file ({exc.strerror})") from None
-    key = os.path.abspath(lock)
-    try:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock, single writer assumed
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        with _HELD_GUARD:
-            _HELD.add(key)
-        try:
-            yield
-        finally:
-            with _HELD_GUARD:
-                _HELD.discard(key)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def reader_lock(base: str | os.PathLike) -> Iterator[None]:
-    """Hold a shared lock on ``<base>.lock`` while a database is opened.
-
-    Writers hold the exclusive lock for their whole change (stage, commit, renames), so
-    a reader holding this one sees all-old or all-new files, never a mix. Where the lock
-    file cannot be made (a read-only folder that no writer ever used), no writer can
-    change the files either, and the open goes ahead without it.
-    """
-    lock = lock_path(base)
-    if os.path.abspath(lock) in _HELD:  # this process is the writer: it already excludes others
-        yield
-        return
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except OSError:
-            yield
-            return
-    try:
-        try:
-            import fcntl
-        except ImportError:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 def clean_leftovers(finals: list[Path]) -> int:
@@ -362,3 +281,7 @@ def _write_failed(exc: OSError, target: Path, base: Path) -> DatabaseError:
     what = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
     name = exc.filename or target
     return DatabaseError(f"{name}: {what} while writing a change of {base.name}; nothing was changed")
+
+
+__all__ = ["change", "commit", "holds_lock", "journal_path", "lock_path", "reader_lock", "roll_forward",
+           "writer_lock"]
