@@ -108,6 +108,30 @@ def validate_job(
     return names
 
 
+def finished_run(file_list: str | os.PathLike, output: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of ``output`` if it already holds this file list's finished extraction, else None.
+
+    A run killed after its commit point has a complete output and may still have its
+    ``.partial/`` folder: ``--resume`` then says so and removes the folder. "Finished"
+    means the database opens and verifies and its manifest records the same file list
+    (``file_list_sha256``).
+    """
+    from similar_images.db.database import Database
+
+    output = Path(output)
+    if not output.exists():
+        return None
+    try:
+        names = read_file_list(file_list)
+    except (OSError, UnicodeDecodeError):
+        return None
+    manifest = Database.open(output).manifest
+    if manifest.get("file_list_sha256") != sha256_lines(names):
+        return None
+    Checkpoint(output).remove()
+    return manifest
+
+
 def run_extraction(
     file_list: str | os.PathLike,
     image_dir: str | os.PathLike,
@@ -151,6 +175,9 @@ def run_extraction(
     if batch_size < 1 or chunk_batches < 1 or (workers is not None and workers < 1):
         raise ValueError(f"batch_size, chunk_batches and workers must be at least 1, "
                          f"got {batch_size}, {chunk_batches} and {workers}")
+    if resume and not force and (finished := finished_run(file_list, output)) is not None:
+        logger.info("%s is already complete; nothing to resume", output)
+        return finished
     names = validate_job(file_list, image_dir, output, resume=resume, force=force)
     checkpoint = Checkpoint(output)
     state = {

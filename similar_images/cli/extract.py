@@ -60,11 +60,14 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
 
     from similar_images.db.checkpoint import partial_dir
     from similar_images.errors import SimilarImagesError
-    from similar_images.extract import extraction_summary, run_extraction, validate_job
+    from similar_images.extract import extraction_summary, finished_run, run_extraction, validate_job
     from similar_images.features import get_extractor
 
     output = output_filename or f"{filename_list}.saved_predictions.npy"
     try:
+        if resume and not force and (done := finished_run(filename_list, output)) is not None:
+            click.echo(f"{output} is complete ({done['count']} vectors); nothing to resume")
+            return
         # Arguments first: a typo must not cost a model load.
         validate_job(filename_list, img_dir, output, resume=resume, force=force)
         if resume and not partial_dir(output).exists():
