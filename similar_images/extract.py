@@ -23,6 +23,7 @@ import numpy as np
 
 from similar_images.db.checkpoint import Checkpoint, check_compatible, partial_dir
 from similar_images.db.files import read_file_list, sha256_lines
+from similar_images.db.inputs import check_names
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import SimilarImagesError
 from similar_images.pipeline import Timer, default_workers, embed_chunks, progress_bar
@@ -144,6 +145,7 @@ def run_extraction(
     force: bool = False,
     show_progress: bool = True,
     chunk_batches: int = CHUNK_BATCHES,
+    allow_urls: bool = False,
 ) -> dict[str, Any]:
     """Extract the vectors of every image in ``file_list`` into ``output`` (+ manifest).
 
@@ -164,6 +166,7 @@ def run_extraction(
         force: overwrite an existing output; without ``resume``, discard a partial run.
         show_progress: show a tqdm progress bar.
         chunk_batches: batches per checkpoint chunk.
+        allow_urls: fetch ``http(s)://`` lines of the file list (default: skip them, see ``db/inputs.py``).
 
     Returns:
         The manifest written beside ``output``.
@@ -191,7 +194,10 @@ def run_extraction(
     }
     state = _open_checkpoint(checkpoint, state, resume=resume)
     chunk_size = state["chunk_size"]
-    chunks = [names[i : i + chunk_size] for i in range(0, len(names), chunk_size)]
+    checked = check_names(names, image_dir, allow_urls=allow_urls)  # the same rules as add
+    for item in checked.skipped:
+        logger.info("skipped %s", item["message"])
+    chunks = [checked.names[i : i + chunk_size] for i in range(0, len(checked.names), chunk_size)]
     timer, started = Timer(), time.perf_counter()
     mapper = image_mapper(extractor, image_dir, batch_size=state["batch_size"],
                           workers=workers or default_workers(), timer=timer)
@@ -208,7 +214,7 @@ def run_extraction(
         "image_dir": recorded_image_dir(image_dir, output),
         "file_list": str(file_list),
         "file_list_sha256": state["file_list_sha256"],
-        "skipped": skipped,
+        "skipped": checked.skipped + skipped,
         "timings": _timings(elapsed, total_s, timer, len(done), len(chunks), state),
     })
     checkpoint.remove()
