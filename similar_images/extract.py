@@ -206,6 +206,7 @@ def run_extraction(
         logger.info("resumed: %d of %d chunks were already done", len(done), len(chunks))
     elapsed = time.perf_counter() - started
     vectors, kept, skipped, total_s = checkpoint.assemble(len(chunks), int(extractor.dim))
+    vectors, kept, skipped = drop_non_finite(vectors, kept, skipped)
     model_files = keep_model_files(extractor, output)
     manifest = save_vectors(output, vectors, {
         "model": state["model"],
@@ -220,6 +221,16 @@ def run_extraction(
     checkpoint.remove()
     logger.info("%s", extraction_summary(manifest))
     return manifest
+
+
+def drop_non_finite(vectors: np.ndarray, names: list[str], skipped: list[dict]):
+    """Skip rows the model made NaN or infinite (with a reason): they are never stored."""
+    finite = np.isfinite(vectors).all(axis=1)  # (n,)
+    if finite.all():
+        return vectors, names, skipped
+    bad = [{"path": names[i], "reason": "non-finite",
+            "message": f"{names[i]}: the model's vector holds NaN or infinity"} for i in np.flatnonzero(~finite)]
+    return vectors[finite], [n for n, ok in zip(names, finite) if ok], skipped + bad
 
 
 def keep_model_files(extractor, output: str | os.PathLike) -> str | None:

@@ -111,3 +111,27 @@ def test_add_skips_a_non_utf8_file_name_and_adds_the_rest(tmp_path, monkeypatch)
     assert len(report.added) == 1 and report.added[0].endswith("img050.png")
     assert reasons(report.skipped) == {str(new / "bad\\xff.png"): "not utf-8", str(new / "img050.png"): "duplicate"}
     assert len(db) == 5 and np.isfinite(db.vector(4)).all()
+
+
+class NaNOnce(PixelExtractor):
+    """A model that returns NaN for the first image it sees (as a broken model could)."""
+
+    def embed(self, batch):
+        out = super().embed(batch)
+        if self.calls == 1:
+            out[0, 3] = np.nan
+        return out
+
+
+def test_extract_skips_a_non_finite_vector_with_a_reason(tmp_path):
+    folder = tmp_path / "images"
+    write_images(folder, range(3))
+    file_list = tmp_path / "list.txt"
+    file_list.write_text("img000.png\nimg001.png\nimg002.png\n")
+    manifest = run_extraction(file_list, folder, tmp_path / "v.npy", NaNOnce(), batch_size=1, workers=1,
+                              show_progress=False)
+    assert len(manifest["names"]) == 2 and [s["reason"] for s in manifest["skipped"]] == ["non-finite"]
+    assert manifest["skipped"][0]["path"] not in manifest["names"]
+    from similar_images.db.database import Database
+
+    assert np.isfinite(Database.open(tmp_path / "v.npy", fresh=True).vectors).all()

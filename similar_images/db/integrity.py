@@ -123,10 +123,9 @@ def check_content(path: Path, recorded_sha: str, offset: int, *, trust: bool = F
     if not fresh and stamp_matches(path, recorded_sha):
         return "stamp"
     digest, row_bytes = hashlib.sha256(), None
+    shape, _, offset = read_npy_header(path)  # the file's own offset, whatever the caller passed
     with open(path, "rb") as f:
-        header = f.read(offset)
-        digest.update(header)
-        shape, _, _ = read_npy_header(path)
+        digest.update(f.read(offset))
         row_bytes = max(4 * int(shape[1]), 4) if len(shape) == 2 else 4
         chunk = max(CHUNK_BYTES // row_bytes, 1) * row_bytes
         first_bad, done = None, 0
