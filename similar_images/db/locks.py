@@ -20,13 +20,15 @@ from similar_images.errors import DatabaseError
 
 # Lock files this process holds exclusively (a reader inside a writer must not wait on itself:
 # flock locks belong to open files, so a second LOCK_SH on the same lock would deadlock).
-_HELD: set[str] = set()
+# Keyed by thread too: another thread of this process (a service answering searches during
+# an add) must wait for the lock like any other reader.
+_HELD: set[tuple[str, int]] = set()
 _HELD_GUARD = threading.Lock()
 
 
 def holds_lock(base: str | os.PathLike) -> bool:
     """Whether this process holds the writers' lock of ``base`` (a reader inside a writer)."""
-    return os.path.abspath(lock_path(base)) in _HELD
+    return (os.path.abspath(lock_path(base)), threading.get_ident()) in _HELD
 
 
 def lock_path(base: str | os.PathLike) -> Path:
@@ -41,7 +43,7 @@ def writer_lock(base: str | os.PathLike) -> Iterator[None]:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise DatabaseError(f"{lock}: cannot create the lock file ({exc.strerror})") from None
-    key = os.path.abspath(lock)
+    key = (os.path.abspath(lock), threading.get_ident())
     try:
         try:
             import fcntl
@@ -71,7 +73,7 @@ def reader_lock(base: str | os.PathLike) -> Iterator[None]:
     change the files either, and the open goes ahead without it.
     """
     lock = lock_path(base)
-    if os.path.abspath(lock) in _HELD:  # this process is the writer: it already excludes others
+    if holds_lock(base):  # this thread is the writer: it already excludes others
         yield
         return
     try:

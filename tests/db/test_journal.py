@@ -197,3 +197,20 @@ def test_disk_full_while_writing_the_index_of_an_add(tmp_path, monkeypatch):
         add_rows(path, index, np.ones((1, DIM), np.float32), ["new.jpg"])
     monkeypatch.undo()
     assert len(Database.open(path, index)) == N and not list(tmp_path.glob(".*.staged"))
+
+
+def test_a_reader_thread_waits_for_a_writer_thread_of_the_same_process(tmp_path):
+    import threading
+
+    path = small_db(tmp_path)
+    opened = []
+    with journal.writer_lock(path):
+        assert journal.holds_lock(path)
+        reader = threading.Thread(target=lambda: opened.append(len(Database.open(path))))
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive() and opened == []  # held back by the shared lock, not let through
+        with journal.reader_lock(path):  # the writer's own thread is not held back by itself
+            pass
+    reader.join(10)
+    assert opened == [N] and not journal.holds_lock(path)
