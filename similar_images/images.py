@@ -129,16 +129,13 @@ class _SafeRedirects(urllib.request.HTTPRedirectHandler):
 
 def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES,
               deadline: float = DEFAULT_DEADLINE) -> bytes:
-    """Download ``url`` (http or https only), at most ``max_bytes``, within ``deadline`` seconds.
-
-    ``timeout`` bounds each wait for the server; ``deadline`` the whole download, so a
-    server that drips one byte at a time cannot hold a query for long.
+    """Download ``url`` (http(s) only), at most ``max_bytes``; ``timeout`` bounds each wait for
+    the server, ``deadline`` the whole download (so a dripping server cannot hold a query).
 
     Raises:
         ImageError: "refused url", "http error" (including redirect loops), "timeout" or "too large".
     """
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in _URL_SCHEMES:
+    if urlsplit(url).scheme.lower() not in _URL_SCHEMES:
         raise ImageError(f"{url}: refused URL (only http and https are allowed)", "refused url")
     opener = urllib.request.build_opener(_SafeRedirects)
     request = urllib.request.Request(url, headers={"User-Agent": "similar-images"})
@@ -160,35 +157,27 @@ def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DE
     except TimeoutError:
         raise ImageError(f"{url}: timed out after {timeout:g} s", "timeout") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, malformed URL, bad chunking
-        raise ImageError(f"{url}: download failed ({str(exc).splitlines()[0] if str(exc) else exc!r})",
-                         "http error") from None
+        detail = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise ImageError(f"{url}: download failed ({detail})", "http error") from None
 
 
 def _read_capped(response, url: str, max_bytes: int, *, end: float, timeout: float, deadline: float) -> bytes:
-    chunks, total = [], 0
-    while True:
-        left = end - time.monotonic()
-        if left <= 0:
-            raise ImageError(f"{url}: not downloaded within the {deadline:g} s deadline", "timeout")
-        _set_read_timeout(response, min(timeout, left))
+    chunks, total, late = [], 0, ImageError(f"{url}: not downloaded within the {deadline:g} s deadline", "timeout")
+    sock = getattr(getattr(response.fp, "raw", None), "_sock", None)
+    while (left := end - time.monotonic()) > 0:
+        if sock is not None:
+            sock.settimeout(max(min(timeout, left), 0.001))
         try:
             chunk = response.read1(64 * 1024)  # what has arrived: a drip cannot stretch one read
-        except TimeoutError:
-            if left < timeout:  # this wait was cut short by the deadline
-                raise ImageError(f"{url}: not downloaded within the {deadline:g} s deadline", "timeout") from None
-            raise
+        except TimeoutError as exc:  # the deadline's, when it cut this wait short
+            raise (late if left < timeout else exc) from None
         if not chunk:
             return b"".join(chunks)
         total += len(chunk)
         if total > max_bytes:
             raise ImageError(f"{url}: too large (more than {max_bytes} bytes)", "too large")
         chunks.append(chunk)
-
-
-def _set_read_timeout(response, seconds: float) -> None:
-    sock = getattr(getattr(response.fp, "raw", None), "_sock", None)
-    if sock is not None:
-        sock.settimeout(max(seconds, 0.001))
+    raise late
 
 
 # --- decoding -------------------------------------------------------------------------
