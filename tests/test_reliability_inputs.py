@@ -135,3 +135,24 @@ def test_extract_skips_a_non_finite_vector_with_a_reason(tmp_path):
     from similar_images.db.database import Database
 
     assert np.isfinite(Database.open(tmp_path / "v.npy", fresh=True).vectors).all()
+
+
+def test_disk_full_during_extraction_is_one_line_and_leaves_no_output(tmp_path, monkeypatch):
+    import errno
+
+    from similar_images.db import checkpoint
+    from similar_images.errors import DatabaseError
+
+    folder = tmp_path / "images"
+    write_images(folder, range(2))
+    file_list = tmp_path / "list.txt"
+    file_list.write_text("img000.png\nimg001.png\n")
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "write_bytes_atomic", full)
+    with pytest.raises(DatabaseError, match=r"chunk-0+\.npz: disk full while saving a checkpoint; the output is "
+                                            "unchanged") as info:
+        run_extraction(file_list, folder, tmp_path / "v.npy", PixelExtractor(), show_progress=False)
+    assert "\n" not in str(info.value) and not (tmp_path / "v.npy").exists()
