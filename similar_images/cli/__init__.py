@@ -53,7 +53,7 @@ class LazyGroup(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError):
             raise
         except click.ClickException as exc:
-            fail(exc.format_message(), exc)
+            fail(exc.format_message(), exc, whole=True)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001  the one place a fault becomes a line for a person
@@ -73,7 +73,7 @@ def run_script(command: click.Command, prog_name: str) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        _exit_after(fail, exc.format_message(), exc)
+        _exit_after(lambda message, e: fail(message, e, whole=True), exc.format_message(), exc)
     except Exception as exc:  # noqa: BLE001  as in LazyGroup.invoke
         _exit_after(fail, describe_fault(exc), exc)
 
@@ -100,13 +100,14 @@ def describe_fault(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {exc} (run with -v for the details)"
 
 
-def fail(message: str, exc: BaseException) -> None:
+def fail(message: str, exc: BaseException, *, whole: bool = False) -> None:
+    """Print ``error: message`` (a foreign error's first line only; ours as written) and exit 1."""
     if _VERBOSE[0]:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
-    click.echo(f"error: {first}", err=True)
+    text = message.strip() or type(exc).__name__
+    click.echo(f"error: {text if whole else text.splitlines()[0]}", err=True)
     raise click.exceptions.Exit(1)
 
 
