@@ -154,3 +154,15 @@ def test_verify_of_non_finite_values_written_by_hand(db):
     result = run("verify", "--vectors", str(vectors), "--index", str(vectors.parent / "none.index"))
     assert result.exit_code == 1
     assert f"BAD  {vectors}: row 4 holds a non-finite value (NaN or infinity)" in result.output
+
+
+def test_a_malformed_journal_is_one_line_naming_it(db):
+    vectors, _ = db
+    journal = vectors.parent / "db.npy.journal.json"
+    journal.write_text('{"format": 2, "renames": [["a", "b"]]}')  # the old "not enough values to unpack"
+    result = run("search", "--vectors", str(vectors), "--id", "0")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: {journal}: malformed entry 0 in field 'renames'; nothing was changed"]
+    verdicts = run("verify", "--vectors", str(vectors))
+    assert verdicts.exit_code == 1 and f"BAD  {journal}: malformed entry 0" in verdicts.output
