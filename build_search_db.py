@@ -6,7 +6,8 @@ Same as ``similar-images build``; see ``--help``. Example:
     python build_search_db.py -i ms_coco_file_list.txt.saved_predictions.npy -o ms_coco_file_list.faiss.index
 """
 
+from similar_images.cli import run_script
 from similar_images.cli.build import build
 
 if __name__ == "__main__":
-    build(prog_name="build_search_db.py")
+    run_script(build, prog_name="build_search_db.py")

@@ -6,7 +6,8 @@ Same as ``similar-images extract``; see ``--help``. Example:
     python extract_image_vectors.py -l ms_coco_file_list.txt -d ms_coco/val2014
 """
 
+from similar_images.cli import run_script
 from similar_images.cli.extract import extract
 
 if __name__ == "__main__":
-    extract(prog_name="extract_image_vectors.py")
+    run_script(extract, prog_name="extract_image_vectors.py")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from similar_images.db.changes import add_rows, name_key
+from similar_images.db.inputs import check_names
 from similar_images.extract import extract_vectors
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -68,17 +69,21 @@ def add_images(database, extractor, paths, *, image_dir, batch_size: int = 32,
     files = image_files(paths)
     if not files:
         raise ValueError("no image files to add (folders are searched for " + ", ".join(IMAGE_SUFFIXES) + ")")
+    # the input rules extraction applies: repeats (by resolved path) and non-UTF-8 names are
+    # skipped with their reason; the paths are the user's own, so absolute ones are fine
+    checked = check_names([os.path.abspath(f) for f in files], None)
     present = {name_key(n, image_dir) for n in database.names}
     names, already = [], []
-    for path in files:
+    for path in checked.names:
         name = name_for(path, image_dir)
         key = name_key(name, image_dir)
         (already if key in present else names).append(name)
         present.add(key)
     if not names:
-        return AddReport([], already, [])
+        return AddReport([], already, checked.skipped)
     vectors, done, skipped = extract_vectors(names, image_dir, extractor, batch_size=batch_size,
                                              show_progress=show_progress)
+    skipped = checked.skipped + skipped
     if not done:
         return AddReport([], already, skipped)
     result = add_rows(database.vectors_path, database.index_path, vectors, done, image_dir=image_dir)

@@ -23,6 +23,7 @@ import numpy as np
 
 from similar_images.db.checkpoint import Checkpoint, check_compatible, partial_dir
 from similar_images.db.files import read_file_list, sha256_lines
+from similar_images.db.inputs import check_names
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import SimilarImagesError
 from similar_images.pipeline import Timer, default_workers, embed_chunks, progress_bar
@@ -108,6 +109,30 @@ def validate_job(
     return names
 
 
+def finished_run(file_list: str | os.PathLike, output: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of ``output`` if it already holds this file list's finished extraction, else None.
+
+    A run killed after its commit point has a complete output and may still have its
+    ``.partial/`` folder: ``--resume`` then says so and removes the folder. "Finished"
+    means the database opens and verifies and its manifest records the same file list
+    (``file_list_sha256``).
+    """
+    from similar_images.db.database import Database
+
+    output = Path(output)
+    if not output.exists():
+        return None
+    try:
+        names = read_file_list(file_list)
+    except (OSError, UnicodeDecodeError):
+        return None
+    manifest = Database.open(output).manifest
+    if manifest.get("file_list_sha256") != sha256_lines(names):
+        return None
+    Checkpoint(output).remove()
+    return manifest
+
+
 def run_extraction(
     file_list: str | os.PathLike,
     image_dir: str | os.PathLike,
@@ -120,6 +145,7 @@ def run_extraction(
     force: bool = False,
     show_progress: bool = True,
     chunk_batches: int = CHUNK_BATCHES,
+    allow_urls: bool = False,
 ) -> dict[str, Any]:
     """Extract the vectors of every image in ``file_list`` into ``output`` (+ manifest).
 
@@ -140,6 +166,7 @@ def run_extraction(
         force: overwrite an existing output; without ``resume``, discard a partial run.
         show_progress: show a tqdm progress bar.
         chunk_batches: batches per checkpoint chunk.
+        allow_urls: fetch ``http(s)://`` lines of the file list (default: skip them, see ``db/inputs.py``).
 
     Returns:
         The manifest written beside ``output``.
@@ -151,6 +178,9 @@ def run_extraction(
     if batch_size < 1 or chunk_batches < 1 or (workers is not None and workers < 1):
         raise ValueError(f"batch_size, chunk_batches and workers must be at least 1, "
                          f"got {batch_size}, {chunk_batches} and {workers}")
+    if resume and not force and (finished := finished_run(file_list, output)) is not None:
+        logger.info("%s is already complete; nothing to resume", output)
+        return finished
     names = validate_job(file_list, image_dir, output, resume=resume, force=force)
     checkpoint = Checkpoint(output)
     state = {
@@ -164,7 +194,10 @@ def run_extraction(
     }
     state = _open_checkpoint(checkpoint, state, resume=resume)
     chunk_size = state["chunk_size"]
-    chunks = [names[i : i + chunk_size] for i in range(0, len(names), chunk_size)]
+    checked = check_names(names, image_dir, allow_urls=allow_urls)  # the same rules as add
+    for item in checked.skipped:
+        logger.info("skipped %s", item["message"])
+    chunks = [checked.names[i : i + chunk_size] for i in range(0, len(checked.names), chunk_size)]
     timer, started = Timer(), time.perf_counter()
     mapper = image_mapper(extractor, image_dir, batch_size=state["batch_size"],
                           workers=workers or default_workers(), timer=timer)
@@ -173,6 +206,7 @@ def run_extraction(
         logger.info("resumed: %d of %d chunks were already done", len(done), len(chunks))
     elapsed = time.perf_counter() - started
     vectors, kept, skipped, total_s = checkpoint.assemble(len(chunks), int(extractor.dim))
+    vectors, kept, skipped = drop_non_finite(vectors, kept, skipped)
     model_files = keep_model_files(extractor, output)
     manifest = save_vectors(output, vectors, {
         "model": state["model"],
@@ -181,12 +215,22 @@ def run_extraction(
         "image_dir": recorded_image_dir(image_dir, output),
         "file_list": str(file_list),
         "file_list_sha256": state["file_list_sha256"],
-        "skipped": skipped,
+        "skipped": checked.skipped + skipped,
         "timings": _timings(elapsed, total_s, timer, len(done), len(chunks), state),
     })
     checkpoint.remove()
     logger.info("%s", extraction_summary(manifest))
     return manifest
+
+
+def drop_non_finite(vectors: np.ndarray, names: list[str], skipped: list[dict]):
+    """Skip rows the model made NaN or infinite (with a reason): they are never stored."""
+    finite = np.isfinite(vectors).all(axis=1)  # (n,)
+    if finite.all():
+        return vectors, names, skipped
+    bad = [{"path": names[i], "reason": "non-finite",
+            "message": f"{names[i]}: the model's vector holds NaN or infinity"} for i in np.flatnonzero(~finite)]
+    return vectors[finite], [n for n, ok in zip(names, finite) if ok], skipped + bad
 
 
 def keep_model_files(extractor, output: str | os.PathLike) -> str | None:

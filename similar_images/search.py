@@ -71,6 +71,7 @@ class SimilarImages:
         extractor=None,
         *,
         pool_factor: int | None = None,
+        trust: bool = False,
     ) -> SimilarImages:
         """Open and verify a database.
 
@@ -85,6 +86,8 @@ class SimilarImages:
                 use from the model recorded in the manifest.
             pool_factor: an indexed search re-ranks ``pool_factor * k`` candidates;
                 default: the factor the build chose (recorded in the index manifest).
+            trust: skip the content checksums on open (the structural checks still run);
+                by default they run unless a verification stamp shows the files unchanged.
 
         Raises:
             DatabaseError: missing files, or parts that do not belong together.
@@ -92,7 +95,7 @@ class SimilarImages:
         """
         if isinstance(index, str) and index == AUTO_INDEX:
             index = find_default_index(vectors)
-        return cls(Database.open(vectors, index), image_dir=image_dir, extractor=extractor,
+        return cls(Database.open(vectors, index, trust=trust), image_dir=image_dir, extractor=extractor,
                    pool_factor=pool_factor)
 
     # --- what is in it -------------------------------------------------------------
@@ -262,6 +265,7 @@ class SimilarImages:
         return removed
 
     def _reopen(self) -> None:
+        # the writer stamped the files it wrote, so this re-open does not re-hash them
         self._db = Database.open(self._db.vectors_path, self._db.index_path)
 
 

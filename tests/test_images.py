@@ -262,6 +262,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(b"400\r\n" + self.image[:100])
+        elif self.path == "/drip.png":  # one byte every 0.2 s: each read is quick, the whole is not
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            try:
+                for byte in self.image[:100]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the client gave up, as it should
+        elif self.path == "/loop":
+            self.send_response(302)
+            self.send_header("Location", "/loop")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif self.path == "/to-ftp":
             self.send_response(302)
             self.send_header("Location", "ftp://127.0.0.1/secret.png")
@@ -316,6 +332,18 @@ def test_url_with_a_truncated_chunked_body_is_an_http_error(server):
 
 def test_url_redirect_to_other_scheme_is_refused(server):
     expect_error(f"{server}/to-ftp", "refused url")
+
+
+def test_url_total_deadline_stops_a_dripping_server(server):
+    started = time.monotonic()
+    error = expect_error(f"{server}/drip.png", "timeout", timeout=1.0, deadline=1.0)
+    assert time.monotonic() - started < 2.5  # per read 0.2 s: only the total deadline can stop it
+    assert str(error) == f"{server}/drip.png: not downloaded within the 1 s deadline"
+
+
+def test_url_redirect_loop_is_one_line(server):
+    error = expect_error(f"{server}/loop", "http error")
+    assert str(error) == f"{server}/loop: too many redirects (a redirect loop?)"
 
 
 def test_url_connection_refused():

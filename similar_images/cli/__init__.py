@@ -8,6 +8,7 @@ Commands parse and check their arguments, then call the package; they hold no lo
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import sys
@@ -46,6 +47,11 @@ def run_main(command: click.Command, super_main, args, kwargs):
     except (click.Abort, KeyboardInterrupt):
         click.echo(ERROR_PREFIX + "interrupted", err=True)
         code = 130
+    except Exception as exc:  # noqa: BLE001  a fault outside the group's handler (root scripts)
+        try:
+            fail(describe_fault(exc), exc)
+        except click.exceptions.Exit as done:
+            code = done.exit_code
     sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -54,6 +60,7 @@ class Command(click.Command):
 
     def main(self, *args, **kwargs):
         return run_main(self, super().main, args, kwargs)
+
 
 # command name -> "module:attribute" (a click.Command)
 COMMANDS: dict[str, str] = {
@@ -67,7 +74,11 @@ COMMANDS: dict[str, str] = {
     "evaluate": "similar_images.cli.evaluate:evaluate",
     "serve": "similar_images.cli.serve:serve",
     "duplicates": "similar_images.cli.duplicates:duplicates",
+    "verify": "similar_images.cli.verify:verify",
 }
+
+# Set by -v (``setup_logging``): the top-level handler then shows the traceback.
+_VERBOSE = [False]
 
 
 class LazyGroup(click.Group):
@@ -84,6 +95,73 @@ class LazyGroup(click.Group):
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
 
+    def invoke(self, ctx: click.Context):
+        """Run the command; any fault becomes one line ``error: ...`` and exit code 1.
+
+        Usage errors keep Click's usage message; ``-v`` adds the traceback.
+        """
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError):
+            raise
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc, whole=True)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001  the one place a fault becomes a line for a person
+            fail(describe_fault(exc), exc)
+
+
+def run_script(command: click.Command, prog_name: str) -> None:
+    """Run one command as a root script with the same one-line faults as ``similar-images``."""
+    try:
+        command.main(prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        _exit_after(lambda message, e: fail(message, e, whole=True), exc.format_message(), exc)
+    except Exception as exc:  # noqa: BLE001  as in LazyGroup.invoke
+        _exit_after(fail, describe_fault(exc), exc)
+
+
+def _exit_after(report, message: str, exc: BaseException) -> None:
+    try:
+        report(message, exc)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+
+
+def describe_fault(exc: BaseException) -> str:
+    """One line for a fault: our errors as written, OS errors with their file, others by type."""
+    from similar_images.errors import SimilarImagesError
+
+    if isinstance(exc, SimilarImagesError | ValueError | FileExistsError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        what = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{what}"
+    if isinstance(exc, EOFError):
+        return f"unexpected end of a file ({exc})"
+    return f"unexpected {type(exc).__name__}: {exc} (run with -v for the details)"
+
+
+def fail(message: str, exc: BaseException, *, whole: bool = False) -> None:
+    """Print ``error: message`` (a foreign error's first line only; ours as written) and exit 1."""
+    if _VERBOSE[0]:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    text = message.strip() or type(exc).__name__
+    click.echo(f"error: {text if whole else text.splitlines()[0]}", err=True)
+    raise click.exceptions.Exit(1)
+
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="similar-images")
@@ -97,6 +175,7 @@ def setup_logging(verbose: bool) -> None:
     Other libraries stay at WARNING even with -v: their debug output (matplotlib, PIL,
     urllib3...) would bury ours.
     """
+    _VERBOSE[0] = bool(verbose)
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     if verbose:
         logging.getLogger("similar_images").setLevel(logging.DEBUG)

@@ -41,6 +41,8 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoints.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output (and discard a partial run "
                                               "unless --resume).")
+@click.option("--allow-urls", is_flag=True, help="Fetch http(s):// lines of the file list (default: skip them "
+                                                   "with a reason).")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
               help="Image decoding threads.  [default: cores, at most 4]")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
@@ -48,7 +50,8 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
               help="Batches per checkpoint chunk.")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
 def extract(filename_list, img_dir, output_filename, model_filename, batch_size, model, weights,
-            runtime, precision, force_int8, resume, force, workers, no_progress, chunk_batches, verbose):
+            runtime, precision, force_int8, resume, force, allow_urls, workers, no_progress, chunk_batches,
+            verbose):
     """Extract a feature vector for every image of a file list.
 
     Writes OUTPUT (.npy, float32, one row per image) and OUTPUT.manifest.json (the
@@ -60,11 +63,14 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
 
     from similar_images.db.checkpoint import partial_dir
     from similar_images.errors import SimilarImagesError
-    from similar_images.extract import extraction_summary, run_extraction, validate_job
+    from similar_images.extract import extraction_summary, finished_run, run_extraction, validate_job
     from similar_images.features import get_extractor
 
     output = output_filename or f"{filename_list}.saved_predictions.npy"
     try:
+        if resume and not force and (done := finished_run(filename_list, output)) is not None:
+            click.echo(f"{output} is complete ({done['count']} vectors); nothing to resume")
+            return
         # Arguments first: a typo must not cost a model load.
         validate_job(filename_list, img_dir, output, resume=resume, force=force)
         if resume and not partial_dir(output).exists():
@@ -80,7 +86,8 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
         with logging_redirect_tqdm():  # log lines above the bar, not through it
             manifest = run_extraction(filename_list, img_dir, output, extractor, batch_size=batch_size,
                                       workers=workers, resume=resume, force=force,
-                                      show_progress=not no_progress, chunk_batches=chunk_batches)
+                                      show_progress=not no_progress, chunk_batches=chunk_batches,
+                                      allow_urls=allow_urls)
     except KeyboardInterrupt:
         raise click.ClickException(
             f"interrupted; finished chunks are kept in {output}.partial, rerun with --resume to continue"

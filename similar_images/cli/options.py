@@ -37,6 +37,9 @@ def database_options(kind: str = "image"):
     if kind == "image":
         options.append(click.option("--image-dir", default=None, type=click.Path(file_okay=False),
                                     help="Folder the image names are relative to.  [default: the manifest's]"))
+    options.append(click.option("--trust", is_flag=True, expose_value=False, callback=_remember_trust,
+                                help="Skip the content checksums on open (sizes, headers and fields are "
+                                     "still checked); see `similar-images verify`."))
     options.append(click.option("-v", "--verbose", is_flag=True, help="Log details."))
 
     def decorate(command):
@@ -44,6 +47,16 @@ def database_options(kind: str = "image"):
             command = option(command)
         return command
     return decorate
+
+
+def _remember_trust(ctx: click.Context, _param, value: bool) -> None:
+    ctx.meta["similar_images.trust"] = bool(value)
+
+
+def trust_from_context() -> bool:
+    """Whether the running command was given ``--trust``."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.meta.get("similar_images.trust"))
 
 
 def index_from_options(vectors: str, index: str | None, exact: bool) -> str | None:
@@ -74,10 +87,10 @@ def open_from_options(kind: str, vectors: str, index: str | None, exact: bool, i
     if kind == "text":
         from similar_images.text.database import TextDatabase
 
-        return TextDatabase.open(vectors, index_path)
+        return TextDatabase.open(vectors, index_path, trust=trust_from_context())
     from similar_images.search import SimilarImages
 
-    return SimilarImages.open(vectors=vectors, index=index_path, image_dir=image_dir)
+    return SimilarImages.open(vectors=vectors, index=index_path, image_dir=image_dir, trust=trust_from_context())
 
 
 __all__ = ["COCO_INDEX", "COCO_VECTORS", "DEFAULT_VECTORS", "database_options", "open_from_options"]

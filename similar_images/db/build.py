@@ -12,14 +12,13 @@ from similar_images.db import index as ix
 from similar_images.db import journal
 from similar_images.db import recall as recall_mod
 from similar_images.db.database import (
-    check_vectors,
+    Database,
     default_index_path,
     index_manifest_for,
     now_iso,
     require_vectors,
 )
 from similar_images.db.files import manifest_path, write_json_to
-from similar_images.db.vectors import load_vectors_manifest, open_vectors
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +65,10 @@ def build_index_files(
     if index_path.exists() and not force:
         raise FileExistsError(f"{index_path} already exists; use --force to replace it")
     require_vectors(vectors_path)
-    with journal.change(vectors_path) as stage:
-        vm = load_vectors_manifest(vectors_path)
-        vectors = open_vectors(vectors_path)  # (n, d) float32 memory map
-        check_vectors(vectors_path, vm, vectors)
+    with journal.change(vectors_path, also=(index_path,)) as stage:
+        # a fresh full check: an index is never built (and signed) over damaged vectors
+        db = Database.open(vectors_path, None, fresh=True)
+        vm, vectors = db.manifest, db.vectors  # (n, d) float32 memory map
         n, d = vectors.shape
         if dimension is not None and d != dimension:
             raise ValueError(f"{vectors_path} holds {d}-dimensional vectors ({vm['model'].get('name', '?')}), "
@@ -88,6 +87,7 @@ def build_index_files(
                 "pool_recalls": pool_recalls,
                 "build_seconds": round(build_seconds, 3), "built": now_iso(), "recall": recall}
         manifest = index_manifest_for(index_path, staged_index, vm, base)
+        stage.known_sha(staged_index, manifest["index_sha256"])
         write_json_to(stage.file(manifest_path(index_path)), manifest)
     return manifest
 

@@ -84,8 +84,8 @@ def add_rows(
         raise ValueError(f"vectors {vectors.shape} and {len(names)} names do not match")
     base = Path(vectors_path)
     require_vectors(base)
-    with journal.change(base) as stage:
-        db = Database.open(base, index_path)
+    with journal.change(base, also=(index_path,)) as stage:
+        db = Database.open(base, index_path, fresh=True)  # never re-sign damaged content
         if vectors.shape[1] != db.dimension:
             raise ValueError(f"new vectors have dimension {vectors.shape[1]}, the database {db.dimension}")
         key = _stored_key(db, image_dir)
@@ -130,8 +130,8 @@ def remove_rows(
     base = Path(vectors_path)
     names = [os.fspath(n) for n in ([names] if isinstance(names, (str, os.PathLike)) else names)]
     require_vectors(base)
-    with journal.change(base) as stage:
-        db = Database.open(base, index_path)
+    with journal.change(base, also=(index_path,)) as stage:
+        db = Database.open(base, index_path, fresh=True)  # never re-sign damaged content
         rule = name_rule(db.manifest)
         wanted = {n: keys_for(rule, _image_dir(db, image_dir))(n) for n in names}
         stored = _stored_key(db, image_dir)
@@ -193,6 +193,7 @@ def _stage_rewrite(stage: journal.Stage, db: Database, shape, blocks, names: lis
     """
     staged_vectors = stage.file(db.vectors_path)
     sha = write_vectors_file(staged_vectors, shape, blocks)
+    stage.known_sha(staged_vectors, sha)
     vm = dict(db.manifest)
     vm.update(names=names, count=int(shape[0]), dimension=int(shape[1]),
               vectors_sha256=sha, names_sha256=sha256_lines(names),
@@ -203,6 +204,7 @@ def _stage_rewrite(stage: journal.Stage, db: Database, shape, blocks, names: lis
         staged_index = stage.file(db.index_path)
         ix.write_index_to(db.index, staged_index)
         im = index_manifest_for(db.index_path, staged_index, vm, db.index_manifest)
+        stage.known_sha(staged_index, im["index_sha256"])
         write_json_to(stage.file(manifest_path(db.index_path)), im)
 
 

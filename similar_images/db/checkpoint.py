@@ -9,6 +9,7 @@ a resumed run must match it.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -100,7 +101,12 @@ class Checkpoint:
             skipped=np.array(json.dumps(result.skipped)),
             elapsed_s=np.float64(elapsed_s),
         )
-        write_bytes_atomic(self.chunk_path(index), buffer.getvalue())
+        try:
+            write_bytes_atomic(self.chunk_path(index), buffer.getvalue())
+        except OSError as exc:
+            what = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            raise DatabaseError(f"{self.chunk_path(index)}: {what} while saving a checkpoint; the output is "
+                                "unchanged and finished chunks are kept: free space, then rerun with --resume") from None
 
     def load_chunk(self, index: int, dim: int) -> tuple[ChunkResult, float]:
         """One saved chunk; a damaged one is deleted (so ``--resume`` redoes it) and reported."""

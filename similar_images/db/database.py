@@ -9,8 +9,8 @@ Files (``V`` is the vectors file, ``I`` the index; see ``store.py`` for ``V``):
   copied from ``V.manifest.json``, plus the index file's own ``index_sha256``.
 
 :meth:`Database.open` checks that these belong together using the recorded fields and
-checksums (the 600 MB vectors file is not hashed on open; :meth:`Database.verify` with
-``deep=True`` does) and refuses with a :class:`DatabaseError` naming the mismatch.
+checksums (the content is hashed by chunks on open unless trusted or stamped as
+verified, see ``integrity.py``) and refuses with a :class:`DatabaseError` naming the mismatch.
 
 Adding and removing images rewrites the vectors, their manifest, the index and its
 manifest as one atomic change (``journal.py``). Removal deletes rows, so the ids of
@@ -31,14 +31,13 @@ import numpy as np
 from similar_images.db import index as ix
 from similar_images.db import journal
 from similar_images.db.files import manifest_path, read_json, sha256_file, sha256_lines
+from similar_images.db.integrity import check_content, check_file_sha, require_fields
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 1
-# Index files up to this size are checksummed on every open (8 MB takes milliseconds).
-HASH_ON_OPEN_BYTES = 64 << 20
 VECTORS_SUFFIX = ".saved_predictions.npy"
 # The COCO database the README's steps make in the current folder: the default everywhere.
 COCO_FILE_LIST = "ms_coco_file_list.txt"
@@ -84,29 +83,48 @@ class Database:
     _norms: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, vectors: str | os.PathLike, index: str | os.PathLike | None = None) -> Database:
+    def open(cls, vectors: str | os.PathLike, index: str | os.PathLike | None = None, *,
+             trust: bool = False, fresh: bool = False) -> Database:
         """Open and check a database; finish an interrupted add/remove first.
 
+        The structure (sizes, headers, dtype, dimension, count, the manifests' fields) is
+        always checked. The content (checksums of the vectors and the index, finite
+        values) is checked by chunks unless ``trust`` or a verification stamp of these
+        very files says it was (``integrity.py``). The open holds the readers' shared lock,
+        so a concurrent add/remove is seen whole or not at all.
+
+        Args:
+            vectors: the vectors file.
+            index: the index file, or None (exact search).
+            trust: skip the content checksums (the structural checks still run).
+            fresh: ignore verification stamps (writers re-check what they will re-sign).
+
         Raises:
-            DatabaseError: a file is missing or unreadable, or the parts do not belong
-                together (the message names the mismatch).
+            DatabaseError: a file is missing, damaged or unreadable, or the parts do not
+                belong together (the message names the file and the field).
         """
         vectors_path = Path(vectors)
-        if journal.journal_path(vectors_path).exists():
-            # An interrupted change: finish it under the writers' lock, so a reader never
-            # races a writer that is applying (and then deleting) its own journal.
-            with journal.writer_lock(vectors_path):
-                journal.roll_forward(journal.journal_path(vectors_path))
+        for _ in range(3):
+            finish_interrupted_change(vectors_path)
+            with journal.reader_lock(vectors_path):
+                if journal.journal_path(vectors_path).exists() and not journal.holds_lock(vectors_path):
+                    continue  # a writer died after its commit point: finish it, then open
+                return cls._open_locked(vectors_path, index, trust=trust, fresh=fresh)
+        raise DatabaseError(f"{journal.journal_path(vectors_path)}: an interrupted change keeps reappearing; "
+                            "is a writer stuck?")
+
+    @classmethod
+    def _open_locked(cls, vectors_path: Path, index, *, trust: bool, fresh: bool) -> Database:
         require_vectors(vectors_path)
         manifest = load_vectors_manifest(vectors_path)
-        array = open_vectors(vectors_path)
-        check_vectors(vectors_path, manifest, array)
+        array = open_vectors(vectors_path, manifest)
+        check_content(vectors_path, manifest["vectors_sha256"], _data_offset(array), trust=trust, fresh=fresh)
         db = cls(vectors_path, None, manifest, array)
         if index is not None:
             db.index_path = Path(index)
             db.index_manifest = read_index_manifest(db.index_path)
             check_index_manifest(db.index_path, db.index_manifest, manifest)
-            check_index_checksum(db.index_path, db.index_manifest, deep=False)
+            check_index_checksum(db.index_path, db.index_manifest, deep=not trust, fresh=fresh)
             db.index = ix.read_index(db.index_path)
             check_index_object(db.index_path, db.index, manifest)
             ix.set_search_params(db.index, db.index_manifest.get("search_params", {}))
@@ -140,16 +158,25 @@ class Database:
         return self._norms
 
     def verify(self, *, deep: bool = True) -> None:
-        """Re-check everything; with ``deep``, also hash the vectors and index files."""
+        """Re-check everything; with ``deep``, hash the vectors and index files again (no stamps)."""
         if deep:
-            recorded = self.manifest.get("vectors_sha256")
-            if recorded and sha256_file(self.vectors_path) != recorded:
-                raise DatabaseError(
-                    f"{self.vectors_path}: contents do not match the checksum in its manifest"
-                )
+            check_content(self.vectors_path, self.manifest["vectors_sha256"], _data_offset(self.vectors), fresh=True)
         if self.index_path is not None:
             check_index_manifest(self.index_path, self.index_manifest, self.manifest)
-            check_index_checksum(self.index_path, self.index_manifest, deep=deep)
+            check_index_checksum(self.index_path, self.index_manifest, deep=deep, fresh=deep)
+
+
+def finish_interrupted_change(vectors_path: Path) -> None:
+    """Roll forward a change interrupted after its commit point (under the writers' lock)."""
+    if journal.journal_path(vectors_path).exists() and not journal.holds_lock(vectors_path):
+        # Under the writers' lock, so a reader never races a writer that is applying
+        # (and then deleting) its own journal.
+        with journal.writer_lock(vectors_path):
+            journal.roll_forward(journal.journal_path(vectors_path))
+
+
+def _data_offset(array) -> int:
+    return int(getattr(array, "offset", 0) or 0) if isinstance(array, np.memmap) else 0
 
 
 # --- checks ----------------------------------------------------------------------------
@@ -192,9 +219,14 @@ def check_vectors(path: Path, manifest: dict[str, Any], array: np.ndarray) -> No
             f"{path}: the file holds {array.shape[0]} x {array.shape[1]} vectors but its "
             f"manifest lists {count} names of dimension {dim}"
         )
-    recorded = manifest.get("names_sha256")
-    if recorded and sha256_lines(manifest["names"]) != recorded:
+    if sha256_lines(manifest["names"]) != manifest["names_sha256"]:
         raise DatabaseError(f"{manifest_path(path)}: names do not match their recorded checksum")
+
+
+# Fields every index manifest must hold, with their JSON types (a missing one is an error).
+INDEX_FIELDS = {"count": (int,), "dimension": (int,), "model": (dict,), "index_bytes": (int,),
+                "index_sha256": (str,), "vectors_sha256": (str,), "names_sha256": (str,)}
+OPTIONAL_INDEX_FIELDS = {"pool_factor": (int,), "search_params": (dict,)}
 
 
 def read_index_manifest(index_path: Path) -> dict[str, Any]:
@@ -206,8 +238,14 @@ def read_index_manifest(index_path: Path) -> dict[str, Any]:
             )
         raise DatabaseError(f"{index_path}: index file not found (build it with `similar-images build`)")
     manifest = read_json(path)
-    if manifest.get("kind") != "index":
-        raise DatabaseError(f"{path}: not an index manifest (kind={manifest.get('kind')!r})")
+    if not isinstance(manifest, dict) or manifest.get("kind") != "index":
+        kind = manifest.get("kind") if isinstance(manifest, dict) else None
+        raise DatabaseError(f"{path}: not an index manifest (field 'kind' is {kind!r})")
+    require_fields(path, manifest, INDEX_FIELDS)
+    require_fields(path, {k: v for k, v in manifest.items() if k in OPTIONAL_INDEX_FIELDS},
+                   {k: t for k, t in OPTIONAL_INDEX_FIELDS.items() if k in manifest})
+    if manifest.get("pool_factor", 1) < 1:
+        raise DatabaseError(f"{path}: field 'pool_factor' must be at least 1, got {manifest['pool_factor']}")
     return manifest
 
 
@@ -223,7 +261,7 @@ def check_index_manifest(index_path: Path, im: dict[str, Any], vm: dict[str, Any
     if int(im.get("count", -1)) != int(vm["count"]):
         raise DatabaseError(f"{where}: index holds {im.get('count')} vectors, the vectors file {vm['count']}")
     for key, what in (("names_sha256", "names"), ("vectors_sha256", "vectors")):
-        if vm.get(key) and im.get(key) != vm.get(key):
+        if im.get(key) != vm.get(key):
             raise DatabaseError(f"{where}: the {what} changed since the index was built (checksum differs)")
 
 
@@ -239,15 +277,16 @@ def describe_model_difference(index_model: Any, vectors_model: Any) -> str:
     return "index built for another model (index vs vectors: " + "; ".join(diffs) + ")"
 
 
-def check_index_checksum(index_path: Path, im: dict[str, Any], *, deep: bool) -> None:
+def check_index_checksum(index_path: Path, im: dict[str, Any], *, deep: bool, fresh: bool = False) -> None:
+    """The index file's size always; its sha256 when ``deep`` (a matching stamp counts unless ``fresh``)."""
     if not index_path.exists():
         raise DatabaseError(f"{index_path}: index file not found (build it with `similar-images build`)")
     size = index_path.stat().st_size
-    if "index_bytes" in im and size != im["index_bytes"]:
-        raise DatabaseError(f"{index_path}: {size} bytes, its manifest says {im['index_bytes']}; rebuild it")
-    if (deep or size <= HASH_ON_OPEN_BYTES) and im.get("index_sha256"):
-        if sha256_file(index_path) != im["index_sha256"]:
-            raise DatabaseError(f"{index_path}: contents do not match the checksum in its manifest; rebuild it")
+    if size != im["index_bytes"]:
+        raise DatabaseError(f"{index_path}: {size} bytes, its manifest says {im['index_bytes']}; "
+                            "run `similar-images verify --repair`")
+    if deep:
+        check_file_sha(index_path, im["index_sha256"], fresh=fresh, what="index")
 
 
 def check_index_object(index_path: Path, index, vm: dict[str, Any]) -> None:

@@ -84,13 +84,17 @@ def sha256_lines(lines: list[str]) -> str:
     """Checksum of a list of names, independent of how the file ended its lines."""
     digest = hashlib.sha256()
     for line in lines:
-        digest.update(line.encode("utf-8") + b"\n")
+        digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
     return digest.hexdigest()
 
 
 def read_file_list(path: str | os.PathLike) -> list[str]:
-    """One relative path a line, blank lines and surrounding spaces ignored."""
-    with open(path, encoding="utf-8") as f:
+    """One relative path a line, blank lines and surrounding spaces ignored.
+
+    Bytes that are not UTF-8 are kept as surrogate escapes, so one bad line is skipped
+    by the input rules (``inputs.py``) instead of refusing the whole list.
+    """
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         return [line.strip() for line in f if line.strip()]
 
 

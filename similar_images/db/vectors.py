@@ -24,6 +24,7 @@ from similar_images.db.files import (
     sha256_lines,
     write_json_to,
 )
+from similar_images.db.integrity import check_npy_structure, read_npy_header, require_fields
 from similar_images.errors import DatabaseError
 
 
@@ -39,6 +40,11 @@ def write_vectors_file(path: Path, shape: tuple[int, int], chunks) -> str:
             block = np.ascontiguousarray(block, dtype=np.float32)  # (c, d)
             if block.ndim != 2 or block.shape[1] != shape[1]:
                 raise ValueError(f"block of shape {block.shape} in a file of shape {shape}")
+            finite = np.isfinite(block).all(axis=1)  # (c,)
+            if not finite.all():
+                row = count + int(np.argmin(finite))
+                raise DatabaseError(f"new vector {row} holds a non-finite value (NaN or infinity); "
+                                    "refused, nothing was written")
             out.write(block.tobytes())
             count += len(block)
         f.flush()
@@ -70,42 +76,66 @@ def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> 
     path = Path(path)
     with journal.change(path) as stage:
         staged_vectors, staged_manifest = stage.file(path), stage.file(manifest_path(path))
+        sha = write_vectors_file(staged_vectors, vectors.shape, [vectors])  # hashed while written
+        stage.known_sha(staged_vectors, sha)
         manifest = {
             "format": VECTORS_FORMAT,
             "kind": "vectors",
             **manifest,
             "count": int(vectors.shape[0]),
             "dimension": int(vectors.shape[1]),
-            # hashed while written: no second read of a file that can be gigabytes
-            "vectors_sha256": write_vectors_file(staged_vectors, vectors.shape, [vectors]),
+            "vectors_sha256": sha,
             "names_sha256": sha256_lines(names),
         }
         write_json_to(staged_manifest, manifest)
     return manifest
 
 
+# Fields every vectors manifest must hold, with their JSON types (a missing one is an error).
+VECTORS_FIELDS = {"model": (dict,), "names": (list,), "count": (int,), "dimension": (int,),
+                  "vectors_sha256": (str,), "names_sha256": (str,)}
+
+
 def load_vectors_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of vectors file ``path``, checked for the fields readers rely on."""
-    manifest = read_json(manifest_path(path))
-    for key in ("model", "names", "count", "dimension"):
-        if key not in manifest:
-            raise DatabaseError(f"{manifest_path(path)}: missing field {key!r}")
+    """The manifest of vectors file ``path``, checked for the fields readers rely on.
+
+    Raises:
+        DatabaseError: a required field (``VECTORS_FIELDS``) is missing or of the wrong type,
+            or the names do not match their count or checksum.
+    """
+    where = manifest_path(path)
+    manifest = read_json(where)
+    require_fields(where, manifest, VECTORS_FIELDS)
+    if not all(isinstance(n, str) for n in manifest["names"]):
+        raise DatabaseError(f"{where}: field 'names' must hold only strings")
     if len(manifest["names"]) != manifest["count"]:
         raise DatabaseError(
             f"{manifest_path(path)}: {len(manifest['names'])} names for "
             f"{manifest['count']} vectors"
         )
+    if sha256_lines(manifest["names"]) != manifest["names_sha256"]:
+        raise DatabaseError(f"{where}: names do not match their recorded checksum (field 'names_sha256')")
     return manifest
 
 
-def open_vectors(path: str | os.PathLike):
-    """Memory-map a vectors file read-only: ``(count, dimension)`` float32."""
+def open_vectors(path: str | os.PathLike, manifest: dict[str, Any] | None = None):
+    """Memory-map a vectors file read-only: ``(count, dimension)`` float32.
+
+    The header and the file size are checked first (against ``manifest``'s count and
+    dimension when given), so a damaged file gives one line naming it, not a numpy error.
+    """
+    path = Path(path)
+    if manifest is None:
+        shape, dtype, offset = read_npy_header(path)
+        if len(shape) != 2 or dtype != np.float32:
+            raise DatabaseError(f"{path}: expected a 2-d float32 array, got {dtype} {shape}")
+        offset = check_npy_structure(path, *shape)
+    else:
+        shape = (int(manifest["count"]), int(manifest["dimension"]))
+        offset = check_npy_structure(path, *shape)
+    if shape[0] == 0:
+        return np.zeros(shape, dtype=np.float32)
     try:
-        vectors = np.load(path, mmap_mode="r")
-    except FileNotFoundError:
-        raise DatabaseError(f"{path}: vectors file not found") from None
+        return np.memmap(path, dtype=np.float32, mode="r", offset=offset, shape=shape)
     except (OSError, ValueError) as exc:
-        raise DatabaseError(f"{path}: not a readable .npy vectors file ({exc})") from None
-    if vectors.ndim != 2 or vectors.dtype != np.float32:
-        raise DatabaseError(f"{path}: expected a 2-d float32 array, got {vectors.dtype} {vectors.shape}")
-    return vectors
+        raise DatabaseError(f"{path}: cannot map the vectors file ({exc})") from None

@@ -65,6 +65,7 @@ class TextDatabase:
         index: str | os.PathLike | None = DEFAULT_INDEX,
         *,
         encoder: minilm.TextEncoder | None = None,
+        trust: bool = False,
     ) -> TextDatabase:
         """Open and verify a text database.
 
@@ -73,6 +74,7 @@ class TextDatabase:
             index: the index file (with its manifest); None for exact search.
             encoder: the text model for queries; default: the manifest's model,
                 loaded on the first text query.
+            trust: skip the content checksums on open (see ``SimilarImages.open``).
 
         Raises:
             DatabaseError: missing files, parts that do not belong together, or an
@@ -80,7 +82,7 @@ class TextDatabase:
         """
         from similar_images.search import SimilarImages
 
-        return cls(SimilarImages.open(vectors=vectors, index=index), encoder)
+        return cls(SimilarImages.open(vectors=vectors, index=index, trust=trust), encoder)
 
     def __len__(self) -> int:
         return len(self._db)

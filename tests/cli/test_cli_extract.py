@@ -113,6 +113,25 @@ def test_resume_with_nothing_to_resume_says_so(tmp_path, monkeypatch):
     assert load_vectors_manifest(tmp_path / "v.npy")["names"] == names
 
 
+def test_resume_on_a_finished_output_says_it_is_complete_and_cleans_partial(tmp_path, monkeypatch):
+    """A kill after the commit point leaves a complete output and its .partial/ folder."""
+    file_list, folder, names = make_collection(tmp_path, bad=False)
+    monkeypatch.setattr(features, "get_extractor", lambda model, **options: PixelExtractor())
+    output = tmp_path / "v.npy"
+    assert run_cli("-l", file_list, "-d", folder, "-o", output, "--no-progress").exit_code == 0
+    partial_dir(output).mkdir()
+    (partial_dir(output) / "chunk-0.npz").write_bytes(b"left by a kill past the commit point")
+    before = output.read_bytes()
+    monkeypatch.setattr(features, "get_extractor", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model")))
+    result = run_cli("-l", file_list, "-d", folder, "-o", output, "--resume", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"{output} is complete ({len(names)} vectors); nothing to resume"
+    assert not partial_dir(output).exists() and output.read_bytes() == before
+    (tmp_path / "other.txt").write_text(names[0] + "\n")  # another file list: still refused
+    refused = run_cli("-l", tmp_path / "other.txt", "-d", folder, "-o", output, "--resume", "--no-progress")
+    assert one_line_error(refused) == f"error: {output} already exists; use --force to overwrite it"
+
+
 def test_root_script_keeps_the_original_flags():
     result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0

@@ -20,7 +20,7 @@ from similar_images.db import journal
 from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
 from similar_images.db.database import Database, default_index_path
-from similar_images.db.files import manifest_path
+from similar_images.db.files import manifest_path, sha256_lines
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import DatabaseError
 from similar_images.evaluation.synthetic import clustered_vectors
@@ -91,7 +91,7 @@ def test_open_refuses_names_and_vectors_of_different_counts(db_files):
     rewrite_manifest(vectors_path, names=names[:-1])
     with pytest.raises(DatabaseError, match=f"{N - 1} names for {N} vectors"):
         Database.open(vectors_path)
-    rewrite_manifest(vectors_path, names=names[:-1], count=N - 1)
+    rewrite_manifest(vectors_path, names=names[:-1], count=N - 1, names_sha256=sha256_lines(names[:-1]))
     with pytest.raises(DatabaseError, match=f"holds {N} x {DIM} vectors but its manifest lists {N - 1} names"):
         Database.open(vectors_path)
 
@@ -189,7 +189,8 @@ def test_roll_forward_finishes_a_committed_change(tmp_path):
     journal.commit(journal.journal_path(tmp_path / "a"), [(staged, final)])
     assert final.read_text() == "new" and not journal.journal_path(tmp_path / "a").exists()
     # A journal whose renames were partly done (the staged file is gone) finishes quietly.
-    journal.journal_path(tmp_path / "b").write_text(json.dumps({"format": 1, "renames": [[staged.name, final.name]]}))
+    entry = {"staged": staged.name, "final": final.name, "sha256": "0" * 64, "before": None}
+    journal.journal_path(tmp_path / "b").write_text(json.dumps({"format": 2, "renames": [entry]}))
     assert journal.roll_forward(journal.journal_path(tmp_path / "b"))
     assert final.read_text() == "new"
 
@@ -207,6 +208,8 @@ KILLER = textwrap.dedent("""
     if point.startswith("replace"):  # kill just before the n-th os.replace of the change
         n, real, calls = int(point[len("replace"):]), os.replace, [0]
         def replace(a, b):
+            if str(b).endswith(".verified.json"):  # a verification stamp: not a step of the change
+                return real(a, b)
             if calls[0] == n:
                 die()
             calls[0] += 1
