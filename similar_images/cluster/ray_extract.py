@@ -1,0 +1,196 @@
+"""``similar-images extract --engine ray``: the local extraction, scheduled on a Ray cluster.
+
+Stages (Ray Data streams them, so decoding and the model overlap across the cluster):
+
+1. The pending chunks of the file list (the local engine's chunks: ``batch_size *
+   chunk_batches`` names each) become a Ray Dataset, one row per chunk.
+2. **Decode** in CPU tasks with :func:`similar_images.pipeline.decode_one`, the local
+   engine's own function: ``(m, h, w, 3)`` uint8 images plus the failures with reasons.
+3. **Embed** in an actor pool, one model per actor, with
+   :func:`similar_images.pipeline.embed_decoded` (the local engine's batches, so the
+   same vectors). The actor writes the chunk as a shard in ``<output>.partial/``
+   (:meth:`~similar_images.db.checkpoint.Checkpoint.save_chunk`: temporary name, then
+   rename), so a shard present is complete.
+4. The driver counts finished chunks (one progress bar over images, rate and ETA across
+   the cluster), then joins the shards in file-list order and commits them with
+   :func:`similar_images.db.vectors.save_vectors`: exactly the local database layout.
+
+Actors take half a CPU each by default: on a 2-CPU machine, an actor holding a whole
+CPU leaves the read tasks nothing and the job stalls. A killed actor is restarted and
+its chunk retried by Ray (Ray Data's actor pools restart without limit); a killed
+driver leaves finished shards, which ``--resume`` keeps.
+
+On a real cluster the image folder and the output folder must be on storage every node
+sees at the same path (NFS, a mounted bucket); see ``docs/scale.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from similar_images.cluster.recipes import ExtractorRecipe
+from similar_images.cluster.session import quiet_data_context, ray_session
+from similar_images.db.checkpoint import Checkpoint
+from similar_images.db.files import sha256_lines
+from similar_images.db.vectors import save_vectors
+from similar_images.errors import ImageError
+from similar_images.extract import _open_checkpoint, _timings, summary, validate_job
+from similar_images.pipeline import Timer, decode_one, embed_decoded, progress_bar
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CPUS_PER_ACTOR = 0.5
+
+
+def decode_chunk(row: dict[str, Any], *, image_root: str, size: tuple[int, int]) -> dict[str, Any]:
+    """Decode task: one chunk's names to ``(m, h, w, 3)`` uint8 images and the failures."""
+    names = list(row["names"])
+    images, errors = [], []
+    for position, name in enumerate(names):
+        result = decode_one(name, image_root, size)
+        if isinstance(result, ImageError):
+            errors.append([position, str(result), result.reason])
+        else:
+            images.append(result)
+    stacked = np.stack(images) if images else np.zeros((0, size[0], size[1], 3), np.uint8)
+    # failures as JSON: a ragged list column would be pickled by Ray Data
+    return {"chunk": row["chunk"], "names": names, "errors": json.dumps(errors), "images": stacked}
+
+
+def decoded_pairs(names, errors, images):
+    """``(name, image or ImageError)`` in the chunk's order, as the local reader yields them.
+
+    ``errors`` is :func:`decode_chunk`'s JSON list of ``[position, message, reason]``.
+    """
+    failed = {int(position): ImageError(str(message), str(reason)) for position, message, reason in json.loads(errors)}
+    good = iter(images)
+    for position, name in enumerate(names):
+        yield name, failed[position] if position in failed else next(good)
+
+
+class EmbedActor:
+    """One model per actor; embeds decoded chunks and writes each as a shard."""
+
+    def __init__(self, recipe: ExtractorRecipe, output: str, batch_size: int):
+        self.extractor = recipe.build()
+        self.checkpoint = Checkpoint(output)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        chunks, counts, embedded, seconds = [], [], [], []
+        for i in range(len(batch["chunk"])):
+            start = time.perf_counter()
+            names = [str(name) for name in batch["names"][i]]
+            pairs = decoded_pairs(names, batch["errors"][i], batch["images"][i])
+            result = embed_decoded(pairs, self.extractor, batch_size=self.batch_size)
+            elapsed = time.perf_counter() - start
+            self.checkpoint.save_chunk(int(batch["chunk"][i]), result, elapsed_s=elapsed)
+            chunks.append(int(batch["chunk"][i]))
+            counts.append(len(names))
+            embedded.append(len(result.names))
+            seconds.append(elapsed)
+        return {"chunk": np.array(chunks), "count": np.array(counts), "embedded": np.array(embedded),
+                "model_s": np.array(seconds)}
+
+
+def run_ray_extraction(
+    file_list: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    extractor,
+    recipe: ExtractorRecipe,
+    *,
+    batch_size: int = 32,
+    chunk_batches: int = 16,
+    resume: bool = False,
+    force: bool = False,
+    show_progress: bool = True,
+    address: str | None = None,
+    actors: int | None = None,
+    cpus_per_actor: float = DEFAULT_CPUS_PER_ACTOR,
+    gpus_per_actor: float = 0.0,
+) -> dict[str, Any]:
+    """Like :func:`similar_images.extract.run_extraction`, on Ray; the same files come out.
+
+    Args:
+        file_list, image_dir, output, batch_size, chunk_batches, resume, force,
+            show_progress: as in :func:`~similar_images.extract.run_extraction`.
+        extractor: the driver's extractor (its ``describe()`` and ``dim`` go in the manifest).
+        recipe: how each actor rebuilds it (:func:`~similar_images.cluster.recipes.recipe_for`).
+        address: ``None`` (a local Ray), ``"auto"`` or ``"HOST:PORT"`` (see :func:`ray_session`).
+        actors: model actors (default: one per 2 CPUs of the cluster, at least 1).
+        cpus_per_actor: CPUs each actor reserves (fractions allowed).
+        gpus_per_actor: GPUs each actor reserves (0: CPU inference).
+
+    Returns:
+        The manifest written beside ``output``; ``timings`` also holds ``engine``,
+        ``nodes`` and ``actors``.
+    """
+    if batch_size < 1 or chunk_batches < 1 or (actors is not None and actors < 1):
+        raise ValueError(f"batch_size, chunk_batches and actors must be at least 1, "
+                         f"got {batch_size}, {chunk_batches} and {actors}")
+    if cpus_per_actor <= 0 or gpus_per_actor < 0:
+        raise ValueError(f"cpus_per_actor must be positive and gpus_per_actor not negative, "
+                         f"got {cpus_per_actor} and {gpus_per_actor}")
+    names = validate_job(file_list, image_dir, output, resume=resume, force=force)
+    checkpoint = Checkpoint(output)
+    state = {"file_list": str(file_list), "file_list_sha256": sha256_lines(names), "count": len(names),
+             "image_dir": str(image_dir), "model": extractor.describe(), "batch_size": int(batch_size),
+             "chunk_size": int(batch_size) * int(chunk_batches)}
+    state = _open_checkpoint(checkpoint, state, resume=resume)
+    size = state["chunk_size"]
+    chunks = [names[i : i + size] for i in range(0, len(names), size)]
+    done = checkpoint.finished(len(chunks))
+    if done:
+        logger.info("resuming: %d of %d chunks already done", len(done), len(chunks))
+    timer, started = Timer(), time.perf_counter()
+    with ray_session(address) as resources:
+        import ray
+
+        nodes = len([node for node in ray.nodes() if node.get("Alive")])
+        actors = actors or max(1, int(resources.get("CPU", 1) // 2))
+        pending = [i for i in range(len(chunks)) if i not in set(done)]
+        initial = sum(len(chunks[i]) for i in done)
+        with progress_bar(total=len(names), initial=initial, show=show_progress,
+                          desc=f"extract (ray: {nodes} node{'s' * (nodes != 1)}, {actors} actors)") as bar:
+            for row in _dataset(chunks, pending, state, image_dir, output, recipe, extractor, actors=actors,
+                                cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor):
+                bar.update(int(row["count"]))
+                timer.images += int(row["embedded"])
+                timer.model_s += float(row["model_s"])
+    elapsed = time.perf_counter() - started
+    vectors, kept, skipped, total_s = checkpoint.assemble(len(chunks), int(extractor.dim))
+    timings = {**_timings(elapsed, total_s, timer, len(done), len(chunks), state),
+               "engine": "ray", "nodes": nodes, "actors": actors}
+    manifest = save_vectors(output, vectors, {
+        "model": state["model"], "names": kept, "image_dir": str(image_dir), "file_list": str(file_list),
+        "file_list_sha256": state["file_list_sha256"], "skipped": skipped, "timings": timings,
+    })
+    checkpoint.remove()
+    logger.info("%s", summary(manifest))
+    return manifest
+
+
+def _dataset(chunks, pending, state, image_dir, output, recipe, extractor, *, actors, cpus_per_actor, gpus_per_actor):
+    """Stream the pending chunks through decode tasks and the actor pool; yield one row per chunk."""
+    import ray.data
+
+    if not pending:
+        return
+    quiet_data_context()
+    items = [{"chunk": i, "names": list(chunks[i])} for i in pending]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map(decode_chunk, fn_kwargs={"image_root": str(image_dir), "size": tuple(extractor.input_size)},
+                num_cpus=1)
+    ds = ds.map_batches(EmbedActor, fn_constructor_kwargs={"recipe": recipe, "output": str(output),
+                                                           "batch_size": state["batch_size"]},
+                        batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+                        num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None)
+    yield from ds.iter_rows()
+
