@@ -33,7 +33,11 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
                   "configure_logging": False}
         try:
             if address is None:
-                ray.init(num_cpus=num_cpus, **kwargs)
+                with loopback_only():
+                    ray.init(address="local", num_cpus=num_cpus, **kwargs)
+            elif is_loopback(address):
+                with loopback_only():
+                    ray.init(address=address, **kwargs)
             else:
                 ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -49,6 +53,30 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     finally:
         if started:
             ray.shutdown()
+
+
+def is_loopback(address: str) -> bool:
+    """``127.0.0.1:PORT``, ``localhost:PORT``, ``[::1]:PORT`` (with or without ``ray://``)."""
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """While a local Ray starts, keep it on 127.0.0.1.
+
+    Ray replaces 127.0.0.1 by the machine's outward address unless clusters are off
+    (its ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` switch, read once at import); a Ray that
+    only this machine uses needs no outward address.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def quiet_data_context() -> None:
