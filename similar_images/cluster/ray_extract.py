@@ -15,8 +15,8 @@ Stages (Ray Data streams them, so decoding and the model overlap across the clus
    the cluster), then joins the shards in file-list order and commits them with
    :func:`similar_images.db.vectors.save_vectors`: exactly the local database layout.
 
-Actors take half a CPU each by default: on a 2-CPU machine, an actor holding a whole
-CPU leaves the read tasks nothing and the job stalls. A killed actor is restarted and
+Actors and decode tasks reserve half a CPU each by default: on a 2-CPU machine, an
+actor holding a whole CPU leaves the read tasks nothing and the job stalls. A killed actor is restarted and
 its chunk retried by Ray (Ray Data's actor pools restart without limit); a killed
 driver leaves finished shards, which ``--resume`` keeps.
 
@@ -46,6 +46,9 @@ from similar_images.pipeline import Timer, decode_one, embed_decoded, progress_b
 logger = logging.getLogger(__name__)
 
 DEFAULT_CPUS_PER_ACTOR = 0.5
+# Decode tasks reserve half a CPU too: on nodes of one CPU with an actor each, a
+# whole-CPU task would fit nowhere and the job would wait forever.
+CPUS_PER_DECODE = 0.5
 
 
 def decode_chunk(row: dict[str, Any], *, image_root: str, size: tuple[int, int]) -> dict[str, Any]:
@@ -187,7 +190,7 @@ def _dataset(chunks, pending, state, image_dir, output, recipe, extractor, *, ac
     items = [{"chunk": i, "names": list(chunks[i])} for i in pending]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map(decode_chunk, fn_kwargs={"image_root": str(image_dir), "size": tuple(extractor.input_size)},
-                num_cpus=1)
+                num_cpus=CPUS_PER_DECODE)
     ds = ds.map_batches(EmbedActor, fn_constructor_kwargs={"recipe": recipe, "output": str(output),
                                                            "batch_size": state["batch_size"]},
                         batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),

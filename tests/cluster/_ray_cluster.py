@@ -32,7 +32,7 @@ KEEP_LOOPBACK = ("import sys; import ray._private.services as s; s.resolve_ip_fo
 
 
 def _env(**extra) -> dict:
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "RAY_USAGE_STATS_ENABLED": "0", **extra}
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", **extra}
     return env
 
 
@@ -82,6 +82,19 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             pass
 
 
+def _kill_leftovers(temp: Path) -> None:
+    """Ray workers start their own process groups: kill the ones of this cluster (their
+    command line names its temporary folder) by process id."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if str(temp).encode() in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
 @pytest.fixture(scope="module")
 def two_nodes():
     """A 2-node Ray cluster on 127.0.0.1 (one CPU a node); yields its address."""
@@ -95,6 +108,8 @@ def two_nodes():
                    "--include-dashboard=false", f"--temp-dir={temp}", *common],
                   _env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0"), log)
     processes = [head]
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_AUTH_MODE", "disabled")  # a loopback-only test cluster; no tokens to share
     try:
         current = temp / "ray_current_cluster"
         _wait_for(lambda: current.is_file() and current.read_text().strip(), "write its address")
@@ -107,9 +122,11 @@ def two_nodes():
         with loopback_only():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         try:
-            _wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, "start its second node")
+            _wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, "start its second node", 90)
         finally:
             ray.shutdown()
         yield address
     finally:
+        patch.undo()
         _stop(processes)
+        _kill_leftovers(temp)
