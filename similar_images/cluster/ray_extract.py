@@ -118,6 +118,7 @@ def run_ray_extraction(
     actors: int | None = None,
     cpus_per_actor: float = DEFAULT_CPUS_PER_ACTOR,
     gpus_per_actor: float = 0.0,
+    threads_per_actor: int | None = None,
 ) -> dict[str, Any]:
     """Like :func:`similar_images.extract.run_extraction`, on Ray; the same files come out.
 
@@ -130,6 +131,9 @@ def run_ray_extraction(
         actors: model actors (default: one per 2 CPUs of the cluster, at least 1).
         cpus_per_actor: CPUs each actor reserves (fractions allowed).
         gpus_per_actor: GPUs each actor reserves (0: CPU inference).
+        threads_per_actor: the model's CPU threads in each actor (``OMP_NUM_THREADS``);
+            default: the cluster's CPUs shared among the actors (Ray alone would give an
+            actor of half a CPU one thread).
 
     Returns:
         The manifest written beside ``output``; ``timings`` also holds ``engine``,
@@ -158,12 +162,13 @@ def run_ray_extraction(
 
         nodes = len([node for node in ray.nodes() if node.get("Alive")])
         actors = actors or max(1, int(resources.get("CPU", 1) // 2))
+        threads = threads_per_actor or max(1, round(resources.get("CPU", 1) / actors))
         pending = [i for i in range(len(chunks)) if i not in set(done)]
         initial = sum(len(chunks[i]) for i in done)
         with progress_bar(total=len(names), initial=initial, show=show_progress,
                           desc=f"extract (ray: {nodes} node{'s' * (nodes != 1)}, {actors} actors)") as bar:
             for row in _dataset(chunks, pending, state, image_dir, output, recipe, extractor, actors=actors,
-                                cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor):
+                                cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, threads=threads):
                 bar.update(int(row["count"]))
                 timer.images += int(row["embedded"])
                 timer.model_s += float(row["model_s"])
@@ -180,7 +185,8 @@ def run_ray_extraction(
     return manifest
 
 
-def _dataset(chunks, pending, state, image_dir, output, recipe, extractor, *, actors, cpus_per_actor, gpus_per_actor):
+def _dataset(chunks, pending, state, image_dir, output, recipe, extractor, *, actors, cpus_per_actor, gpus_per_actor,
+             threads):
     """Stream the pending chunks through decode tasks and the actor pool; yield one row per chunk."""
     import ray.data
 
@@ -194,6 +200,7 @@ def _dataset(chunks, pending, state, image_dir, output, recipe, extractor, *, ac
     ds = ds.map_batches(EmbedActor, fn_constructor_kwargs={"recipe": recipe, "output": str(output),
                                                            "batch_size": state["batch_size"]},
                         batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
-                        num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None)
+                        num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None,
+                        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}})
     yield from ds.iter_rows()
 
