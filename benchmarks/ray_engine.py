@@ -73,7 +73,8 @@ import json, resource, sys, time
 from similar_images.db.build import build_index_files
 start = time.perf_counter()
 m = build_index_files(sys.argv[1], sys.argv[2], show_progress=False)
-print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": peak,
                   "recall": m["recall"], "pool_factor": m["pool_factor"], "build_seconds": m["build_seconds"]}))
 """
 
