@@ -122,9 +122,11 @@ def sharded_build(folder: Path) -> None:
 
         @ray.remote(num_cpus=1, max_calls=1)  # a fresh worker: its peak RSS is this task's
         def one_task(path, start, stop, trained):
+            import os
             import resource as r
 
-            before = r.getrusage(r.RUSAGE_SELF).ru_maxrss / 1024
+            with open("/proc/self/statm") as f:  # resident pages now (the peak so far includes Ray's start-up)
+                before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
             ray_build.encode_shard(path, start, stop, trained)
             return before, r.getrusage(r.RUSAGE_SELF).ru_maxrss / 1024
 
