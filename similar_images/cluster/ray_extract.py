@@ -132,8 +132,8 @@ def run_ray_extraction(
         cpus_per_actor: CPUs each actor reserves (fractions allowed).
         gpus_per_actor: GPUs each actor reserves (0: CPU inference).
         threads_per_actor: the model's CPU threads in each actor (``OMP_NUM_THREADS``);
-            default: the cluster's CPUs shared among the actors (Ray alone would give an
-            actor of half a CPU one thread).
+            default: the cluster's CPUs shared among the actors, at most one node's CPUs
+            (Ray alone would give an actor of half a CPU one thread).
 
     Returns:
         The manifest written beside ``output``; ``timings`` also holds ``engine``,
@@ -160,9 +160,11 @@ def run_ray_extraction(
     with ray_session(address) as resources:
         import ray
 
-        nodes = len([node for node in ray.nodes() if node.get("Alive")])
+        alive = [node for node in ray.nodes() if node.get("Alive")]
+        nodes = len(alive)
         actors = actors or max(1, int(resources.get("CPU", 1) // 2))
-        threads = threads_per_actor or max(1, round(resources.get("CPU", 1) / actors))
+        node_cpus = max(int(node.get("Resources", {}).get("CPU", 1)) for node in alive)
+        threads = threads_per_actor or max(1, min(node_cpus, round(resources.get("CPU", 1) / actors)))
         pending = [i for i in range(len(chunks)) if i not in set(done)]
         initial = sum(len(chunks[i]) for i in done)
         with progress_bar(total=len(names), initial=initial, show=show_progress,
