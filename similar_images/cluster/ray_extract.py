@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -39,7 +40,7 @@ from similar_images.cluster.session import quiet_data_context, ray_session
 from similar_images.db.checkpoint import Checkpoint
 from similar_images.db.files import sha256_lines
 from similar_images.db.vectors import save_vectors
-from similar_images.errors import ImageError
+from similar_images.errors import ImageError, SimilarImagesError
 from similar_images.extract import _open_checkpoint, _timings, summary, validate_job
 from similar_images.pipeline import Timer, decode_one, embed_decoded, progress_bar
 
@@ -49,6 +50,7 @@ DEFAULT_CPUS_PER_ACTOR = 0.5
 # Decode tasks reserve half a CPU too: on nodes of one CPU with an actor each, a
 # whole-CPU task would fit nowhere and the job would wait forever.
 CPUS_PER_DECODE = 0.5
+RAY_WRAPPERS = ("ray.", "UserCodeException", "RayTaskError", "RayDataUserCodeException")
 
 
 def decode_chunk(row: dict[str, Any], *, image_root: str, size: tuple[int, int]) -> dict[str, Any]:
@@ -169,8 +171,9 @@ def run_ray_extraction(
         initial = sum(len(chunks[i]) for i in done)
         with progress_bar(total=len(names), initial=initial, show=show_progress,
                           desc=f"extract (ray: {nodes} node{'s' * (nodes != 1)}, {actors} actors)") as bar:
-            for row in _dataset(chunks, pending, state, image_dir, output, recipe, extractor, actors=actors,
-                                cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, threads=threads):
+            rows = _dataset(chunks, pending, state, image_dir, output, recipe, extractor, actors=actors,
+                            cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, threads=threads)
+            for row in _failures_explained(rows, checkpoint):
                 bar.update(int(row["count"]))
                 timer.images += int(row["embedded"])
                 timer.model_s += float(row["model_s"])
@@ -185,6 +188,33 @@ def run_ray_extraction(
     checkpoint.remove()
     logger.info("%s", summary(manifest))
     return manifest
+
+
+def _failures_explained(rows, checkpoint: Checkpoint):
+    """``rows``; a failed Ray job becomes one SimilarImagesError saying what failed and what to do."""
+    import ray.data.exceptions
+    import ray.exceptions
+
+    try:
+        yield from rows
+    except (ray.exceptions.RayError, ray.data.exceptions.UserCodeException) as exc:
+        raise SimilarImagesError(f"the Ray job failed ({_root_cause(exc)}); finished shards are kept in "
+                                 f"{checkpoint.dir}, rerun with --resume to continue") from exc
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The user's ``Type: message`` inside Ray's wrappers (their texts quote the original traceback)."""
+    chain, seen = [], set()
+    while isinstance(exc, BaseException) and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    pattern = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
+    quoted = [line.strip() for e in chain for line in str(e).splitlines()
+              if pattern.match(line.strip()) and not line.strip().startswith(RAY_WRAPPERS)]
+    if quoted:
+        return quoted[-1]
+    return f"{type(chain[-1]).__name__}: {str(chain[-1]).strip().splitlines()[0] if str(chain[-1]).strip() else ''}"
 
 
 def _dataset(chunks, pending, state, image_dir, output, recipe, extractor, *, actors, cpus_per_actor, gpus_per_actor,

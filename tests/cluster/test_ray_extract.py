@@ -12,7 +12,7 @@ from similar_images.cluster.ray_extract import decode_chunk, decoded_pairs, run_
 from similar_images.cluster.recipes import ExtractorRecipe, recipe_for
 from similar_images.db.checkpoint import Checkpoint, partial_dir
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
-from similar_images.errors import ImageError
+from similar_images.errors import ImageError, SimilarImagesError
 from similar_images.extract import run_extraction
 from similar_images.pipeline import decode_one
 
@@ -75,7 +75,7 @@ def test_resume_keeps_finished_shards(tmp_path, local_ray):  # noqa: F811
     local = local_result(file_list, folder, tmp_path / "local.npy", PixelExtractor())
     output = tmp_path / "ray.npy"
     failing = ExtractorRecipe(None, {"good_calls": 2}, factory=FailingPixelExtractor)
-    with pytest.raises(Exception, match="model failed"):
+    with pytest.raises(SimilarImagesError, match=r"Ray job failed \(.*model failed.*--resume"):
         ray_result(file_list, folder, output, PixelExtractor(), failing, actors=1)
     assert not output.exists()  # nothing under the final name
     checkpoint = Checkpoint(output)
