@@ -36,8 +36,18 @@ def _env(**extra) -> dict:
     return env
 
 
+@pytest.fixture(scope="session")
+def ray_auth_off():
+    """Token authentication off for every Ray of the session (loopback only): Ray reads the
+    mode once a process, so a local Ray and the 2-node cluster must agree on it."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_AUTH_MODE", "disabled")
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(ray_auth_off):
     """``ray.init(num_cpus=2)`` on 127.0.0.1; the tests' helper modules importable by workers."""
     import ray
 
@@ -96,7 +106,7 @@ def _kill_leftovers(temp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_nodes():
+def two_nodes(ray_auth_off):
     """A 2-node Ray cluster on 127.0.0.1 (one CPU a node); yields its address."""
     import ray
 
@@ -108,8 +118,6 @@ def two_nodes():
                    "--include-dashboard=false", f"--temp-dir={temp}", *common],
                   _env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0"), log)
     processes = [head]
-    patch = pytest.MonkeyPatch()
-    patch.setenv("RAY_AUTH_MODE", "disabled")  # a loopback-only test cluster; no tokens to share
     try:
         current = temp / "ray_current_cluster"
         _wait_for(lambda: current.is_file() and current.read_text().strip(), "write its address")
@@ -127,6 +135,5 @@ def two_nodes():
             ray.shutdown()
         yield address
     finally:
-        patch.undo()
         _stop(processes)
         _kill_leftovers(temp)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from _extract_data import make_collection
-from _ray_cluster import two_nodes  # noqa: F401 (fixture)
+from _ray_cluster import ray_auth_off, two_nodes  # noqa: F401 (fixtures)
 from click.testing import CliRunner
 
 from similar_images.cli import main

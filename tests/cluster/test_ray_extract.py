@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from _cluster_models import FailingPixelExtractor, KilledOncePixelExtractor
 from _extract_data import BAD, PixelExtractor, make_collection
-from _ray_cluster import local_ray  # noqa: F401 (fixture)
+from _ray_cluster import local_ray, ray_auth_off  # noqa: F401 (fixtures)
 
 from similar_images.cluster.ray_extract import decode_chunk, decoded_pairs, run_ray_extraction
 from similar_images.cluster.recipes import ExtractorRecipe, recipe_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _ray_cluster import local_ray  # noqa: F401 (fixture)
+from _ray_cluster import local_ray, ray_auth_off  # noqa: F401 (fixtures)
 
 from similar_images.cluster.ray_extract import run_ray_extraction
 from similar_images.cluster.recipes import recipe_for
