@@ -115,12 +115,19 @@ def embed_chunks(
     )
     try:
         for chunk in chunks:
-            yield _embed_chunk(itertools.islice(decoded, len(chunk)), extractor, batch_size, progress, timer)
+            yield embed_decoded(itertools.islice(decoded, len(chunk)), extractor, batch_size=batch_size,
+                                progress=progress, timer=timer)
     finally:
         decoded.close()
 
 
-def _embed_chunk(decoded: Iterator, extractor, batch_size: int, progress, timer: Timer) -> ChunkResult:
+def embed_decoded(decoded: Iterator, extractor, *, batch_size: int, progress=None, timer: Timer | None = None) -> ChunkResult:
+    """Embed one chunk of ``(name, image or ImageError)`` pairs, in batches of ``batch_size`` good images.
+
+    The mapper stage, shared by the local engine and the Ray actors (so both make the
+    same batches, hence the same vectors).
+    """
+    timer = timer if timer is not None else Timer()
     parts, names, skipped, batch, batch_names = [], [], [], [], []
 
     def flush() -> None:

@@ -31,8 +31,13 @@ from similar_images.db.index import INDEX_TYPES
               help="Train on at most this many vectors (a random sample).")
 @click.option("--force", is_flag=True, help="Replace an existing index.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="ray: train here, encode shards of the vectors in Ray tasks, merge (docs/scale.md).")
+@click.option("--address", default=None,
+              help="ray: the cluster to join ('auto', or HOST:PORT).  [default: start a local Ray]")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
-def build(input_vectors, output_filename, dimension, index_type, nlist, train_size, force, no_progress, verbose):
+def build(input_vectors, output_filename, dimension, index_type, nlist, train_size, force, no_progress, engine,
+          address, verbose):
     """Build the Faiss index that `similar-images search` uses.
 
     Prints the build time, the index size and its recall@10 against exact search
@@ -50,11 +55,18 @@ def build(input_vectors, output_filename, dimension, index_type, nlist, train_si
         raise click.ClickException(f"{output_filename} already exists; use --force to replace it")
     if not Path(input_vectors).exists():
         raise click.ClickException(f"{input_vectors}: vectors file not found (make it with `similar-images extract`)")
+    if address and engine != "ray":
+        raise click.UsageError("--address needs --engine ray")
     click.echo(f"building the {index_type} index of {input_vectors} ...", err=True)
+    options = {"index_type": index_type, "dimension": dimension, "force": force, "nlist": nlist,
+               "train_size": train_size, "show_progress": not no_progress}
     try:
-        manifest = build_index_files(input_vectors, output_filename, index_type=index_type, dimension=dimension,
-                                     force=force, nlist=nlist, train_size=train_size,
-                                     show_progress=not no_progress)
+        if engine == "ray":
+            from similar_images.cluster.ray_build import build_index_files_ray
+
+            manifest = build_index_files_ray(input_vectors, output_filename, address=address, **options)
+        else:
+            manifest = build_index_files(input_vectors, output_filename, **options)
     except (SimilarImagesError, ValueError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(build_summary(manifest, output_filename))

@@ -48,10 +48,18 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--chunk-batches", default=16, type=click.IntRange(min=1), hidden=True,
               help="Batches per checkpoint chunk.")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="local: this process; ray: decode tasks and model actors on a Ray cluster (docs/scale.md).")
+@click.option("--address", default=None,
+              help="ray: the cluster to join ('auto', or HOST:PORT).  [default: start a local Ray]")
+@click.option("--actors", default=None, type=click.IntRange(min=1),
+              help="ray: model actors, one model each.  [default: one per 2 CPUs of the cluster]")
+@click.option("--gpus-per-actor", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="ray: GPUs each model actor reserves.")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
 def extract(filename_list, img_dir, output_filename, model_filename, batch_size, model, weights,
             runtime, precision, force_int8, resume, force, allow_urls, workers, no_progress, chunk_batches,
-            verbose):
+            engine, address, actors, gpus_per_actor, verbose):
     """Extract a feature vector for every image of a file list.
 
     Writes OUTPUT (.npy, float32, one row per image) and OUTPUT.manifest.json (the
@@ -77,17 +85,30 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
             click.echo(f"note: no interrupted run to resume ({partial_dir(output)} does not exist); "
                        "starting from the beginning", err=True)
         speed_hint(filename_list, model, runtime, precision)
-        extractor = get_extractor(model, **model_options(model, weights=weights, model_file=model_filename),
-                                  **runtime_options(runtime, precision, filename_list, img_dir,
-                                                    force_int8=force_int8, show_progress=not no_progress))
+        if engine == "local" and (address or actors or gpus_per_actor):
+            raise click.UsageError("--address, --actors and --gpus-per-actor need --engine ray")
+        options = {**model_options(model, weights=weights, model_file=model_filename),
+                   **runtime_options(runtime, precision, filename_list, img_dir,
+                                     force_int8=force_int8, show_progress=not no_progress)}
+        extractor = get_extractor(model, **options)
         if str(extractor.describe().get("weights", "")).startswith("none"):
             click.echo(f"note: {model} runs with RANDOM weights ({extractor.describe()['weights']}); "
                        "the vectors are for testing only", err=True)
         with logging_redirect_tqdm():  # log lines above the bar, not through it
-            manifest = run_extraction(filename_list, img_dir, output, extractor, batch_size=batch_size,
-                                      workers=workers, resume=resume, force=force,
-                                      show_progress=not no_progress, chunk_batches=chunk_batches,
-                                      allow_urls=allow_urls)
+            if engine == "ray":
+                from similar_images.cluster.ray_extract import run_ray_extraction
+                from similar_images.cluster.recipes import recipe_for
+
+                manifest = run_ray_extraction(filename_list, img_dir, output, extractor,
+                                              recipe_for(extractor, model, options), batch_size=batch_size,
+                                              chunk_batches=chunk_batches, resume=resume, force=force,
+                                              show_progress=not no_progress, address=address, actors=actors,
+                                              gpus_per_actor=gpus_per_actor, allow_urls=allow_urls)
+            else:
+                manifest = run_extraction(filename_list, img_dir, output, extractor, batch_size=batch_size,
+                                          workers=workers, resume=resume, force=force,
+                                          show_progress=not no_progress, chunk_batches=chunk_batches,
+                                          allow_urls=allow_urls)
     except KeyboardInterrupt:
         raise click.ClickException(
             f"interrupted; finished chunks are kept in {output}.partial, rerun with --resume to continue"
@@ -95,6 +116,10 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{extraction_summary(manifest)}; vectors in {output}")
+    if engine == "ray":
+        timings = manifest["timings"]
+        click.echo(f"ray: {timings['nodes']} node(s), {timings['actors']} model actor(s), "
+                   f"{timings['model_s']:.1f} actor-seconds in the model")
 
 
 def model_options(model: str, **given) -> dict:

@@ -35,6 +35,7 @@ def build_index_files(
     eval_queries: int = 200,
     seed: int = 0,
     show_progress: bool = True,
+    builder=None,
 ) -> dict[str, Any]:
     """Build an index over a vectors file and write it with its manifest.
 
@@ -49,6 +50,9 @@ def build_index_files(
         eval_queries: own vectors used as queries to measure recall against exact search.
         seed: seed of the training and evaluation samples.
         show_progress: show a progress bar while adding vectors.
+        builder: makes ``(index, info)`` like :func:`index.build_index` (same
+            arguments); default :func:`index.build_index` in this process
+            (``similar_images.cluster.ray_build`` passes a sharded one).
 
     Returns:
         The index manifest written, including ``build_seconds``, ``index_bytes``,
@@ -75,8 +79,8 @@ def build_index_files(
                              f"not {dimension}: use -d {d}, or leave -d out (the manifest's dimension is the default)")
         log.info("building %s index over %d x %d vectors", index_type, n, d)
         start = time.perf_counter()
-        index, info = ix.build_index(vectors, index_type, nlist=nlist, train_size=train_size,
-                                     seed=seed, show_progress=show_progress)
+        index, info = (builder or ix.build_index)(vectors, index_type, nlist=nlist, train_size=train_size,
+                                                  seed=seed, show_progress=show_progress)
         build_seconds = time.perf_counter() - start
         ix.set_search_params(index, info["search_params"])
         pool_factor, pool_recalls = recall_mod.choose_pool_factor(index, vectors, n_queries=eval_queries, seed=seed)

@@ -1,0 +1,90 @@
+"""Start a local Ray, or connect to a running cluster, for the length of one job."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from similar_images.errors import SimilarImagesError
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[dict]:
+    """Make sure Ray is up while the block runs; yield the cluster's resources.
+
+    Args:
+        address: ``None`` starts a Ray inside this process's machine (stopped at the
+            end); ``"auto"`` joins the cluster started on this machine by ``ray start``;
+            ``"HOST:PORT"`` (or ``ray://HOST:PORT``) joins that cluster. When Ray is
+            already initialised (a notebook, a test), it is used as it is.
+        num_cpus: CPUs of a local Ray (default: all cores); ignored when joining.
+
+    Raises:
+        SimilarImagesError: the cluster at ``address`` cannot be reached.
+    """
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
+                  "configure_logging": False}
+        try:
+            if address is None:
+                with loopback_only():
+                    ray.init(address="local", num_cpus=num_cpus, **kwargs)
+            elif is_loopback(address):
+                with loopback_only():
+                    ray.init(address=address, **kwargs)
+            else:
+                ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = address or "a local Ray"
+            raise SimilarImagesError(f"cannot start or reach Ray at {where} ({exc}); "
+                                     "check --address (see docs/scale.md)") from None
+        started = True
+    try:
+        resources = ray.cluster_resources()
+        logger.info("Ray: %d node(s), %s CPUs, %s GPUs", len(ray.nodes()), resources.get("CPU", 0),
+                    resources.get("GPU", 0))
+        yield resources
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def is_loopback(address: str) -> bool:
+    """``127.0.0.1:PORT``, ``localhost:PORT``, ``[::1]:PORT`` (with or without ``ray://``)."""
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """While a local Ray starts, keep it on 127.0.0.1.
+
+    Ray replaces 127.0.0.1 by the machine's outward address unless clusters are off
+    (its ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` switch, read once at import); a Ray that
+    only this machine uses needs no outward address.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def quiet_data_context() -> None:
+    """Ray Data's own bars off (the job shows one bar over images, with rate and ETA)."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_operator_progress_bars = False
+    ctx.verbose_stats_logs = False
