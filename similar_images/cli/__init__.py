@@ -30,6 +30,8 @@ def run_main(command: click.Command, super_main, args, kwargs):
 
     kwargs["standalone_mode"] = False
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    ours = logging.getLogger("similar_images")
+    level, _VERBOSE[0] = ours.level, False  # -v of one in-process call must not leak into the next
     try:
         with logging_redirect_tqdm(loggers=[logging.getLogger()]):
             code = super_main(*args, **kwargs)
@@ -52,6 +54,8 @@ def run_main(command: click.Command, super_main, args, kwargs):
             fail(describe_fault(exc), exc)
         except click.exceptions.Exit as done:
             code = done.exit_code
+    finally:
+        ours.setLevel(level)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -364,7 +364,7 @@ def test_cli_fidelity_compares_index_types_and_reuses_them(tmp_path):
     result = run_cli("fidelity", "--vectors", vectors, "--models", "exact,flat", "--queries", 30,
                      "-o", out, "--no-progress")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()  # the report (log records go to stderr)
     assert lines[1].split()[:4] == ["system", "recall@1", "recall@10", "recall@100"]
     assert lines[3].split()[:2] == ["toy/exact", "1.000"] and lines[4].split()[:2] == ["toy/flat", "1.000"]
     assert (out / "fidelity.json").exists() and (out / "fidelity.png").exists()
