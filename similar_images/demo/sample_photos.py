@@ -28,7 +28,8 @@ SEPARATOR = "__"
 JPEG_QUALITY = 92
 
 
-def _skimage(name: str) -> Callable[[], np.ndarray]:
+def skimage_loader(name: str) -> Callable[[], np.ndarray]:
+    """A loader of scikit-image's sample image ``name``: ``() -> (h, w[, 3]) uint8``."""
     def load() -> np.ndarray:
         from skimage import data
 
@@ -52,7 +53,8 @@ def _sklearn(filename: str) -> Callable[[], np.ndarray]:
     return load
 
 
-def _matplotlib(filename: str) -> Callable[[], np.ndarray]:
+def matplotlib_loader(filename: str) -> Callable[[], np.ndarray]:
+    """A loader of matplotlib's sample data file ``filename`` as RGB: ``() -> (h, w, 3) uint8``."""
     def load() -> np.ndarray:
         import matplotlib.cbook
 
@@ -64,23 +66,23 @@ def _matplotlib(filename: str) -> Callable[[], np.ndarray]:
 
 # photo name -> loader returning (h, w, 3) or (h, w) uint8; all offline.
 PHOTOS: dict[str, Callable[[], np.ndarray]] = {
-    "astronaut": _skimage("astronaut"),
-    "coffee": _skimage("coffee"),
-    "chelsea": _skimage("chelsea"),  # a cat
-    "rocket": _skimage("rocket"),
+    "astronaut": skimage_loader("astronaut"),
+    "coffee": skimage_loader("coffee"),
+    "chelsea": skimage_loader("chelsea"),  # a cat
+    "rocket": skimage_loader("rocket"),
     "motorcycle": _motorcycle,
-    "hubble": _skimage("hubble_deep_field"),
-    "retina": _skimage("retina"),
-    "ihc": _skimage("immunohistochemistry"),  # stained tissue under a microscope
-    "camera": _skimage("camera"),  # black and white: a cameraman
-    "moon": _skimage("moon"),
-    "coins": _skimage("coins"),
-    "brick": _skimage("brick"),
-    "grass": _skimage("grass"),
-    "gravel": _skimage("gravel"),
+    "hubble": skimage_loader("hubble_deep_field"),
+    "retina": skimage_loader("retina"),
+    "ihc": skimage_loader("immunohistochemistry"),  # stained tissue under a microscope
+    "camera": skimage_loader("camera"),  # black and white: a cameraman
+    "moon": skimage_loader("moon"),
+    "coins": skimage_loader("coins"),
+    "brick": skimage_loader("brick"),
+    "grass": skimage_loader("grass"),
+    "gravel": skimage_loader("gravel"),
     "china": _sklearn("china.jpg"),  # a temple
     "flower": _sklearn("flower.jpg"),
-    "grace_hopper": _matplotlib("grace_hopper.jpg"),
+    "grace_hopper": matplotlib_loader("grace_hopper.jpg"),
 }
 
 

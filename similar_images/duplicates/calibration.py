@@ -34,32 +34,13 @@ UNRELATED_PREFIX = "other_"
 THRESHOLDS = np.round(np.arange(0.30, 1.0001, 0.01), 2)
 
 
-def _skimage(name: str) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        from skimage import data
-
-        return getattr(data, name)()
-
-    return load
-
-
-def _matplotlib(filename: str) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        import matplotlib.cbook
-        from PIL import Image
-
-        with Image.open(matplotlib.cbook.get_sample_data(filename, asfileobj=False)) as img:
-            return np.asarray(img.convert("RGB"))
-
-    return load
-
-
 # Images that ship offline and are none of the demo photos nor a copy of one.
 UNRELATED: dict[str, Callable[[], np.ndarray]] = {
-    **{name: _skimage(name) for name in ("cell", "clock", "colorwheel", "page", "text", "checkerboard", "horse",
-                                         "binary_blobs", "microaneurysms", "shepp_logan_phantom", "logo")},
-    "present": _matplotlib("Minduka_Present_Blue_Pack.png"),
-    "logo2": _matplotlib("logo2.png"),
+    **{name: sample_photos.skimage_loader(name)
+       for name in ("cell", "clock", "colorwheel", "page", "text", "checkerboard", "horse",
+                    "binary_blobs", "microaneurysms", "shepp_logan_phantom", "logo")},
+    "present": sample_photos.matplotlib_loader("Minduka_Present_Blue_Pack.png"),
+    "logo2": sample_photos.matplotlib_loader("logo2.png"),
 }
 
 
