@@ -11,21 +11,15 @@ Bad files are skipped with their reason recorded; they never stop a run.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from similar_images.db.checkpoint import Checkpoint, check_compatible, partial_dir
-from similar_images.db.files import read_file_list, sha256_lines
-from similar_images.db.inputs import check_names
-from similar_images.db.vectors import save_vectors
-from similar_images.errors import SimilarImagesError
+from similar_images.jobs import commit_job, finished_run, open_job
 from similar_images.pipeline import Timer, default_workers, embed_chunks, progress_bar
 from similar_images.runner import image_mapper, run_chunks
 
@@ -65,72 +59,6 @@ def extract_vectors(
                                  batch_size=batch_size, workers=workers or default_workers(),
                                  progress=bar)
     return result.vectors, result.names, result.skipped
-
-
-def validate_job(
-    file_list: str | os.PathLike,
-    image_dir: str | os.PathLike,
-    output: str | os.PathLike,
-    *,
-    resume: bool = False,
-    force: bool = False,
-) -> list[str]:
-    """Check an extraction job's arguments before any model is loaded; return the names.
-
-    Raises:
-        SimilarImagesError: missing or empty file list, missing image folder, output
-            folder missing or not writable, output or an interrupted run in the way.
-    """
-    file_list, image_dir, output = Path(file_list), Path(image_dir), Path(output)
-    if not file_list.is_file():
-        raise SimilarImagesError(f"file list {file_list} not found")
-    try:
-        names = read_file_list(file_list)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SimilarImagesError(f"file list {file_list} is unreadable ({exc})") from None
-    if not names:
-        raise SimilarImagesError(f"file list {file_list} is empty")
-    if not image_dir.is_dir():
-        raise SimilarImagesError(f"image folder {image_dir} not found")
-    folder = output.parent
-    if output.is_dir():
-        raise SimilarImagesError(f"output {output} is a folder; give a file name")
-    if not folder.is_dir():
-        raise SimilarImagesError(f"cannot write {output}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise SimilarImagesError(f"cannot write {output}: folder {folder} is not writable")
-    if output.exists() and not force:
-        raise SimilarImagesError(f"{output} already exists; use --force to overwrite it")
-    if partial_dir(output).exists() and not (resume or force):
-        raise SimilarImagesError(
-            f"an interrupted run left {partial_dir(output)}; use --resume to continue it "
-            "or --force to start over"
-        )
-    return names
-
-
-def finished_run(file_list: str | os.PathLike, output: str | os.PathLike) -> dict[str, Any] | None:
-    """The manifest of ``output`` if it already holds this file list's finished extraction, else None.
-
-    A run killed after its commit point has a complete output and may still have its
-    ``.partial/`` folder: ``--resume`` then says so and removes the folder. "Finished"
-    means the database opens and verifies and its manifest records the same file list
-    (``file_list_sha256``).
-    """
-    from similar_images.db.database import Database
-
-    output = Path(output)
-    if not output.exists():
-        return None
-    try:
-        names = read_file_list(file_list)
-    except (OSError, UnicodeDecodeError):
-        return None
-    manifest = Database.open(output).manifest
-    if manifest.get("file_list_sha256") != sha256_lines(names):
-        return None
-    Checkpoint(output).remove()
-    return manifest
 
 
 def run_extraction(
@@ -181,122 +109,14 @@ def run_extraction(
     if resume and not force and (finished := finished_run(file_list, output)) is not None:
         logger.info("%s is already complete; nothing to resume", output)
         return finished
-    names = validate_job(file_list, image_dir, output, resume=resume, force=force)
-    checkpoint = Checkpoint(output)
-    state = {
-        "file_list": str(file_list),
-        "file_list_sha256": sha256_lines(names),
-        "count": len(names),
-        "image_dir": str(image_dir),
-        "model": extractor.describe(),
-        "batch_size": int(batch_size),
-        "chunk_size": int(batch_size) * int(chunk_batches),
-    }
-    state = _open_checkpoint(checkpoint, state, resume=resume)
-    chunk_size = state["chunk_size"]
-    checked = check_names(names, image_dir, allow_urls=allow_urls)  # the same rules as add
-    for item in checked.skipped:
-        logger.info("skipped %s", item["message"])
-    chunks = [checked.names[i : i + chunk_size] for i in range(0, len(checked.names), chunk_size)]
+    job = open_job(file_list, image_dir, output, extractor, batch_size=batch_size, chunk_batches=chunk_batches,
+                   resume=resume, force=force, allow_urls=allow_urls)
     timer, started = Timer(), time.perf_counter()
-    mapper = image_mapper(extractor, image_dir, batch_size=state["batch_size"],
+    mapper = image_mapper(extractor, image_dir, batch_size=job.state["batch_size"],
                           workers=workers or default_workers(), timer=timer)
-    done = run_chunks(checkpoint, chunks, mapper, show_progress=show_progress)
+    done = run_chunks(job.checkpoint, job.chunks, mapper, show_progress=show_progress)
     if done:
-        logger.info("resumed: %d of %d chunks were already done", len(done), len(chunks))
-    elapsed = time.perf_counter() - started
-    vectors, kept, skipped, total_s = checkpoint.assemble(len(chunks), int(extractor.dim))
-    vectors, kept, skipped = drop_non_finite(vectors, kept, skipped)
-    model_files = keep_model_files(extractor, output)
-    manifest = save_vectors(output, vectors, {
-        "model": state["model"],
-        **({"model_files": model_files} if model_files else {}),
-        "names": kept,
-        "image_dir": recorded_image_dir(image_dir, output),
-        "file_list": str(file_list),
-        "file_list_sha256": state["file_list_sha256"],
-        "skipped": checked.skipped + skipped,
-        "timings": _timings(elapsed, total_s, timer, len(done), len(chunks), state),
-    })
-    checkpoint.remove()
-    logger.info("%s", extraction_summary(manifest))
-    return manifest
+        logger.info("resumed: %d of %d chunks were already done", len(done), len(job.chunks))
+    return commit_job(job, extractor, timer, time.perf_counter() - started, resumed=len(done))
 
 
-def drop_non_finite(vectors: np.ndarray, names: list[str], skipped: list[dict]):
-    """Skip rows the model made NaN or infinite (with a reason): they are never stored."""
-    finite = np.isfinite(vectors).all(axis=1)  # (n,)
-    if finite.all():
-        return vectors, names, skipped
-    bad = [{"path": names[i], "reason": "non-finite",
-            "message": f"{names[i]}: the model's vector holds NaN or infinity"} for i in np.flatnonzero(~finite)]
-    return vectors[finite], [n for n, ok in zip(names, finite) if ok], skipped + bad
-
-
-def keep_model_files(extractor, output: str | os.PathLike) -> str | None:
-    """Copy a quantised model beside ``output`` so the database travels; its folder name, or None.
-
-    The copy is named by its calibration sample (``<output>.int8-<sample>``), so a crash
-    before the vectors are committed leaves only a folder the next run reuses.
-    """
-    source = getattr(extractor, "model_folder", None)
-    if source is None:
-        return None
-    from similar_images.models.quantize import save_model_folder
-
-    sample = str(extractor.describe().get("calibration", {}).get("sample_sha256", "model"))[:12]
-    output = Path(output)
-    target = save_model_folder(source, output.parent / f"{output.name}.int8-{sample}")
-    return target.name
-
-
-def recorded_image_dir(image_dir: str | os.PathLike, output: str | os.PathLike) -> str:
-    """The image folder as the manifest records it: relative to the database's folder when
-    the images live there (so a moved or copied database still finds them), else absolute."""
-    images, home = Path(os.path.abspath(image_dir)), Path(os.path.abspath(output)).parent
-    if images == home or home in images.parents:
-        return Path(os.path.relpath(images, home)).as_posix()
-    return str(images)
-
-
-def _open_checkpoint(checkpoint: Checkpoint, state: dict[str, Any], *, resume: bool) -> dict[str, Any]:
-    """The state to run with: the saved one when resuming a matching run, else a fresh one."""
-    if resume and checkpoint.exists():
-        saved = checkpoint.load_state()
-        check_compatible(saved, state, checkpoint.dir)
-        if saved.get("batch_size") != state["batch_size"]:
-            logger.warning("resuming with the partial run's batch size %s (not %s) so vectors match",
-                           saved.get("batch_size"), state["batch_size"])
-        return {**state, "batch_size": saved["batch_size"], "chunk_size": saved["chunk_size"]}
-    if resume:  # the CLI says so to the user; library callers may pass resume=True routinely
-        logger.info("nothing to resume at %s; starting from the beginning", checkpoint.dir)
-    checkpoint.start(state)
-    return state
-
-
-def _timings(elapsed, total_s, timer, resumed, chunks, state) -> dict[str, Any]:
-    return {
-        "finished_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "elapsed_s": round(elapsed, 3),
-        "images_per_s": round(timer.images / elapsed, 3) if elapsed > 0 else None,
-        "images_this_run": timer.images,
-        "model_s": round(timer.model_s, 3),
-        "decode_wait_s": round(timer.decode_wait_s, 3),
-        "all_runs_s": round(total_s, 3),
-        "chunks": chunks,
-        "resumed_chunks": resumed,
-        "batch_size": state["batch_size"],
-        "chunk_size": state["chunk_size"],
-    }
-
-
-def extraction_summary(manifest: dict[str, Any]) -> str:
-    """One line: done, skipped, elapsed, images/s."""
-    timings = manifest.get("timings", {})
-    rate = timings.get("images_per_s")
-    text = (f"done {manifest['count']}, skipped {len(manifest.get('skipped', []))}, "
-            f"elapsed {timings.get('elapsed_s', 0):.1f} s, "
-            f"{rate if rate is not None else 0:.2f} images/s")
-    if timings.get("resumed_chunks"):
-        text += f" (resumed: {timings['resumed_chunks']} of {timings['chunks']} chunks were already done)"
-    return text

@@ -71,8 +71,9 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
 
     from similar_images.db.checkpoint import partial_dir
     from similar_images.errors import SimilarImagesError
-    from similar_images.extract import extraction_summary, finished_run, run_extraction, validate_job
+    from similar_images.extract import run_extraction
     from similar_images.features import get_extractor
+    from similar_images.jobs import extraction_summary, finished_run, validate_job
 
     output = output_filename or f"{filename_list}.saved_predictions.npy"
     try:

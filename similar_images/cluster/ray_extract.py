@@ -38,20 +38,8 @@ import numpy as np
 from similar_images.cluster.recipes import ExtractorRecipe
 from similar_images.cluster.session import quiet_data_context, ray_session
 from similar_images.db.checkpoint import Checkpoint
-from similar_images.db.files import sha256_lines
-from similar_images.db.inputs import check_names
-from similar_images.db.vectors import save_vectors
 from similar_images.errors import ImageError, SimilarImagesError
-from similar_images.extract import (
-    _open_checkpoint,
-    _timings,
-    drop_non_finite,
-    extraction_summary,
-    finished_run,
-    keep_model_files,
-    recorded_image_dir,
-    validate_job,
-)
+from similar_images.jobs import commit_job, finished_run, open_job
 from similar_images.pipeline import Timer, decode_one, embed_decoded, progress_bar
 
 logger = logging.getLogger(__name__)
@@ -161,15 +149,9 @@ def run_ray_extraction(
     if resume and not force and (finished := finished_run(file_list, output)) is not None:
         logger.info("%s is already complete; nothing to resume", output)
         return finished
-    names = validate_job(file_list, image_dir, output, resume=resume, force=force)
-    checkpoint = Checkpoint(output)
-    state = {"file_list": str(file_list), "file_list_sha256": sha256_lines(names), "count": len(names),
-             "image_dir": str(image_dir), "model": extractor.describe(), "batch_size": int(batch_size),
-             "chunk_size": int(batch_size) * int(chunk_batches)}
-    state = _open_checkpoint(checkpoint, state, resume=resume)
-    size = state["chunk_size"]
-    checked = check_names(names, image_dir, allow_urls=allow_urls)  # the local engine's input rules
-    chunks = [checked.names[i : i + size] for i in range(0, len(checked.names), size)]
+    job = open_job(file_list, image_dir, output, extractor, batch_size=batch_size, chunk_batches=chunk_batches,
+                   resume=resume, force=force, allow_urls=allow_urls)
+    checkpoint, state, chunks = job.checkpoint, job.state, job.chunks
     done = checkpoint.finished(len(chunks))
     if done:
         logger.info("resuming: %d of %d chunks already done", len(done), len(chunks))
@@ -184,7 +166,7 @@ def run_ray_extraction(
         threads = threads_per_actor or max(1, min(node_cpus, round(resources.get("CPU", 1) / actors)))
         pending = [i for i in range(len(chunks)) if i not in set(done)]
         initial = sum(len(chunks[i]) for i in done)
-        with progress_bar(total=len(checked.names), initial=initial, show=show_progress,
+        with progress_bar(total=sum(map(len, chunks)), initial=initial, show=show_progress,
                           desc=f"extract (ray: {nodes} node{'s' * (nodes != 1)}, {actors} actors)") as bar:
             rows = _dataset(chunks, pending, state, image_dir, output, recipe, extractor, actors=actors,
                             cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, threads=threads)
@@ -192,20 +174,8 @@ def run_ray_extraction(
                 bar.update(int(row["count"]))
                 timer.images += int(row["embedded"])
                 timer.model_s += float(row["model_s"])
-    elapsed = time.perf_counter() - started
-    vectors, kept, skipped, total_s = checkpoint.assemble(len(chunks), int(extractor.dim))
-    vectors, kept, skipped = drop_non_finite(vectors, kept, skipped)
-    timings = {**_timings(elapsed, total_s, timer, len(done), len(chunks), state),
-               "engine": "ray", "nodes": nodes, "actors": actors}
-    model_files = keep_model_files(extractor, output)
-    manifest = save_vectors(output, vectors, {  # the local engine's manifest, field for field
-        "model": state["model"], **({"model_files": model_files} if model_files else {}), "names": kept,
-        "image_dir": recorded_image_dir(image_dir, output), "file_list": str(file_list),
-        "file_list_sha256": state["file_list_sha256"], "skipped": checked.skipped + skipped, "timings": timings,
-    })
-    checkpoint.remove()
-    logger.info("%s", extraction_summary(manifest))
-    return manifest
+    return commit_job(job, extractor, timer, time.perf_counter() - started, resumed=len(done),
+                      timings={"engine": "ray", "nodes": nodes, "actors": actors})
 
 
 def _failures_explained(rows, checkpoint: Checkpoint):
