@@ -112,3 +112,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def copy_database(source: Path, target: Path, names=("db.npy", "db.faiss.index")) -> list[Path]:
+    """Copy database files and their manifests from ``source`` into ``target``: the copied paths."""
+    import shutil
+
+    from similar_images.db.files import manifest_path
+
+    for name in names:
+        for path in (source / name, manifest_path(source / name)):
+            shutil.copy(path, target / path.name)
+    return [target / name for name in names]

@@ -4,11 +4,10 @@ a non-zero exit, no traceback unless -v."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
-from _index_data import vector_db
+from _index_data import copy_database, vector_db
 from click.testing import CliRunner
 
 from similar_images.cli import main
@@ -29,10 +28,7 @@ def template(tmp_path_factory):
 
 @pytest.fixture
 def db(tmp_path, template):
-    for name in ("db.npy", "db.faiss.index"):
-        for path in (template / name, manifest_path(template / name)):
-            shutil.copy(path, tmp_path / path.name)
-    return tmp_path / "db.npy", tmp_path / "db.faiss.index"
+    return tuple(copy_database(template, tmp_path))
 
 
 def run(*args):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _index_data import vector_db
+from _index_data import copy_database, vector_db
 
 from similar_images.db import journal
 from similar_images.db.build import build_index_files
@@ -41,10 +40,7 @@ def template(tmp_path_factory):
 def db_files(tmp_path, template):
     """A fresh copy of the template database: (vectors path, index path, vectors)."""
     folder, vectors = template
-    for name in ("db.npy", "db.faiss.index"):
-        for path in (folder / name, manifest_path(folder / name)):
-            shutil.copy(path, tmp_path / path.name)
-    return tmp_path / "db.npy", tmp_path / "db.faiss.index", vectors
+    return (*copy_database(folder, tmp_path), vectors)
 
 
 def rewrite_manifest(path: Path, **changes) -> None:

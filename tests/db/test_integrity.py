@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _index_data import vector_db
+from _index_data import copy_database, vector_db
 
 from similar_images.db import integrity
 from similar_images.db.build import build_index_files
@@ -37,10 +36,7 @@ def template(tmp_path_factory):
 def db(tmp_path, template):
     """A fresh copy: (vectors path, index path, vectors)."""
     folder, vectors = template
-    for name in ("db.npy", "db.faiss.index"):
-        for path in (folder / name, manifest_path(folder / name)):
-            shutil.copy(path, tmp_path / path.name)
-    return tmp_path / "db.npy", tmp_path / "db.faiss.index", vectors
+    return (*copy_database(folder, tmp_path), vectors)
 
 
 def data_offset(path: Path) -> int:

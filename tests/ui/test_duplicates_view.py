@@ -3,23 +3,8 @@ database of tests/_widget_db.py (photos and a cropped copy of each)."""
 
 from __future__ import annotations
 
-import pytest
-from _widget_db import database_files
-
 from similar_images.duplicates.threshold import resolve_threshold
 from similar_images.ui.image_app import SimilarImagesApp
-
-
-@pytest.fixture(scope="session")
-def db_files(tmp_path_factory):
-    return database_files(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def db(db_files):
-    from similar_images.search import SimilarImages
-
-    return SimilarImages.open(vectors=db_files["vectors"], index=db_files["index"])
 
 
 def test_duplicates_button_shows_the_query_images_copies(db, db_files):

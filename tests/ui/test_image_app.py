@@ -9,23 +9,10 @@ import io
 import threading
 
 import pytest
-from _widget_db import database_files
 from PIL import Image
 
 from similar_images.ui.image_app import SimilarImagesApp
 from similar_images.ui.notebook import open_database
-
-
-@pytest.fixture(scope="session")
-def db_files(tmp_path_factory):
-    return database_files(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def db(db_files):
-    from similar_images.search import SimilarImages
-
-    return SimilarImages.open(vectors=db_files["vectors"], index=db_files["index"])
 
 
 @pytest.fixture

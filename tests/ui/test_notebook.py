@@ -6,17 +6,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from _widget_db import database_files
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "Similar image.ipynb"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-@pytest.fixture(scope="session")
-def db_files(tmp_path_factory):
-    return database_files(tmp_path_factory)
 
 
 def test_notebook_is_short_and_has_no_stored_outputs():

@@ -20,7 +20,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _widget_db import database_files
 
 pytestmark = pytest.mark.browser
 
@@ -32,11 +31,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 UPLOAD_AS = "my-upload.jpg"
 TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(scope="session")
-def db_files(tmp_path_factory):
-    return database_files(tmp_path_factory)
 
 
 @pytest.fixture
