@@ -28,6 +28,7 @@ from similar_images.db import index as ix
 from similar_images.db import ranking
 from similar_images.db.changes import remove_rows
 from similar_images.db.database import COCO_VECTORS, Database
+from similar_images.db.vectors import resolve_image_dir
 from similar_images.errors import ModelError
 from similar_images.features import check_extractor, extractor_for
 from similar_images.images import load_for_model
@@ -290,20 +291,3 @@ def find_default_index(vectors: str | os.PathLike) -> Path | None:
         return path
     log.info("no index %s: searching %s exactly", path, vectors)
     return None
-
-
-def resolve_image_dir(image_dir, vectors_path: Path, *, given: bool = False) -> Path:
-    """The image folder. A relative one is looked up beside the vectors first (how
-    manifests record it), then from the current folder (older manifests); a folder
-    found in neither place is reported, since every path shown would be wrong."""
-    if not image_dir:
-        return vectors_path.parent
-    path = Path(image_dir)
-    candidates = [path] if path.is_absolute() or given else [vectors_path.parent / path, path]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    where = "given" if given else f"recorded in {vectors_path.name}'s manifest"
-    log.warning("the image folder %s (%s) is missing: image paths cannot be shown or thumbnailed; "
-                "pass --image-dir (image_dir=) to say where the images are", path, where)
-    return candidates[0]

@@ -98,7 +98,7 @@ __all__ = ["COCO_INDEX", "COCO_VECTORS", "DEFAULT_VECTORS", "database_options", 
 
 def database_hint(kind: str, vectors: str | Path) -> str:
     """What to use instead of a missing database: the ones found, or how to make one."""
-    from similar_images.demo.run import DEFAULT_WORKDIR
+    from similar_images.demo.run import DEFAULT_WORKDIR, shown_path
 
     folders = [Path(vectors).parent, Path("."), Path(DEFAULT_WORKDIR)]
     found = find_databases(folders, name_rule="text" if kind == "text" else "path")
@@ -106,15 +106,7 @@ def database_hint(kind: str, vectors: str | Path) -> str:
         make = ("`similar-images text build CSV`" if kind == "text" else
                 "`similar-images demo` for a sample, or `similar-images extract` for your own images")
         return f"no other database found; make one with {make}"
-    shown = [f"--vectors {_shown(path)} ({manifest['count']} {'texts' if kind == 'text' else 'images'}, "
+    shown = [f"--vectors {shown_path(path)} ({manifest['count']} {'texts' if kind == 'text' else 'images'}, "
              f"{manifest['model'].get('name', '?')})" for path, manifest in found[:3]]
     more = f" and {len(found) - 3} more" if len(found) > 3 else ""
     return "found: " + "; ".join(shown) + more
-
-
-def _shown(path: Path) -> str:
-    """A path as a user types it: relative to the current folder when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

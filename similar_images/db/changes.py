@@ -26,7 +26,7 @@ from similar_images.db import index as ix
 from similar_images.db import journal
 from similar_images.db.database import Database, index_manifest_for, now_iso, require_vectors
 from similar_images.db.files import manifest_path, sha256_lines, write_json_to
-from similar_images.db.vectors import write_vectors_file
+from similar_images.db.vectors import resolve_image_dir, write_vectors_file
 from similar_images.errors import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -160,11 +160,8 @@ def remove_rows(
 
 
 def _image_dir(db: Database, image_dir):
-    """The folder path names are relative to: given, else the manifest's (relative to the database)."""
-    if image_dir:
-        return image_dir
-    recorded = db.manifest.get("image_dir")
-    return db.vectors_path.parent / recorded if recorded else None
+    """The folder path names are relative to: given, else the manifest's, found as searches find it."""
+    return image_dir or resolve_image_dir(db.manifest.get("image_dir"), db.vectors_path)
 
 
 def _stored_key(db: Database, image_dir) -> Callable[[str], str]:

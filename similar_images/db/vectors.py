@@ -10,6 +10,7 @@ Layout of a vectors file ``V`` (for example ``ms_coco_file_list.txt.saved_predic
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ def write_vectors_file(path: Path, shape: tuple[int, int], chunks) -> str:
 
 
 # --- vectors files ---------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
 
 VECTORS_FORMAT = 1
 
@@ -139,3 +142,20 @@ def open_vectors(path: str | os.PathLike, manifest: dict[str, Any] | None = None
         return np.memmap(path, dtype=np.float32, mode="r", offset=offset, shape=shape)
     except (OSError, ValueError) as exc:
         raise DatabaseError(f"{path}: cannot map the vectors file ({exc})") from None
+
+
+def resolve_image_dir(image_dir, vectors_path: Path, *, given: bool = False) -> Path:
+    """The image folder. A relative one is looked up beside the vectors first (how
+    manifests record it), then from the current folder (older manifests); a folder
+    found in neither place is reported, since every path shown would be wrong."""
+    if not image_dir:
+        return vectors_path.parent
+    path = Path(image_dir)
+    candidates = [path] if path.is_absolute() or given else [vectors_path.parent / path, path]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    where = "given" if given else f"recorded in {vectors_path.name}'s manifest"
+    log.warning("the image folder %s (%s) is missing: image paths cannot be shown or thumbnailed; "
+                "pass --image-dir (image_dir=) to say where the images are", path, where)
+    return candidates[0]

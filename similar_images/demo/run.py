@@ -277,12 +277,12 @@ def next_steps(run: DemoRun, *, serve_available: bool | None = None) -> str:
     import importlib.util
     import shlex
 
-    vectors = shlex.quote(_shown(run.vectors)) if run.vectors else "VECTORS"
+    vectors = shlex.quote(shown_path(run.vectors)) if run.vectors else "VECTORS"
     if serve_available is None:
         serve_available = importlib.util.find_spec("similar_images.service") is not None
     lines = [
         "Next steps:",
-        f"  * Look at the results: {_shown(run.html)}  (picture: {_shown(run.png)})",
+        f"  * Look at the results: {shown_path(run.html)}  (picture: {shown_path(run.png)})",
         "  * Search the sample database with any photo:",
         f"      similar-images search PHOTO.jpg --vectors {vectors}",
     ]
@@ -300,7 +300,7 @@ def next_steps(run: DemoRun, *, serve_available: bool | None = None) -> str:
     return "\n".join(lines)
 
 
-def _shown(path) -> str:
+def shown_path(path) -> str:
     """A path as a user types it: relative to the current folder when inside it."""
     if path is None:
         return "?"
