@@ -98,7 +98,7 @@ def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "au
         device: where the query model runs (``"auto"``, ``"cpu"``, ``"cuda"``); not the
             database's: vectors made on one device are searched with queries made on another.
     """
-    options: dict[str, Any] = {"device": device}
+    options: dict[str, Any] = {} if device == "auto" else {"device": device}  # auto: the factory's default
     weights = str(model.get("weights", ""))
     if weights.startswith("none(seed=") and weights.endswith(")"):
         options.update(weights="none", seed=int(weights[len("none(seed="):-1]))
