@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_line  # noqa: E402  (benchmarks/ is not a package)
 
 COCO_IMAGES = 40504
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "motorcycle_left", "hubble_deep_field", "coins")
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "immunohistochemistry")
 
 
 def photos(count: int) -> np.ndarray:

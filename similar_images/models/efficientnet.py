@@ -69,6 +69,19 @@ def preprocess(batch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (n, 3, h, w)
 
 
+def preprocess_on(batch: np.ndarray, device: str):
+    """:func:`preprocess` in torch on ``device``: the uint8 batch crosses the bus (a quarter
+    of float32's bytes) and is normalised there. Same operations, so the same values.
+
+    Returns:
+        ``(n, 3, 224, 224)`` float32 tensor on ``device``.
+    """
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8)).to(device)  # (n, h, w, 3)
+    return ((x.float() - MEAN_RGB) / STDDEV_RGB).permute(0, 3, 1, 2).contiguous()  # (n, 3, h, w)
+
+
 def _load_network(weights: str | os.PathLike, seed: int):
     """The full EfficientNet-Lite0 (with its classifier) in eval mode."""
     import torch
@@ -188,10 +201,8 @@ class EfficientNetLite0:
         with torch.inference_mode(), strict_fp32(self.device):
             if self.device == "cpu":
                 out = module(torch.from_numpy(preprocess(batch)))
-            else:  # uint8 over the bus (a quarter of the bytes), preprocess() on the device
-                x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8)).to(self.device)
-                x = ((x.float() - MEAN_RGB) / STDDEV_RGB).permute(0, 3, 1, 2).contiguous()  # (n, 3, h, w)
-                out = module(x).cpu()
+            else:
+                out = module(preprocess_on(batch, self.device)).cpu()
         return out.numpy().astype(np.float32, copy=False)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:

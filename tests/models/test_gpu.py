@@ -25,7 +25,7 @@ def photos():
 
     from similar_images.images import load_for_model
 
-    names = ("astronaut", "coffee", "chelsea", "rocket", "camera", "motorcycle_left")
+    names = ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry")
     images = [load_for_model(Image.fromarray(getattr(skimage.data, n)()), (224, 224)) for n in names]
     images.append(np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8))
     return np.stack(images)

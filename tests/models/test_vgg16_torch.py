@@ -83,3 +83,13 @@ def test_torch_vgg16_gives_the_keras_features_on_real_photos(photos):
     assert np.abs(got - expected).max() <= 1e-3 * np.abs(expected).max()
     with pytest.raises(ValueError, match="expected a batch of shape"):
         port.embed(photos[:, :100])
+
+
+def test_device_preprocessing_equals_the_keras_and_numpy_ones(photos):
+    """What the CUDA paths run, here on the CPU: the same values as the CPU preprocessing."""
+    from similar_images.models import efficientnet
+
+    port = vgg16_torch.TorchVGG16Extractor(None, {"name": "vgg16", "input_size": [224, 224], "dim": 4096})
+    assert np.allclose(port._preprocess(photos).numpy(), vgg16.preprocess(photos).transpose(0, 3, 1, 2),
+                       rtol=0, atol=1e-4)
+    assert np.array_equal(efficientnet.preprocess_on(photos, "cpu").numpy(), efficientnet.preprocess(photos))
