@@ -41,3 +41,16 @@ def pytest_collection_modifyitems(config, items):
         return
     for item in gpu_tests:
         item.add_marker(pytest.mark.skip(reason=GPU_SKIP_REASON))
+
+
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_gpu(request, monkeypatch):
+    """Every test but the ``gpu`` ones runs as on CPU-only CI, even on a GPU machine: the
+    package sees no CUDA device (``--device auto`` is ``cpu``), nor do the subprocesses a
+    test starts. (torch itself, initialised at collection, still sees the GPU.)"""
+    if request.node.get_closest_marker("gpu"):
+        return
+    from similar_images.models import devices
+
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

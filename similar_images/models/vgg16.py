@@ -95,6 +95,8 @@ def create(
                          "use runtime 'openvino' for others")
     if runtime_options:
         raise ValueError(f"unexpected options for the native runtime: {', '.join(runtime_options)}")
+    if device == "cuda":
+        _tensorflow_off_the_gpu()  # TensorFlow only holds the weights for the copy to torch
     model = load_native(weights=weights, model_file=model_file, seed=seed)
     description = {**base, "runtime": "native", "precision": "fp32"}
     if device == "cuda":
@@ -138,6 +140,16 @@ class VGG16Extractor:
 
     def describe(self) -> dict[str, Any]:
         return dict(self._description)
+
+
+def _tensorflow_off_the_gpu() -> None:
+    """Hide the GPUs from TensorFlow (which would otherwise reserve most of their memory)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TensorFlow already started on its devices; leave them
+        logger.debug("TensorFlow's devices are already initialised")
 
 
 def preprocess(batch: np.ndarray) -> np.ndarray:

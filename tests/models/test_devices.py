@@ -19,17 +19,24 @@ from similar_images.errors import ModelError
 from similar_images.models import devices, efficientnet
 
 ROOT = Path(__file__).resolve().parents[2]
-needs_no_cuda = pytest.mark.skipif(devices.cuda_available(), reason="this machine has CUDA; the refusal needs none")
+REAL_CUDA_AVAILABLE = devices.cuda_available  # before tests/conftest.py's stand-in replaces it in each test
+needs_no_cuda = pytest.mark.skipif(REAL_CUDA_AVAILABLE(), reason="this machine has CUDA; the refusal needs none")
 
 
 @pytest.fixture
 def fake_cuda(monkeypatch):
-    """torch.cuda.is_available() answers what the test sets."""
+    """Whether a CUDA device is seen (``devices.cuda_available``) is what the test sets."""
+    answer = {"value": False}
+    monkeypatch.setattr(devices, "cuda_available", lambda: answer["value"])
+    return answer
+
+
+def test_cuda_available_asks_torch(monkeypatch):
     import torch
 
-    answer = {"value": False}
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: answer["value"])
-    return answer
+    for seen in (False, True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda seen=seen: seen)
+        assert REAL_CUDA_AVAILABLE() is seen
 
 
 def test_auto_is_cuda_only_when_torch_sees_a_device(fake_cuda):
