@@ -87,12 +87,13 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
         if resume and not partial_dir(output).exists():
             click.echo(f"note: no interrupted run to resume ({partial_dir(output)} does not exist); "
                        "starting from the beginning", err=True)
-        speed_hint(filename_list, model, runtime, precision)
-        if engine == "local" and (address or actors or gpus_per_actor):
-            raise click.UsageError("--address, --actors and --gpus-per-actor need --engine ray")
         from similar_images.models.devices import decode_workers, resolve_device
 
         device = resolve_device(device, runtime=runtime)  # before the model loads: a clear one-line error
+        if device == "cpu":  # the measured CPU runtimes; on a GPU the native runtime is the fast one
+            speed_hint(filename_list, model, runtime, precision)
+        if engine == "local" and (address or actors or gpus_per_actor):
+            raise click.UsageError("--address, --actors and --gpus-per-actor need --engine ray")
         workers = workers or decode_workers(device)
         options = {**model_options(model, weights=weights, model_file=model_filename, device=device),
                    **runtime_options(runtime, precision, filename_list, img_dir,
