@@ -175,6 +175,22 @@ def test_search_device_cuda_without_a_device_is_refused(made_on_cuda, fake_cuda)
     assert ok.output.splitlines()[1].endswith(names[1])  # the image itself comes first
 
 
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["add", "new.jpg"]])
+def test_serve_and_add_refuse_device_cuda_before_loading_a_model(made_on_cuda, fake_cuda, monkeypatch, command):
+    from similar_images.service import server
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(server, "serve", fail)
+    vectors, _, _ = made_on_cuda
+    before = vectors.read_bytes()
+    result = CliRunner().invoke(main, [*command, "--vectors", str(vectors), "--exact", "--device", "cuda"])
+    assert result.exit_code == 1 and result.output.strip() == (
+        "error: no CUDA device: torch.cuda.is_available() is False; use --device cpu")
+    assert vectors.read_bytes() == before
+
+
 @needs_no_cuda
 def test_gpu_tests_skip_with_a_reason_on_a_cpu_only_machine():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
