@@ -1,6 +1,7 @@
 # Quick start:  make demo   (set up .venv, build the sample database, search it)
 #               make serve  (the search as a web page and HTTP API on http://127.0.0.1:8000/)
 #               make test   (set up .venv, run every test; what CI runs)
+#               make setup GPU=1  (also torch's CUDA build, for --device cuda: docs/install.md)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -15,7 +16,21 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-setup: $(STAMP)
+# `make setup GPU=1`: also the CUDA build of torch (requirements-gpu.txt), for --device cuda.
+GPU ?=
+GPU_STAMP := $(VENV)/.installed-gpu
+
+$(GPU_STAMP): $(STAMP) requirements-gpu.txt
+	$(PY) -c "import sys, torch; sys.exit(torch.version.cuda is None)" || $(PY) -m pip uninstall -q -y torch
+	$(PY) -m pip install -q -r requirements-gpu.txt
+	@$(PY) -c "import sys, torch; sys.exit(torch.version.cuda is None)" || \
+		{ echo "error: pip installed torch $$($(PY) -c 'import torch; print(torch.__version__)') without CUDA; \
+	see docs/install.md (GPUs)"; exit 1; }
+	@$(PY) -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, \
+	'- devices seen:', torch.cuda.device_count())"
+	touch $(GPU_STAMP)
+
+setup: $(STAMP) $(if $(GPU),$(GPU_STAMP))
 
 demo: setup
 	$(VENV)/bin/similar-images demo

@@ -82,19 +82,23 @@ def get_extractor(model: str = DEFAULT_MODEL, **options: Any) -> FeatureExtracto
 # Describe() keys that must agree between the query model and the database's model.
 # The fp32 runtimes may differ (OpenVINO and the native framework give the same vectors,
 # cosine >= 0.999), but an INT8 model's vectors drift from fp32 ones and depend on its
-# calibration sample, so precision and calibration must match.
+# calibration sample, so precision and calibration must match. The device (and VGG16's
+# framework on CUDA, a torch port of the Keras model) is recorded but not compared: the same
+# fp32 model on a GPU gives the CPU's vectors (cosine >= 0.999, tests/models/test_gpu.py).
 MODEL_IDENTITY_KEYS = ("name", "weights", "dim", "input_size", "layer", "precision", "calibration")
 
 
-def extractor_for(model: dict[str, Any], *, model_folder=None):
+def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "auto"):
     """Build the extractor that made vectors described by ``model`` (a ``describe()``).
 
     Args:
         model: the database's model description.
         model_folder: the database's own copy of a quantised model (INT8), found from
             its manifest; used before the user's cache, so a copied database needs none.
+        device: where the query model runs (``"auto"``, ``"cpu"``, ``"cuda"``); not the
+            database's: vectors made on one device are searched with queries made on another.
     """
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {} if device == "auto" else {"device": device}  # auto: the factory's default
     weights = str(model.get("weights", ""))
     if weights.startswith("none(seed=") and weights.endswith(")"):
         options.update(weights="none", seed=int(weights[len("none(seed="):-1]))

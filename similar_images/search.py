@@ -53,8 +53,9 @@ class SimilarImages:
     """An opened image database. Build one with :meth:`open`."""
 
     def __init__(self, db: Database, *, image_dir: str | os.PathLike | None = None,
-                 extractor=None, pool_factor: int | None = None):
+                 extractor=None, pool_factor: int | None = None, device: str = "auto"):
         self._db = db
+        self._device = device
         self.image_dir = resolve_image_dir(image_dir or db.manifest.get("image_dir"), db.vectors_path,
                                            given=image_dir is not None)
         self._extractor = extractor
@@ -73,6 +74,7 @@ class SimilarImages:
         *,
         pool_factor: int | None = None,
         trust: bool = False,
+        device: str = "auto",
     ) -> SimilarImages:
         """Open and verify a database.
 
@@ -89,6 +91,8 @@ class SimilarImages:
                 default: the factor the build chose (recorded in the index manifest).
             trust: skip the content checksums on open (the structural checks still run);
                 by default they run unless a verification stamp shows the files unchanged.
+            device: where the default query model runs: ``"auto"`` (cuda when present),
+                ``"cpu"`` or ``"cuda"``; any device answers a database made on any other.
 
         Raises:
             DatabaseError: missing files, or parts that do not belong together.
@@ -97,7 +101,7 @@ class SimilarImages:
         if isinstance(index, str) and index == AUTO_INDEX:
             index = find_default_index(vectors)
         return cls(Database.open(vectors, index, trust=trust), image_dir=image_dir, extractor=extractor,
-                   pool_factor=pool_factor)
+                   pool_factor=pool_factor, device=device)
 
     # --- what is in it -------------------------------------------------------------
 
@@ -135,7 +139,7 @@ class SimilarImages:
     def extractor(self):
         """The feature model, built on first use from the manifest's model."""
         if self._extractor is None:
-            self._extractor = extractor_for(self.model, model_folder=self._db.model_folder)
+            self._extractor = extractor_for(self.model, model_folder=self._db.model_folder, device=self._device)
         return self._extractor
 
     # --- searching -----------------------------------------------------------------

@@ -20,3 +20,37 @@ def private_model_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SIMILAR_IMAGES_CACHE", str(tmp_path_factory.mktemp("model-cache")))
         yield
+
+
+GPU_SKIP_REASON = ("no CUDA device: torch.cuda.is_available() is False (a CPU-only machine); "
+                   "the gpu tests run where torch sees one")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped with a reason where torch sees none")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the ``gpu`` tests, with the reason, where torch sees no CUDA device."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    from similar_images.models.devices import cuda_available
+
+    if cuda_available():
+        return
+    for item in gpu_tests:
+        item.add_marker(pytest.mark.skip(reason=GPU_SKIP_REASON))
+
+
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_gpu(request, monkeypatch):
+    """Every test but the ``gpu`` ones runs as on CPU-only CI, even on a GPU machine: the
+    package sees no CUDA device (``--device auto`` is ``cpu``), nor do the subprocesses a
+    test starts. (torch itself, initialised at collection, still sees the GPU.)"""
+    if request.node.get_closest_marker("gpu"):
+        return
+    from similar_images.models import devices
+
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

@@ -20,8 +20,8 @@ def skip_reason(item: dict) -> str:
 @click.option("-b", "--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
               help="Images per model call.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@database_options("image")
-def add(paths, batch_size, no_progress, vectors, index, exact, image_dir, verbose):
+@database_options("image", device=True)
+def add(paths, batch_size, no_progress, vectors, index, exact, image_dir, device, verbose):
     """Add image files, or every image in the given folders, to the database.
 
     The new vectors are appended and encoded with the trained index (no retraining);
@@ -32,7 +32,7 @@ def add(paths, batch_size, no_progress, vectors, index, exact, image_dir, verbos
     from similar_images.errors import SimilarImagesError
 
     try:
-        db = open_from_options("image", vectors, index, exact, image_dir)
+        db = open_from_options("image", vectors, index, exact, image_dir, device=device)
         report = db.add(list(paths), batch_size=batch_size, show_progress=not no_progress)
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -35,6 +35,8 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
                    "(random, seeded: tests only) or a path to a weights/model file.")
 @click.option("--runtime", default="native", show_default=True, type=click.Choice(["native", "openvino"]),
               help="Run the model in its own framework (TensorFlow/PyTorch) or in OpenVINO (faster on CPUs).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
+              help="Where the model runs; auto: cuda when torch sees a GPU (native runtime only), else cpu.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "int8"]),
               help="int8 (openvino only): quantised on a sample of these images, checked against fp32, cached.")
 @click.option("--force-int8", is_flag=True, help="Use INT8 even when its fidelity check fails.")
@@ -44,7 +46,7 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
 @click.option("--allow-urls", is_flag=True, help="Fetch http(s):// lines of the file list (default: skip them "
                                                    "with a reason).")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
-              help="Image decoding threads.  [default: cores, at most 4]")
+              help="Image decoding threads.  [default: cores, at most 4; every core with --device cuda]")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--chunk-batches", default=16, type=click.IntRange(min=1), hidden=True,
               help="Batches per checkpoint chunk.")
@@ -58,7 +60,7 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
               help="ray: GPUs each model actor reserves.")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
 def extract(filename_list, img_dir, output_filename, model_filename, batch_size, model, weights,
-            runtime, precision, force_int8, resume, force, allow_urls, workers, no_progress, chunk_batches,
+            runtime, device, precision, force_int8, resume, force, allow_urls, workers, no_progress, chunk_batches,
             engine, address, actors, gpus_per_actor, verbose):
     """Extract a feature vector for every image of a file list.
 
@@ -85,10 +87,15 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
         if resume and not partial_dir(output).exists():
             click.echo(f"note: no interrupted run to resume ({partial_dir(output)} does not exist); "
                        "starting from the beginning", err=True)
-        speed_hint(filename_list, model, runtime, precision)
+        from similar_images.models.devices import decode_workers, resolve_device
+
+        device = resolve_device(device, runtime=runtime)  # before the model loads: a clear one-line error
+        if device == "cpu":  # the measured CPU runtimes; on a GPU the native runtime is the fast one
+            speed_hint(filename_list, model, runtime, precision)
         if engine == "local" and (address or actors or gpus_per_actor):
             raise click.UsageError("--address, --actors and --gpus-per-actor need --engine ray")
-        options = {**model_options(model, weights=weights, model_file=model_filename),
+        workers = workers or decode_workers(device)
+        options = {**model_options(model, weights=weights, model_file=model_filename, device=device),
                    **runtime_options(runtime, precision, filename_list, img_dir,
                                      force_int8=force_int8, show_progress=not no_progress)}
         extractor = get_extractor(model, **options)

@@ -20,8 +20,9 @@ DEFAULT_VECTORS = {"image": COCO_VECTORS, "text": TEXT_VECTORS}
 KINDS = tuple(DEFAULT_VECTORS)
 
 
-def database_options(kind: str = "image"):
-    """The database options of ``kind`` (``"image"`` or ``"text"``) as one decorator."""
+def database_options(kind: str = "image", *, device: bool = False):
+    """The database options of ``kind`` (``"image"`` or ``"text"``) as one decorator; with
+    ``device``, also ``--device`` (commands that run the image model on queries or new images)."""
     if kind not in KINDS:
         raise ValueError(f"unknown database kind {kind!r}; choose from: {', '.join(KINDS)}")
     default = DEFAULT_VECTORS[kind]
@@ -37,6 +38,10 @@ def database_options(kind: str = "image"):
     if kind == "image":
         options.append(click.option("--image-dir", default=None, type=click.Path(file_okay=False),
                                     help="Folder the image names are relative to.  [default: the manifest's]"))
+    if kind == "image" and device:
+        options.append(click.option("--device", default="auto", show_default=True,
+                                    type=click.Choice(["auto", "cpu", "cuda"]),
+                                    help="Where the query model runs; auto: cuda when torch sees a GPU."))
     options.append(click.option("--trust", is_flag=True, expose_value=False, callback=_remember_trust,
                                 help="Skip the content checksums on open (sizes, headers and fields are "
                                      "still checked); see `similar-images verify`."))
@@ -75,8 +80,11 @@ def index_from_options(vectors: str, index: str | None, exact: bool) -> str | No
     return None
 
 
-def open_from_options(kind: str, vectors: str, index: str | None, exact: bool, image_dir: str | None = None):
+def open_from_options(kind: str, vectors: str, index: str | None, exact: bool, image_dir: str | None = None,
+                      device: str = "auto"):
     """Open the database the options name: a ``SimilarImages`` or a ``TextDatabase``.
+
+    ``device`` is where an image database's query model runs (``--device``).
 
     A missing vectors file is an error that lists the databases of this kind it can find
     (beside the vectors, here, and the demo's), each with the option that selects it.
@@ -90,7 +98,13 @@ def open_from_options(kind: str, vectors: str, index: str | None, exact: bool, i
         return TextDatabase.open(vectors, index_path, trust=trust_from_context())
     from similar_images.search import SimilarImages
 
-    return SimilarImages.open(vectors=vectors, index=index_path, image_dir=image_dir, trust=trust_from_context())
+    db = SimilarImages.open(vectors=vectors, index=index_path, image_dir=image_dir, trust=trust_from_context(),
+                            device=device)
+    if device != "auto":  # a clear error now, not when the first query loads the model
+        from similar_images.models.devices import resolve_device
+
+        resolve_device(device, runtime=db.model.get("runtime") or "native")
+    return db
 
 
 __all__ = ["COCO_INDEX", "COCO_VECTORS", "DEFAULT_VECTORS", "database_options", "open_from_options"]

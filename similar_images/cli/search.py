@@ -18,8 +18,8 @@ from similar_images.cli.options import database_options, open_from_options
 @click.option("--json", "as_json", is_flag=True,
               help='Print one JSON document: [{"query", "results": [{"id", "path", "file", "score"}]}].')
 @click.option("--no-rerank", is_flag=True, help="Show the index's approximate scores (no exact re-ranking).")
-@database_options("image")
-def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir, verbose):
+@database_options("image", device=True)
+def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir, device, verbose):
     """Print the K images most similar to each IMAGE (file path or http(s) URL).
 
     The model loads once for all queries. Scores are cosine similarities (1.0: the
@@ -31,7 +31,7 @@ def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir,
     if not images and not ids:
         raise click.UsageError("give at least one IMAGE or --id")
     try:
-        db = open_from_options("image", vectors, index, exact, image_dir)
+        db = open_from_options("image", vectors, index, exact, image_dir, device=device)
         queries, labels, failed = [], [], []
         for image in images:
             try:

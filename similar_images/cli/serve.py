@@ -38,9 +38,10 @@ def demo_database() -> tuple[Path, Path, Path]:
               help="Most queries per model call (micro-batching).")
 @click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
               help="How long a batch waits for queries already being decoded.")
-@database_options("image")
+@database_options("image", device=True)
 def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_private_urls, allow_writes,
-          cors_origins, request_timeout, batch_size, batch_wait_ms, vectors, index, exact, image_dir, verbose):
+          cors_origins, request_timeout, batch_size, batch_wait_ms, vectors, index, exact, image_dir, device,
+          verbose):
     """Serve the search over HTTP, with a web page at http://HOST:PORT/.
 
     The API is described at /docs and /openapi.json. Without COCO files in the current
@@ -70,7 +71,7 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        db = open_from_options("image", vectors, index, exact, image_dir)
+        db = open_from_options("image", vectors, index, exact, image_dir, device=device)
         click.echo(f"similar-images: {len(db)} images; loading the model...", err=True)
         click.echo(f"serving on http://{host}:{port}/  (Ctrl-C stops)", err=True)
         run_server(db, config, host=host, port=port, log_level="info" if verbose else "warning")

@@ -26,6 +26,7 @@ import numpy as np
 from similar_images.db.files import sha256_file
 from similar_images.errors import ModelError
 from similar_images.models import keras_io
+from similar_images.models.devices import describe_device, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def create(
     seed: int = 0,
     runtime: str = "native",
     precision: str = "fp32",
+    device: str = "auto",
     **runtime_options: Any,
 ):
     """Build the VGG16 fc2 extractor.
@@ -61,14 +63,19 @@ def create(
         seed: numpy seed of the random weights (``weights="none"`` only).
         runtime: ``"native"`` (Keras/TensorFlow) or ``"openvino"``.
         precision: ``"fp32"`` for native; OpenVINO also offers others.
+        device: ``"auto"`` (cuda when present), ``"cpu"`` or ``"cuda"``. On CUDA the
+            native runtime runs a torch port of the Keras model (:mod:`~similar_images.models.vgg16_torch`),
+            same weights and vectors (cosine >= 0.9999); on the CPU, Keras/TensorFlow.
         **runtime_options: passed to the OpenVINO runtime.
 
     Raises:
-        ValueError: unknown runtime, or a precision the runtime lacks.
-        ModelError: the weights cannot be found, downloaded or loaded.
+        ValueError: unknown runtime or device, or a precision the runtime lacks.
+        ModelError: the weights cannot be found, downloaded or loaded; ``device="cuda"``
+            without a CUDA device or with the OpenVINO runtime.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
+    device = resolve_device(device, runtime=runtime)
     base = _describe_base(weights, seed)
     if runtime == "openvino":
         from similar_images.models import openvino_runtime
@@ -88,8 +95,17 @@ def create(
                          "use runtime 'openvino' for others")
     if runtime_options:
         raise ValueError(f"unexpected options for the native runtime: {', '.join(runtime_options)}")
+    if device == "cuda":
+        _tensorflow_off_the_gpu()  # TensorFlow only holds the weights for the copy to torch
     model = load_native(weights=weights, model_file=model_file, seed=seed)
-    return VGG16Extractor(model, {**base, "runtime": "native", "precision": "fp32"})
+    description = {**base, "runtime": "native", "precision": "fp32"}
+    if device == "cuda":
+        from similar_images.models import vgg16_torch
+
+        network = vgg16_torch.from_keras(model, device=device)
+        return vgg16_torch.TorchVGG16Extractor(network, {**description, **describe_device(device),
+                                                         "framework": "torch"}, device=device)
+    return VGG16Extractor(model, description)
 
 
 class VGG16Extractor:
@@ -98,6 +114,7 @@ class VGG16Extractor:
     name = NAME
     input_size = INPUT_SIZE
     dim = DIM
+    device = "cpu"
 
     def __init__(self, model, description: dict[str, Any]):
         import tensorflow as tf
@@ -123,6 +140,16 @@ class VGG16Extractor:
 
     def describe(self) -> dict[str, Any]:
         return dict(self._description)
+
+
+def _tensorflow_off_the_gpu() -> None:
+    """Hide the GPUs from TensorFlow (which would otherwise reserve most of their memory)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TensorFlow already started on its devices; leave them
+        logger.debug("TensorFlow's devices are already initialised")
 
 
 def preprocess(batch: np.ndarray) -> np.ndarray:

@@ -97,7 +97,7 @@ def test_runs_with_the_model_and_options_asked_for(tmp_path, monkeypatch):
     result = run_cli("-l", file_list, "-d", folder, "--weights", "none", "-m", tmp_path / "m.h5", "-b", "3",
                      "--no-progress")
     assert result.exit_code == 0, result.output
-    assert asked == {"model": "vgg16", "weights": "none", "model_file": str(tmp_path / "m.h5")}
+    assert asked == {"model": "vgg16", "weights": "none", "model_file": str(tmp_path / "m.h5"), "device": "cpu"}
     output = Path(f"{file_list}.saved_predictions.npy")
     assert load_vectors_manifest(output)["names"] == names and len(open_vectors(output)) == len(names)
     assert f"done {len(names)}, skipped 0" in result.output and str(output) in result.output
