@@ -1,12 +1,9 @@
 """Extraction stages: decode ahead in a thread pool (reader), prepare batches on a thread,
 embed with the model's requests in flight across batches (mapper).
 
-The runner that wires them to files on disk is :mod:`similar_images.extract`.
-
-Order is deterministic: results come back in the order of the input names whatever
-the number of threads. Batches never cross a chunk boundary, so a chunk's vectors do
-not depend on what came before it (a resumed run computes exactly the same batches as
-an uninterrupted one).
+The runner that wires them to files on disk is :mod:`similar_images.extract`. Order is
+deterministic whatever the number of threads. Batches never cross a chunk boundary, so a
+resumed run computes exactly the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -59,7 +56,7 @@ class Timer:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_decode(self, seconds: float) -> None:
-        with self.lock:  # decode threads add at once
+        with self.lock:  # from every decode thread
             self.decode_s += seconds
 
 
@@ -218,7 +215,7 @@ def embed_stream(chunks: Iterable[Iterator], extractor, *, batch_size: int, prog
 
 
 @dataclass
-class _ChunkEnd:
+class _ChunkEnd:  # a chunk's last batch went before it
     skipped: list[dict[str, str]]
 
 
@@ -258,9 +255,7 @@ class _EmbedStream:
         self._extractor = extractor
         self._batches: collections.deque = collections.deque()
 
-    @property
-    def pending(self) -> int:
-        return len(self._batches)
+    pending = property(lambda self: len(self._batches))
 
     def submit(self, batch: np.ndarray) -> None:
         self._batches.append(batch)
@@ -310,8 +305,7 @@ class _Prefetch:
                 raise value
             yield value
 
-    def close(self) -> None:
-        """Stop the thread and wait for it (it finishes the item it is on)."""
+    def close(self) -> None:  # stop the thread and wait for it (it finishes the item it is on)
         self._stop.set()
         self._thread.join()
 
