@@ -9,6 +9,7 @@ resumed run computes exactly the same batches as an uninterrupted one.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -106,20 +107,11 @@ def embed_chunks(
     progress=None,
     timer: Timer | None = None,
 ) -> Iterator[ChunkResult]:
-    """Embed each chunk of names; decoding runs ahead continuously across chunks, and the
-    model's requests stay in flight across batches and chunks (:func:`embed_stream`).
-
-    Args:
-        chunks: lists of names (relative to ``image_root``, or URLs, or absolute paths).
-        image_root: folder the names are relative to, or None.
-        extractor: a :class:`~similar_images.features.FeatureExtractor`.
-        batch_size: images per model call (the last batch of a chunk may be smaller).
-        workers: decoding threads.
-        progress: a tqdm bar to advance by one per name, or None.
-        timer: accumulates where the time went (:class:`Timer`), or None.
-
-    Yields:
-        One :class:`ChunkResult` per chunk, in order.
+    """Embed each chunk of names (relative to ``image_root``, or URLs, or absolute paths) in
+    batches of ``batch_size`` (the last of a chunk may be smaller), decoded by ``workers``
+    threads running ahead across chunks; the model's requests stay in flight across batches
+    and chunks (:func:`embed_stream`). ``progress``: a tqdm bar advanced per name, or None;
+    ``timer``: a :class:`Timer` to add to, or None. Yields one :class:`ChunkResult` per chunk.
     """
     if batch_size < 1 or workers < 1:
         raise ValueError(f"batch_size and workers must be at least 1, got {batch_size} and {workers}")
@@ -142,11 +134,8 @@ def embed_chunks(
 
 
 def embed_decoded(decoded: Iterator, extractor, *, batch_size: int, progress=None, timer: Timer | None = None) -> ChunkResult:
-    """Embed one chunk of ``(name, image or ImageError)`` pairs, in batches of ``batch_size`` good images.
-
-    The mapper stage, shared by the local engine and the Ray actors (so both make the
-    same batches, hence the same vectors).
-    """
+    """Embed one chunk of ``(name, image or ImageError)`` pairs (:func:`embed_stream`): the mapper
+    stage, shared by the local engine and the Ray actors (the same batches, the same vectors)."""
     (result,) = embed_stream([decoded], extractor, batch_size=batch_size, progress=progress, timer=timer)
     return result
 
@@ -156,15 +145,19 @@ def embed_stream(chunks: Iterable[Iterator], extractor, *, batch_size: int, prog
     """Embed chunks of ``(name, image or ImageError)`` pairs; one :class:`ChunkResult` per chunk.
 
     Three stages run at once: a preparation thread groups each chunk's good images into
-    batches (never across a chunk's end) and prepares them (``extractor.prepare``: uint8 to
+    batches (never across a chunk's end; for a streaming extractor ``batch_size`` rounded up
+    to whole requests, :func:`request_multiple`) and prepares them (``extractor.prepare``: uint8 to
     float, layout); the calling thread submits batch ``k + 1`` to the model before it
     collects batch ``k`` (``extractor.stream()``, OpenVINO's requests in flight), or, for an
     extractor without ``stream``, calls ``embed`` on one batch while the next is prepared.
     An error in any stage stops the others and is raised here.
     """
     timer = timer if timer is not None else Timer()
-    model = extractor.stream() if hasattr(extractor, "stream") else _EmbedStream(extractor)
-    prepare = extractor.prepare if hasattr(extractor, "stream") else None
+    streaming = hasattr(extractor, "stream")
+    model = extractor.stream() if streaming else _EmbedStream(extractor)
+    prepare = extractor.prepare if streaming else None
+    depth = max(2, getattr(model, "depth", 2))  # batches in flight
+    size = request_multiple(batch_size, getattr(extractor, "batch_size", None) if streaming else None)
     dim = int(extractor.dim)
     pending: collections.deque = collections.deque()  # per submitted batch its names; _ChunkEnd per chunk
     parts: list[np.ndarray] = []
@@ -192,16 +185,18 @@ def embed_stream(chunks: Iterable[Iterator], extractor, *, batch_size: int, prog
             parts.clear()
             kept.clear()
 
-    prepared = _Prefetch(_prepared_batches(chunks, prepare, batch_size, timer), depth=2)
+    prepared = _Prefetch(_prepared_batches(chunks, prepare, size, timer), depth=2)
     try:
         for item in prepared.timed(timer):
             if isinstance(item, _ChunkEnd):
                 pending.append(item)
             else:
                 names, batch = item
-                if model.pending >= 2:  # batch k+1 is in flight before batch k is collected
+                if model.pending >= depth:  # batch k+1 is in flight before batch k is collected
                     collect_one()
-                model.submit(batch)
+                start = time.perf_counter()
+                model.submit(batch)  # waits when every request is busy
+                timer.model_s += time.perf_counter() - start
                 pending.append(names)
             yield from finished()
         while pending:
@@ -212,6 +207,15 @@ def embed_stream(chunks: Iterable[Iterator], extractor, *, batch_size: int, prog
         prepared.close()
         if hasattr(model, "drain"):
             model.drain()  # leave no request running (after an error or an early stop)
+
+
+def request_multiple(batch_size: int, request_size: int | None) -> int:
+    """Images per prepared batch: ``batch_size`` rounded up to whole requests of the model's
+    tuned ``request_size``, so a ``-b`` below it still runs full requests (batches still
+    never cross a chunk's end, so a resumed run computes the same)."""
+    if not request_size or request_size <= 1:
+        return batch_size
+    return -(-batch_size // request_size) * request_size
 
 
 @dataclass
@@ -286,11 +290,9 @@ class _Prefetch:
 
     def _put(self, entry) -> bool:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(queue.Full):
                 self._queue.put(entry, timeout=0.05)
                 return True
-            except queue.Full:
-                continue
         return False
 
     def timed(self, timer: Timer) -> Iterator:

@@ -145,3 +145,22 @@ def test_run_summary_says_where_the_time_went(tmp_path):
     assert line.startswith("time: model ") and "input wait" in line and "write" in line
     assert "decode" in line and "ms/image" in line and "preprocess" in line
     assert time_summary({"timings": {"images_this_run": 3}}) is None  # Ray and old manifests
+
+
+def test_requests_are_full_whatever_b_and_one_batch_per_request_is_in_flight():
+    extractor = StreamingPixels()
+    extractor.batch_size = 4  # the tuned request size
+    real_stream = extractor.stream
+
+    def stream():
+        s = real_stream()
+        s.depth = 3  # three requests
+        return s
+
+    extractor.stream = stream
+    images = _images(22)
+    results = list(embed_stream([iter(c) for c in _chunks(images, [14, 8])], extractor, batch_size=3))
+    assert extractor.batch_sizes == [4, 4, 4, 2, 4, 4]  # -b 3 -> whole requests of 4, not across chunks
+    assert [e[0] for e in extractor.events[:4]] == ["submit"] * 3 + ["collect"]
+    np.testing.assert_array_equal(np.concatenate([r.vectors for r in results]),
+                                  np.stack(images).reshape(22, -1).astype(np.float32))

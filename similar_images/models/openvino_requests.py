@@ -58,6 +58,11 @@ class RequestStream:
         """Batches submitted and not yet collected."""
         return len(self._batches)
 
+    @property
+    def depth(self) -> int:
+        """How many batches to keep submitted: one per request."""
+        return len(self._free) + len(self._running)
+
     def submit(self, prepared: np.ndarray) -> None:
         """Start one preprocessed batch (the network's float input); returns without waiting
         unless every request is busy."""
