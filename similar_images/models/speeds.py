@@ -130,6 +130,16 @@ def record_speed(
     write_json_atomic(cache_root(cache_dir) / SPEEDS_FILE, data)
 
 
+def forget_tuning(name: str, runtime: str, precision: str, *, cache_dir=None) -> bool:
+    """Drop this machine's tuning record of one model (the next extractor times again); True if one was there."""
+    data = _load(cache_dir)
+    records = data.get(_machine_key(machine()), {}).get("tuning", {})
+    if records.pop(config_key(name, runtime, precision), None) is None:
+        return False
+    write_json_atomic(cache_root(cache_dir) / SPEEDS_FILE, data)
+    return True
+
+
 def tuned_setting(
     description: dict[str, Any],
     timer: Callable[[str, int, bool], float],

@@ -158,3 +158,14 @@ def test_tuning_times_again_while_the_spread_exceeds_the_lead(tmp_path):
     assert counts[("LATENCY", 1)] >= 3 and counts[("LATENCY", 2)] >= 4  # more rounds, then the re-time
     saved = _saved(tmp_path)
     assert saved["lead"] >= saved["spread"] or len(saved["timings"]["LATENCY/2"]) >= 5
+
+
+def test_forget_tuning_makes_the_next_extractor_time_again(tmp_path):
+    calls: list = []
+    rates = {("LATENCY", 1): [10.0], ("LATENCY", 2): [20.0]}
+    speeds.tuned_setting(DESC, _fake_timer(rates, calls), ("LATENCY",), (1, 2), cache_dir=tmp_path)
+    timed = len(calls)
+    assert speeds.forget_tuning("m", "openvino", "int8", cache_dir=tmp_path)
+    assert not speeds.forget_tuning("m", "openvino", "int8", cache_dir=tmp_path)
+    speeds.tuned_setting(DESC, _fake_timer(rates, calls), ("LATENCY",), (1, 2), cache_dir=tmp_path)
+    assert len(calls) == 2 * timed
