@@ -26,8 +26,12 @@ def compile_model(model, *, cache_dir: str | os.PathLike | None = None, **config
     from similar_images.models.speeds import cache_root
 
     folder = cache_root(cache_dir) / COMPILED_CACHE
-    folder.mkdir(parents=True, exist_ok=True)
-    return ov.Core().compile_model(model, "CPU", {**COMPILE_CONFIG, "CACHE_DIR": str(folder), **config})
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        cache = {"CACHE_DIR": str(folder)}
+    except OSError:  # an unwritable cache only costs the compile
+        cache = {}
+    return ov.Core().compile_model(model, "CPU", {**COMPILE_CONFIG, **cache, **config})
 
 
 def requests_for(compiled) -> list:
