@@ -27,6 +27,8 @@ from similar_images.pipeline import Timer
 
 logger = logging.getLogger(__name__)
 
+STARVED = 0.05  # the time line names decoding as the limit when the model waited for input longer
+
 
 def validate_job(
     file_list: str | os.PathLike,
@@ -250,7 +252,11 @@ def time_summary(manifest: dict[str, Any]) -> str | None:
     if "input_wait_s" not in t or not t.get("images_this_run"):
         return None
     per_image = 1000 * t["decode_s"] / t["images_this_run"]
-    return (f"time: model {t['model_s']:.1f} s, input wait {t['input_wait_s']:.1f} s, "
+    text = (f"time: model {t['model_s']:.1f} s, input wait {t['input_wait_s']:.1f} s, "
             f"write {t['write_s']:.1f} s of {t['elapsed_s']:.1f} s; in parallel: decode {t['decode_s']:.1f} "
             f"core-s ({per_image:.1f} ms/image, waited {t['decode_wait_s']:.1f} s), "
             f"preprocess {t['preprocess_s']:.1f} s")
+    if t["input_wait_s"] > STARVED * t["elapsed_s"] > 0:
+        text += (f" (the model waited for input {100 * t['input_wait_s'] / t['elapsed_s']:.0f}% of the run: "
+                 "decoding or preparing is the limit; more --workers may help)")
+    return text

@@ -145,6 +145,10 @@ def test_run_summary_says_where_the_time_went(tmp_path):
     assert line.startswith("time: model ") and "input wait" in line and "write" in line
     assert "decode" in line and "ms/image" in line and "preprocess" in line
     assert time_summary({"timings": {"images_this_run": 3}}) is None  # Ray and old manifests
+    starved = {**timings, "input_wait_s": 0.2 * timings["elapsed_s"]}
+    assert "is the limit; more --workers may help" in time_summary({"timings": starved})
+    fed = {**timings, "input_wait_s": 0.01 * timings["elapsed_s"]}
+    assert "--workers" not in time_summary({"timings": fed})
 
 
 def test_requests_are_full_whatever_b_and_one_batch_per_request_is_in_flight():
