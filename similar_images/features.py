@@ -48,6 +48,23 @@ class FeatureExtractor(Protocol):
         ...
 
 
+@runtime_checkable
+class StreamingExtractor(FeatureExtractor, Protocol):
+    """A :class:`FeatureExtractor` whose model runs asynchronously (OpenVINO). The pipeline
+    (``pipeline.embed_stream``) prepares batches on its preparation thread and keeps the
+    model's requests in flight across batches; extractors without these methods are run
+    with ``embed`` on one batch while the next is prepared."""
+
+    def prepare(self, batch: np.ndarray) -> Any:
+        """``(n, h, w, 3)`` uint8 RGB -> the model's input (thread-safe, pure)."""
+        ...
+
+    def stream(self) -> Any:
+        """An object with ``submit(prepared)``, ``collect() -> (n, dim) float32`` (oldest
+        submitted batch first), ``pending`` (batches not collected) and ``drain()``."""
+        ...
+
+
 # model name -> "module:factory"; modules are imported only when the model is asked for,
 # so light commands never import TensorFlow or torch.
 MODELS: dict[str, str] = {

@@ -27,6 +27,8 @@ from similar_images.pipeline import Timer
 
 logger = logging.getLogger(__name__)
 
+STARVED = 0.05  # the time line names decoding as the limit when the model waited for input longer
+
 
 def validate_job(
     file_list: str | os.PathLike,
@@ -150,6 +152,8 @@ def commit_job(job: Job, extractor, timer: Timer, elapsed: float, *, resumed: in
     })
     job.checkpoint.remove()
     logger.info("%s", extraction_summary(manifest))
+    if (breakdown := time_summary(manifest)) is not None:
+        logger.info("%s", breakdown)
     return manifest
 
 
@@ -211,7 +215,11 @@ def _timings(elapsed, total_s, timer, resumed, chunks, state) -> dict[str, Any]:
         "images_per_s": round(timer.images / elapsed, 3) if elapsed > 0 else None,
         "images_this_run": timer.images,
         "model_s": round(timer.model_s, 3),
+        "decode_s": round(timer.decode_s, 3),
         "decode_wait_s": round(timer.decode_wait_s, 3),
+        "preprocess_s": round(timer.preprocess_s, 3),
+        "input_wait_s": round(timer.input_wait_s, 3),
+        "write_s": round(timer.write_s, 3),
         "all_runs_s": round(total_s, 3),
         "chunks": chunks,
         "resumed_chunks": resumed,
@@ -229,4 +237,26 @@ def extraction_summary(manifest: dict[str, Any]) -> str:
             f"{rate if rate is not None else 0:.2f} images/s")
     if timings.get("resumed_chunks"):
         text += f" (resumed: {timings['resumed_chunks']} of {timings['chunks']} chunks were already done)"
+    return text
+
+
+def time_summary(manifest: dict[str, Any]) -> str | None:
+    """One line: where the run's time went, or None when it was not measured (Ray, old manifests).
+
+    ``model`` is the model thread waiting for results, ``input wait`` the model thread
+    waiting for prepared batches (the model short of input), ``write`` the checkpoint saves;
+    decode (core-seconds, summed over the decode threads) and preprocessing run on other
+    threads, in parallel with the model.
+    """
+    t = manifest.get("timings", {})
+    if "input_wait_s" not in t or not t.get("images_this_run"):
+        return None
+    per_image = 1000 * t["decode_s"] / t["images_this_run"]
+    text = (f"time: model {t['model_s']:.1f} s, input wait {t['input_wait_s']:.1f} s, "
+            f"write {t['write_s']:.1f} s of {t['elapsed_s']:.1f} s; in parallel: decode {t['decode_s']:.1f} "
+            f"core-s ({per_image:.1f} ms/image, waited {t['decode_wait_s']:.1f} s), "
+            f"preprocess {t['preprocess_s']:.1f} s")
+    if t["input_wait_s"] > STARVED * t["elapsed_s"] > 0:
+        text += (f" (the model waited for input {100 * t['input_wait_s'] / t['elapsed_s']:.0f}% of the run: "
+                 "decoding or preparing is the limit; more --workers may help)")
     return text

@@ -75,7 +75,7 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
     from similar_images.errors import SimilarImagesError
     from similar_images.extract import run_extraction
     from similar_images.features import get_extractor
-    from similar_images.jobs import extraction_summary, finished_run, validate_job
+    from similar_images.jobs import extraction_summary, finished_run, time_summary, validate_job
 
     output = output_filename or f"{filename_list}.saved_predictions.npy"
     try:
@@ -124,6 +124,8 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{extraction_summary(manifest)}; vectors in {output}")
+    if (breakdown := time_summary(manifest)) is not None:
+        click.echo(breakdown)
     if engine == "ray":
         timings = manifest["timings"]
         click.echo(f"ray: {timings['nodes']} node(s), {timings['actors']} model actor(s), "

@@ -14,9 +14,14 @@ Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
   of PyTorch's; with f32 they match to 0.99999.
 * The performance hint (``LATENCY``: one request on every core; ``THROUGHPUT``:
   parallel streams, fed by several requests in flight) and the batch size are the fastest
-  of :data:`HINTS` x :data:`BATCH_CANDIDATES`, timed once per model, precision and
-  machine and remembered in the cache (:mod:`similar_images.models.speeds`). On the quiet
-  build machine LATENCY ran INT8 VGG16 about twice as fast as THROUGHPUT.
+  of :data:`HINTS` x :data:`BATCH_CANDIDATES`, each timed several times, interleaved, and
+  compared by their medians (:func:`similar_images.models.speeds.tuned_setting`), once per
+  model, precision and machine, and remembered in the cache. On the quiet build machine
+  LATENCY ran INT8 VGG16 about twice as fast as THROUGHPUT.
+* Compiles go through OpenVINO's compile cache (``CACHE_DIR``, ``<cache>/openvino-compiled``),
+  so each model and hint is compiled once per machine.
+* At least two requests even with LATENCY, so the pipeline keeps one queued while the
+  other runs (:class:`~similar_images.models.openvino_requests.RequestStream`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 
 from similar_images.models.openvino_requests import (
     COMPILE_CONFIG,
+    RequestStream,
     compile_model,
     requests_for,
     run_requests,
@@ -45,6 +51,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "int8")
 BATCH_CANDIDATES = (1, 2, 4, 8, 16)
 HINTS = ("LATENCY", "THROUGHPUT")
+TIMING_S = 0.5  # seconds per timing; each setting is timed several times (see speeds.tuned_setting)
 
 
 class OpenVINOExtractor:
@@ -94,17 +101,33 @@ class OpenVINOExtractor:
         self.preprocess = preprocess
         self._description = description
 
-    def embed(self, batch: np.ndarray) -> np.ndarray:
-        """``(n, h, w, 3)`` uint8 RGB -> ``(n, dim)`` float32 raw features."""
+    def prepare(self, batch: np.ndarray) -> np.ndarray:
+        """``(n, h, w, 3)`` uint8 RGB -> the network's float32 input (checked; thread-safe).
+
+        The pipeline calls it on its preparation thread, off the model's critical path.
+        """
         batch = np.asarray(batch)
         if batch.ndim != 4 or tuple(batch.shape[1:3]) != self.input_size or batch.shape[3] != 3:
             raise ValueError(
                 f"expected a (n, {self.input_size[0]}, {self.input_size[1]}, 3) RGB batch, "
                 f"got shape {batch.shape}"
             )
-        if len(batch) == 0:
+        return self.preprocess(batch)
+
+    def stream(self) -> RequestStream:
+        """A :class:`~similar_images.models.openvino_requests.RequestStream` on this model's
+        requests: ``submit(prepare(batch))`` ... ``collect()``, oldest first, requests kept in
+        flight across batches. One stream at a time (it owns the requests)."""
+        return RequestStream(self._requests, self.batch_size)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """``(n, h, w, 3)`` uint8 RGB -> ``(n, dim)`` float32 raw features."""
+        prepared = self.prepare(batch)
+        if len(prepared) == 0:
             return np.zeros((0, self.dim), np.float32)
-        return run_requests(self._requests, self.preprocess, batch, self.batch_size)
+        stream = self.stream()
+        stream.submit(prepared)
+        return stream.collect().reshape(len(prepared), self.dim)
 
     def describe(self) -> dict[str, Any]:
         return dict(self._description)
@@ -208,13 +231,14 @@ def create_openvino_extractor(
 
     def compiled_for(h: str):
         if h not in compiled_by_hint:
-            compiled_by_hint[h] = compile_model(model, PERFORMANCE_HINT=h)
+            compiled_by_hint[h] = compile_model(model, cache_dir=cache_dir, PERFORMANCE_HINT=h)
         return compiled_by_hint[h]
 
     if batch_size is None:
         hint, batch_size = speeds.tuned_setting(
             description,
-            lambda h, b: time_setting(compiled_for(h), preprocess, input_size, b),
+            lambda h, b, first: time_setting(compiled_for(h), preprocess, input_size, b,
+                                             min_seconds=TIMING_S, warm_up=first),
             [hint] if hint else HINTS,
             BATCH_CANDIDATES,
             cache_dir=cache_dir,

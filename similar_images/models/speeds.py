@@ -1,7 +1,8 @@
 """Measured speeds of the feature models on this machine, and the hint built from them.
 
-Every time an OpenVINO extractor picks its batch size and performance hint it times
-the candidates; the result (images/s, hint, batch size) is remembered in ``<cache>/speeds.json`` under this
+The first time an OpenVINO extractor picks its batch size and performance hint it times
+the candidates (several times each, medians); the result (images/s, hint, batch size,
+spread) is remembered in ``<cache>/speeds.json`` under this
 machine's CPU, so later runs skip the timing and ``extract`` can tell the user which
 runtime/precision is fastest here. ``benchmarks/runtimes.py`` records every model x
 runtime x precision, the native ones included.
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -99,11 +101,13 @@ def record_speed(
     source: str = "measured",
     section: str = "models",
     cache_dir=None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Remember a model-only speed measured on this machine (atomic write).
 
     A batch-tuning result (``source="batch tuning"``) does not replace a speed recorded
-    by the benchmark, which measures under steadier conditions.
+    by the benchmark, which measures under steadier conditions. ``extra`` adds entries
+    (tuning: the spread, the re-timed figure and every timing).
     """
     info = machine()
     data = _load(cache_dir)
@@ -120,50 +124,108 @@ def record_speed(
         "hint": hint,
         "by_setting": {k: round(r, 2) for k, r in (by_setting or {}).items()},
         "source": source,
+        **(extra or {}),
         "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     write_json_atomic(cache_root(cache_dir) / SPEEDS_FILE, data)
 
 
+def forget_tuning(name: str, runtime: str, precision: str, *, cache_dir=None) -> bool:
+    """Drop this machine's tuning record of one model (the next extractor times again); True if one was there."""
+    data = _load(cache_dir)
+    records = data.get(_machine_key(machine()), {}).get("tuning", {})
+    if records.pop(config_key(name, runtime, precision), None) is None:
+        return False
+    write_json_atomic(cache_root(cache_dir) / SPEEDS_FILE, data)
+    return True
+
+
 def tuned_setting(
     description: dict[str, Any],
-    timer: Callable[[str, int], float],
+    timer: Callable[[str, int, bool], float],
     hints: Iterable[str],
     batch_sizes: Iterable[int],
     *,
     cache_dir=None,
+    rounds: int = 2,
+    max_rounds: int = 5,
 ) -> tuple[str, int]:
-    """The fastest (hint, batch size) for ``description`` on this machine, timed once and remembered.
+    """The fastest (hint, batch size) for ``description`` on this machine, timed and remembered.
+
+    Every setting is timed ``rounds`` times, interleaved (round after round over all the
+    settings, in alternating order, so a change in machine load hits them alike), and
+    compared by its median. While the leader's spread ((max - min) / median of its
+    timings) is larger than its lead over the second best, the settings within that
+    spread of the leader are timed again, up to ``max_rounds`` timings each. The winner is
+    then re-timed once more, and its median, spread and every timing are recorded.
 
     Args:
         description: the extractor's ``describe()`` (name, runtime, precision used).
-        timer: ``timer(hint, batch_size)`` -> images/s.
+        timer: ``timer(hint, batch_size, first)`` -> images/s; ``first`` is True on a
+            setting's first timing (warm it up).
         hints: performance hints to try.
-        batch_sizes: batch sizes to try with each hint, smallest first; a hint's timing
-            stops once a size is more than 15% slower than its best so far.
+        batch_sizes: batch sizes to try with each hint.
+        rounds: timings of every setting before choosing.
+        max_rounds: at most this many timings of a setting before the re-timing.
     """
     hints, batch_sizes = list(hints), list(batch_sizes)
     key = config_key(description["name"], description["runtime"], description["precision"])
     known = measured(cache_dir, section="tuning").get(key)
     if known and known.get("hint") in hints and known.get("batch_size"):
         return known["hint"], int(known["batch_size"])
-    rates: dict[tuple[str, int], float] = {}
-    for hint in hints:
-        best = 0.0
-        for b in batch_sizes:
-            rates[hint, b] = rate = timer(hint, b)
-            log.info("%s: %s hint, batch %d -> %.1f images/s", key, hint, b, rate)
-            if rate < 0.85 * best:  # timing noise is ~10% on a busy machine
-                break
-            best = max(best, rate)
-    hint, batch = max(rates, key=rates.get)
+    settings = [(h, b) for h in hints for b in batch_sizes]
+    samples: dict[tuple[str, int], list[float]] = {s: [] for s in settings}
+
+    def time_once(setting: tuple[str, int]) -> None:
+        rate = timer(setting[0], setting[1], not samples[setting])
+        samples[setting].append(rate)
+        log.info("%s: %s hint, batch %d -> %.1f images/s", key, *setting, rate)
+
+    for r in range(rounds):
+        for setting in settings if r % 2 == 0 else reversed(settings):
+            time_once(setting)
+    while True:
+        ranked = sorted(settings, key=lambda s: _median(samples[s]), reverse=True)
+        best = ranked[0]
+        lead = _gap(samples, ranked)
+        spread = _spread(samples[best])
+        if spread <= lead or len(samples[best]) >= max_rounds:
+            break
+        floor = _median(samples[best]) * (1 - spread)
+        for setting in [s for s in ranked if _median(samples[s]) >= floor]:
+            time_once(setting)
+    retimed = timer(best[0], best[1], False)
+    samples[best].append(retimed)
+    log.info("%s: chose %s hint, batch %d: %.1f images/s (re-timed %.1f, spread %.0f%%, lead %.0f%%)",
+             key, *best, _median(samples[best]), retimed, 100 * spread, 100 * lead)
+    extra = {"spread": round(_spread(samples[best]), 3), "lead": round(lead, 3),
+             "retimed_images_per_s": round(retimed, 2),
+             "timings": {f"{h}/{b}": [round(x, 2) for x in v] for (h, b), v in samples.items()}}
     for section in ("tuning", "models"):
         record_speed(
-            description["name"], description["runtime"], description["precision"], rates[hint, batch],
-            batch_size=batch, hint=hint, by_setting={f"{h}/{b}": r for (h, b), r in rates.items()},
-            source="batch tuning", section=section, cache_dir=cache_dir,
+            description["name"], description["runtime"], description["precision"], _median(samples[best]),
+            batch_size=best[1], hint=best[0],
+            by_setting={f"{h}/{b}": _median(v) for (h, b), v in samples.items()},
+            source="batch tuning", section=section, cache_dir=cache_dir, extra=extra,
         )
-    return hint, batch
+    return best
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _spread(values: list[float]) -> float:
+    """(max - min) / median: how far apart one setting's timings were."""
+    return (max(values) - min(values)) / _median(values) if len(values) > 1 and _median(values) > 0 else 0.0
+
+
+def _gap(samples: dict, ranked: list) -> float:
+    """The leader's lead over the second best, as a fraction of the leader's median."""
+    if len(ranked) < 2 or _median(samples[ranked[0]]) <= 0:
+        return float("inf")
+    first, second = _median(samples[ranked[0]]), _median(samples[ranked[1]])
+    return (first - second) / first
 
 
 def runtime_hint(
