@@ -21,7 +21,7 @@ Usage::
     .venv/bin/python benchmarks/extract_throughput.py --model efficientnet-lite0
     .venv/bin/python benchmarks/extract_throughput.py --images 200     # a quick look
 
-The photos are made once in ``<cache>/benchmark-photos`` and reused. VGG16 runs with
+The photos (``_photos.py``) are made once in ``<cache>/benchmarks/photos-640x480`` and reused. VGG16 runs with
 random weights (``weights="none"``): the same network, so the same speed.
 """
 
@@ -36,43 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from _machine import load_average, machine_info
-from PIL import Image, ImageOps
+from _photos import photo_collection
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
-          "stereo_motorcycle", "cat", "colorwheel", "retina")
 GOALS = {"vgg16": ("model only", 0.95), "efficientnet-lite0": ("core limit", 0.9)}
-
-
-def make_jpegs(folder: Path, count: int, size=(640, 480), seed: int = 0) -> list[str]:
-    """``count`` photo-like JPEGs (random crops of real photos, flipped, resized); each file
-    depends only on its index, so a folder made for fewer images is extended, not remade."""
-    import skimage.data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"img{i:05d}.jpg" for i in range(count)]
-    missing = [i for i, name in enumerate(names) if not (folder / name).exists()]
-    if not missing:
-        return names
-    sources = []
-    for name in PHOTOS:
-        image = getattr(skimage.data, name)()
-        image = image[0] if isinstance(image, tuple) else image
-        sources.append(Image.fromarray(image).convert("RGB"))
-    for i in missing:
-        rng = np.random.default_rng([seed, i])
-        source = sources[i % len(sources)]
-        w, h = source.size
-        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
-        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        image = source.crop((x, y, x + cw, y + ch)).resize(size, Image.Resampling.BICUBIC)
-        if rng.random() < 0.5:
-            image = ImageOps.mirror(image)
-        tmp = folder / f".{names[i]}.tmp"
-        image.save(tmp, format="JPEG", quality=90)
-        tmp.replace(folder / names[i])
-    return names
 
 
 def model_only(extractor, seconds: float) -> float:
@@ -140,9 +107,9 @@ def main(argv=None) -> int:
     info = machine_info()
     print(f"machine: {info['cpu']}, {info['cores']} cores, load {info['load']}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    folder = speeds.cache_root(args.cache) / "benchmark-photos"
+    folder = speeds.cache_root(args.cache) / "benchmarks" / "photos-640x480"  # shared with coco_scale.py
     start = time.perf_counter()
-    names = make_jpegs(folder, args.images)
+    names = photo_collection(folder, args.images, show_progress=False)
     print(f"photos: {len(names)} x 640x480 JPEG in {folder} ({time.perf_counter() - start:.0f} s to make or find)")
     options = {"weights": "none"} if args.model == "vgg16" else {}
     if args.precision == "int8":
