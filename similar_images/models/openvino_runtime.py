@@ -61,6 +61,9 @@ class OpenVINOExtractor:
         hint: OpenVINO's performance hint it was compiled with (``LATENCY``: one request
             on all cores; ``THROUGHPUT``: several requests in parallel streams).
         model: the ``openvino.Model`` (fp32 or INT8) that was compiled.
+        startup_s: seconds of each start-up stage in this process (``convert_s``; INT8
+            calibration: ``decode_s``, ``quantize_s``, ``holdout_fp32_s``, ``holdout_int8_s``;
+            INT8 from the cache: ``load_int8_s``; ``tuning_s`` when timed; ``compile_s``).
         preprocess: uint8 NHWC batch -> the network's float32 input.
     """
 
@@ -79,6 +82,7 @@ class OpenVINOExtractor:
         fidelity: dict[str, Any] | None = None,
         calibrated: bool = False,
         model_folder=None,
+        startup_s: dict[str, float] | None = None,
     ):
         self.name = name
         self.input_size = tuple(input_size)
@@ -88,6 +92,7 @@ class OpenVINOExtractor:
         self.fidelity = fidelity
         self.calibrated = calibrated
         self.model_folder = model_folder  # INT8: the folder holding the quantised model; None for fp32
+        self.startup_s = dict(startup_s or {})  # seconds per start-up stage in this process
         self.model = model
         self._compiled = compiled
         self._requests = requests_for(compiled)
@@ -123,8 +128,8 @@ def create_openvino_extractor(
     hint: str | None = None,
     calibration_paths=None,
     calibration: dict[str, Any] | None = None,
-    calibration_size: int = 300,
-    holdout_size: int = 100,
+    calibration_size: int | None = None,
+    holdout_size: int | None = None,
     min_agreement: float = 0.9,
     force_int8: bool = False,
     cache_dir=None,
@@ -152,8 +157,10 @@ def create_openvino_extractor(
         calibration: INT8 only: the ``calibration`` entry of a database's
             ``describe()``; the quantised model is then loaded from the cache (and,
             with ``calibration_paths``, the sample must be the same).
-        calibration_size: INT8 calibration images (at most).
-        holdout_size: INT8 held-out images for the fidelity report (at most).
+        calibration_size: INT8 calibration images (at most); ``None``: the model's measured
+            default (:data:`similar_images.models.quantize.CALIBRATION_SIZES`).
+        holdout_size: INT8 held-out images for the fidelity report (at most); ``None``:
+            :data:`similar_images.models.quantize.HOLDOUT_SIZE`.
         min_agreement: INT8 is refused when the top-10 neighbour agreement with fp32
             on the held-out images is below this.
         force_int8: use INT8 even below ``min_agreement``.
@@ -175,7 +182,7 @@ def create_openvino_extractor(
     h, w = input_size
     description = {**describe_base, "runtime": "openvino", "precision": precision}
     fp32_model = _lazy(lambda: convert(native, preprocess, input_size))
-    fidelity, calibrated = None, False
+    fidelity, calibrated, stages = None, False, {}
     if precision == "int8":
         int8 = quantize.int8_model(
             name=name,
@@ -186,32 +193,38 @@ def create_openvino_extractor(
             calibration_paths=calibration_paths,
             calibration=calibration,
             calibration_size=calibration_size,
-            holdout_size=holdout_size,
+            holdout_size=holdout_size or quantize.HOLDOUT_SIZE,
             min_agreement=min_agreement,
             force=force_int8,
             cache_dir=cache_dir,
             model_folder=model_folder,
             show_progress=show_progress,
         )
-        model, fidelity, calibrated = int8.model, int8.report, int8.calibrated
+        model, fidelity, calibrated, stages = int8.model, int8.report, int8.calibrated, dict(int8.stages)
         model_folder = int8.folder
         description["calibration"] = int8.identity
     else:
         if calibration_paths is not None or calibration is not None:
             raise ValueError("calibration images are only used with precision='int8'")
+        t0 = time.perf_counter()
         model, model_folder = fp32_model(), None
+        stages["convert_s"] = round(time.perf_counter() - t0, 2)
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if hint is not None and hint not in HINTS:
         raise ValueError(f"unknown hint {hint!r}; choose one of: {', '.join(HINTS)}")
     compiled_by_hint: dict[str, Any] = {}
+    compile_s = [0.0]
 
     def compiled_for(h: str):
         if h not in compiled_by_hint:
+            t0 = time.perf_counter()
             compiled_by_hint[h] = compile_model(model, PERFORMANCE_HINT=h)
+            compile_s[0] += time.perf_counter() - t0
         return compiled_by_hint[h]
 
     if batch_size is None:
+        t0 = time.perf_counter()
         hint, batch_size = speeds.tuned_setting(
             description,
             lambda h, b: time_setting(compiled_for(h), preprocess, input_size, b),
@@ -219,9 +232,16 @@ def create_openvino_extractor(
             BATCH_CANDIDATES,
             cache_dir=cache_dir,
         )
+        stages["tuning_s"] = round(time.perf_counter() - t0 - compile_s[0], 2)
     hint = hint or "LATENCY"
     compiled = compiled_for(hint)
-    log.info("%s on OpenVINO %s, %s hint, batch size %d", name, precision, hint, batch_size)
+    stages["compile_s"] = round(compile_s[0], 2)
+    log.info("%s on OpenVINO %s, %s hint, batch size %d; start-up %s", name, precision, hint, batch_size,
+             ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in stages.items()))
+    if calibrated or precision == "fp32":
+        from similar_images.models.int8_costs import record_startup
+
+        record_startup(name, precision, stages, cache_dir=cache_dir)
     return OpenVINOExtractor(
         name=name,
         input_size=(h, w),
@@ -235,6 +255,7 @@ def create_openvino_extractor(
         fidelity=fidelity,
         calibrated=calibrated,
         model_folder=model_folder,
+        startup_s=stages,
     )
 
 
