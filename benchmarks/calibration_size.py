@@ -98,8 +98,11 @@ def study(name: str, paths: list[Path], sizes: list[int], holdout: int, settings
         t0 = time.perf_counter()
         int8 = quantize.quantize(fp32, calib[:size], preprocess, settings)
         quantize_s = time.perf_counter() - t0
-        report = int8_vs_fp32_report(reference, quantize.features(int8, held, preprocess))
-        rows.append({"model": name, "size": size, **report, "quantize_s": round(quantize_s, 1),
+        quantised = quantize.features(int8, held, preprocess)
+        report = int8_vs_fp32_report(reference, quantised)
+        half = int8_vs_fp32_report(reference[: len(held) // 2], quantised[: len(held) // 2])
+        rows.append({"model": name, "size": size, **report, "half_holdout_agreement": half["top10_agreement"],
+                     "quantize_s": round(quantize_s, 1),
                      "holdout_fp32_s": round(fp32_s, 1), "settings": settings})
         print(json.dumps(rows[-1]), flush=True)
     return rows

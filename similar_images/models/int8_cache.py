@@ -1,4 +1,4 @@
-"""Where quantised models are kept, and which one a file list may reuse.
+"""Where quantised (and converted fp32) models are kept, and which one a file list may reuse.
 
 A quantised model lives in ``<cache>/openvino-int8/<name>-<key>-<sample>/`` (``model.xml``,
 ``model.bin``, ``report.json``); ``key`` hashes the model description, the quantisation
@@ -27,6 +27,7 @@ from similar_images.errors import ModelError
 log = logging.getLogger(__name__)
 
 FOLDER = "openvino-int8"
+CONVERSION_VERSION = 1  # bump when the conversion or the seeded random weights change
 
 
 def model_key(name: str, describe_base: dict[str, Any], settings: dict[str, Any]) -> str:
@@ -159,3 +160,29 @@ def save_model_folder(source: str | os.PathLike, target: str | os.PathLike) -> P
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def converted_model(name: str, describe_base: dict[str, Any], convert, *, cache_dir=None):
+    """The fp32 ``openvino.Model`` converted by ``convert()``, kept in the cache and read back later.
+
+    Conversion depends on the weights, not on the collection, so a new collection's INT8
+    start-up (and every later fp32 one) reads ``<cache>/openvino-fp32/<name>-<key>/``
+    instead of converting again. A cache that cannot be written only costs the saving.
+    """
+    import openvino as ov
+
+    from similar_images.models.speeds import cache_root
+
+    key = json.dumps([describe_base, ov.__version__, CONVERSION_VERSION], sort_keys=True)
+    folder = cache_root(cache_dir) / "openvino-fp32" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if (folder / "model.xml").exists():
+        try:
+            return ov.Core().read_model(folder / "model.xml")
+        except Exception as exc:  # a damaged entry is converted again
+            log.warning("converting again: cached %s is unreadable (%s)", folder, exc)
+    model = convert()
+    try:
+        save_folder(folder, model, {"describe_base": describe_base, "openvino": ov.__version__})
+    except ModelError as exc:
+        log.warning("%s", exc)
+    return model

@@ -21,6 +21,8 @@ Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import time
 import warnings
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from similar_images.models.int8_cache import converted_model
 from similar_images.models.openvino_requests import (
     COMPILE_CONFIG,
     compile_model,
@@ -141,7 +144,8 @@ def create_openvino_extractor(
     Args:
         name: the model's name (``"vgg16"``).
         native: the Keras model or torch module mapping ``preprocess`` output to
-            ``(n, dim)`` features.
+            ``(n, dim)`` features, or a function returning it (called only when the
+            converted model is not in the cache).
         preprocess: ``(n, h, w, 3)`` uint8 RGB -> the network's float32 input.
         input_size: ``(height, width)``.
         dim: feature length.
@@ -181,7 +185,8 @@ def create_openvino_extractor(
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     h, w = input_size
     description = {**describe_base, "runtime": "openvino", "precision": precision}
-    fp32_model = _lazy(lambda: convert(native, preprocess, input_size))
+    fp32_model = _lazy(lambda: converted_model(name, describe_base, lambda: convert(
+        native() if _is_loader(native) else native, preprocess, input_size), cache_dir=cache_dir))
     fidelity, calibrated, stages = None, False, {}
     if precision == "int8":
         int8 = quantize.int8_model(
@@ -300,6 +305,11 @@ def _convert(ov, native, example: np.ndarray, shape: list[int]):
 
         return ov.convert_model(native, example_input=torch.from_numpy(example), input=shape)
     return ov.convert_model(native, input=shape)  # Keras (TensorFlow backend)
+
+
+def _is_loader(native) -> bool:
+    """A function or partial that returns the network (loaded only when conversion is needed)."""
+    return inspect.isfunction(native) or isinstance(native, functools.partial)
 
 
 def _is_torch(native) -> bool:

@@ -112,3 +112,20 @@ def test_refusal_below_agreement_holds_for_calibrated_and_cached_models(tmp_path
     with pytest.raises(ModelError, match=r"INT8 refused for tiny: .* below 1\.01"):  # from the cache now
         _int8(paths, tmp_path, min_agreement=1.01)
     assert not _int8(paths, tmp_path, min_agreement=1.01, force=True).calibrated
+
+
+def test_conversion_is_cached_per_weights_not_per_collection(tmp_path):
+    calls = []
+
+    def convert():
+        calls.append(1)
+        return _tiny_model()
+
+    base = {"name": "tiny", "weights": "seed0"}
+    first = int8_cache.converted_model("tiny", base, convert, cache_dir=tmp_path)
+    again = int8_cache.converted_model("tiny", base, convert, cache_dir=tmp_path)
+    assert calls == [1]  # read back, not converted again
+    x = _preprocess(np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8))
+    np.testing.assert_array_equal(quantize.features(again, x, lambda b: b), quantize.features(first, x, lambda b: b))
+    int8_cache.converted_model("tiny", {**base, "weights": "seed1"}, convert, cache_dir=tmp_path)
+    assert calls == [1, 1]  # other weights: converted
