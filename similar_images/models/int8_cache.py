@@ -52,11 +52,13 @@ def candidates(prefix: Path) -> list[Path]:
     return [r.parent for r in sorted(prefix.parent.glob(f"{prefix.name}-*/report.json"), key=_mtime, reverse=True)]
 
 
-def reusable_folder(folders: Sequence[Path], paths: Sequence[str | os.PathLike], sizes: tuple[int, int]) -> Path | None:
+def reusable_folder(folders: Sequence[Path], paths: Sequence[str | os.PathLike],
+                    sizes: tuple[int, int] | None) -> Path | None:
     """The first of ``folders`` whose calibration sample is all in ``paths``, else ``None``.
 
     A member counts when a file of ``paths`` has its name and the SHA-256 of its bytes;
-    ``sizes`` (calibration, held-out images asked for) must be those the model was made with.
+    ``sizes`` (calibration, held-out images asked for) must be those the model was made with
+    (``None``: any, for a database's own model).
     """
     by_name: dict[str, list[Path]] = {}
     for path in map(Path, paths):
@@ -75,14 +77,14 @@ def sample_record(sample, sizes: tuple[int, int]) -> dict[str, Any]:
     return {"sizes": list(sizes), "members": [[p.name, sha] for p, sha in zip(files, sample.file_sha256)]}
 
 
-def _members(report: Path, sizes: tuple[int, int]) -> list[list[str]] | None:
+def _members(report: Path, sizes: tuple[int, int] | None) -> list[list[str]] | None:
     from similar_images.db.files import read_json
 
     try:
         record = read_json(report).get("sample", {})
     except Exception:  # a damaged cache entry is only not reused
         return None
-    return record.get("members") if record.get("sizes") == list(sizes) else None
+    return record.get("members") if sizes is None or record.get("sizes") == list(sizes) else None
 
 
 def _present(name: str, sha: str, by_name: dict[str, list[Path]], digests: dict[Path, str | None]) -> bool:

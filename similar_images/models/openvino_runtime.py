@@ -164,7 +164,7 @@ def create_openvino_extractor(
         calibration_size: INT8 calibration images (at most); ``None``: the model's measured
             default (:data:`similar_images.models.quantize.CALIBRATION_SIZES`).
         holdout_size: INT8 held-out images for the fidelity report (at most); ``None``:
-            :data:`similar_images.models.quantize.HOLDOUT_SIZE`.
+            the model's :data:`similar_images.models.quantize.HOLDOUT_SIZES`.
         min_agreement: INT8 is refused when the top-10 neighbour agreement with fp32
             on the held-out images is below this.
         force_int8: use INT8 even below ``min_agreement``.
@@ -198,7 +198,7 @@ def create_openvino_extractor(
             calibration_paths=calibration_paths,
             calibration=calibration,
             calibration_size=calibration_size,
-            holdout_size=holdout_size or quantize.HOLDOUT_SIZE,
+            holdout_size=holdout_size or quantize.HOLDOUT_SIZES.get(name, quantize.HOLDOUT_SIZE),
             min_agreement=min_agreement,
             force=force_int8,
             cache_dir=cache_dir,
