@@ -13,7 +13,8 @@ Two parts, both on photo-like 640x480 JPEGs (random crops of the offline demo ph
   on a NEW collection (a fresh cache, so nothing is reused) with the package defaults,
   per stage (decode, conversion, fp32 statistics + NNCF quantise, held-out fp32/INT8
   features, tuning, compile), twice: fully cold (tuning too) and with this machine's
-  tuning cached (as it is after the first INT8 run on a machine, whatever the collection).
+  tuning cached (as it is after the first INT8 run on a machine, whatever the collection);
+  each in a fresh process, as each ``extract`` run is.
 
 Goal (issue 15, Done when): VGG16 INT8 start-up <= 40 s on 2 cores with held-out top-10
 agreement >= 0.95. VGG16 runs with random seeded weights (ImageNet's cannot be
@@ -32,6 +33,7 @@ import argparse
 import datetime
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -114,16 +116,24 @@ def smallest_within(rows: list[dict], tolerance: float = 0.01) -> int:
     return min(r["size"] for r in rows if r["top10_agreement"] >= top - tolerance)
 
 
-def startup(name: str, paths: list[Path], cache: Path, *, weights: str | None) -> dict:
+def startup(name: str, folder: Path, cache: Path) -> dict:
+    """One INT8 start-up in a fresh process, as each ``extract`` is (no warm threads or caches)."""
+    done = subprocess.run([sys.executable, __file__, "--one-startup", name, str(folder), str(cache)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def one_startup(name: str, folder: Path, cache: Path) -> None:
     from similar_images.features import get_extractor
 
-    options = {"weights": weights} if weights else {}
+    options = {"weights": "none"} if name == "vgg16" else {}
+    paths = sorted(folder.glob("*.jpg"))
     t0 = time.perf_counter()
     extractor = get_extractor(name, runtime="openvino", precision="int8", calibration_paths=paths,
                               cache_dir=cache, show_progress=False, **options)
     total = time.perf_counter() - t0
-    return {"total_s": round(total, 1), "stages_s": extractor.startup_s, "fidelity": extractor.fidelity,
-            "hint": extractor.hint, "batch_size": extractor.batch_size}
+    print(json.dumps({"total_s": round(total, 1), "stages_s": extractor.startup_s, "fidelity": extractor.fidelity,
+                      "hint": extractor.hint, "batch_size": extractor.batch_size}))
 
 
 def main(argv=None) -> int:
@@ -136,7 +146,11 @@ def main(argv=None) -> int:
                         help="study: override the model's setting")
     parser.add_argument("--images", type=int, default=1000, help="start-up: the new collection's size")
     parser.add_argument("--keep", type=Path, default=None, help="keep the JPEGs in this folder")
+    parser.add_argument("--one-startup", nargs=3, metavar=("MODEL", "FOLDER", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one_startup:
+        one_startup(args.one_startup[0], Path(args.one_startup[1]), Path(args.one_startup[2]))
+        return 0
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     print(f"{started} {machine_line()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="calibration-size-"))
@@ -151,12 +165,11 @@ def main(argv=None) -> int:
                 rows = study(name, paths, args.sizes, args.holdout, override)
                 print(f"{name}: smallest size within 0.01 of {max(args.sizes)}: {smallest_within(rows)}")
         else:
-            paths = photo_like(folder, args.images)
+            photo_like(folder, args.images)
             for name in args.models:
-                weights = "none" if name == "vgg16" else None
-                cold = startup(name, paths, work / f"cache-{name}", weights=weights)
+                cold = startup(name, folder, work / f"cache-{name}")
                 shutil.rmtree(work / f"cache-{name}" / "openvino-int8")  # a new collection, tuning kept
-                warm = startup(name, paths, work / f"cache-{name}", weights=weights)
+                warm = startup(name, folder, work / f"cache-{name}")
                 for label, run in (("fully cold", cold), ("tuning cached", warm)):
                     stages = ", ".join(f"{k} {v:.1f}" for k, v in run["stages_s"].items())
                     print(f"{name} INT8 start-up, {label}: {run['total_s']:.1f} s ({stages}); "
