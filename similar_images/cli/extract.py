@@ -162,10 +162,15 @@ def runtime_options(runtime: str, precision: str, filename_list: str, img_dir: s
 
 
 def speed_hint(filename_list: str, model: str, runtime: str, precision: str) -> None:
-    """Before a long run, name the faster runtime/precision options measured on this machine."""
+    """Before a long run, name the faster runtime/precision options measured on this machine;
+    before a short INT8 one, say when its start-up is not paid back (and what fp32 would take)."""
     from similar_images.db.files import read_file_list
+    from similar_images.models.int8_costs import int8_advice
     from similar_images.models.speeds import runtime_hint
 
-    hint = runtime_hint(model, runtime, precision, len(read_file_list(filename_list)))
+    count = len(read_file_list(filename_list))
+    hint = runtime_hint(model, runtime, precision, count)
+    if precision == "int8" and runtime == "openvino":
+        hint = int8_advice(model, count) or hint
     if hint:
         click.echo(hint, err=True)

@@ -4,6 +4,11 @@ The files are ordered by the SHA-256 of their name (so the choice does not depen
 order of the file list) and the first ``calibration_size + holdout_size`` are taken. Most
 calibrate the model; the rest are held out for the fidelity report. The sample's identity
 is the SHA-256 of the chosen files' bytes and the split, recorded in the database.
+
+Order by name hash keeps a sample's members chosen while the list is re-ordered; when the
+list grows, new names may sort before them, so a grown list's own sample differs, and
+:func:`similar_images.models.int8_cache.reusable_folder` finds the earlier model instead
+(its members are all still in the list).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class Sample(NamedTuple):
     calibration: list[Path]
     holdout: list[Path]
     sha256: str
+    file_sha256: list[str] = []  # SHA-256 of each file's bytes: calibration files, then held-out ones
 
 
 def calibration_sample(paths: Sequence[str | os.PathLike], size: int, holdout_size: int) -> Sample:
@@ -49,7 +55,8 @@ def calibration_sample(paths: Sequence[str | os.PathLike], size: int, holdout_si
     split = {"calibration": [h for _, h in chosen[: len(chosen) - held]],
              "holdout": [h for _, h in chosen[len(chosen) - held :]]}
     digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()
-    return Sample([p for p, _ in chosen[: len(chosen) - held]], [p for p, _ in chosen[len(chosen) - held :]], digest)
+    return Sample([p for p, _ in chosen[: len(chosen) - held]], [p for p, _ in chosen[len(chosen) - held :]], digest,
+                  [h for _, h in chosen])
 
 
 def _name_hash(name: str) -> str:

@@ -13,6 +13,7 @@ the ImageNet mean/std of the other EfficientNets.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -271,7 +272,7 @@ def create(
 
         return openvino_runtime.create_openvino_extractor(
             name=NAME,
-            native=load_native(weights=weights, seed=seed),
+            native=functools.partial(load_native, weights=weights, seed=seed),
             preprocess=preprocess,
             input_size=INPUT_SIZE,
             dim=DIM,

@@ -26,14 +26,17 @@ Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from similar_images.models.int8_cache import converted_model
+from similar_images.models.openvino_convert import convert
 from similar_images.models.openvino_requests import (
     COMPILE_CONFIG,
     RequestStream,
@@ -68,6 +71,9 @@ class OpenVINOExtractor:
         hint: OpenVINO's performance hint it was compiled with (``LATENCY``: one request
             on all cores; ``THROUGHPUT``: several requests in parallel streams).
         model: the ``openvino.Model`` (fp32 or INT8) that was compiled.
+        startup_s: seconds of each start-up stage in this process (``convert_s``; INT8
+            calibration: ``decode_s``, ``quantize_s``, ``holdout_fp32_s``, ``holdout_int8_s``;
+            INT8 from the cache: ``load_int8_s``; ``tuning_s`` when timed; ``compile_s``).
         preprocess: uint8 NHWC batch -> the network's float32 input.
     """
 
@@ -86,6 +92,7 @@ class OpenVINOExtractor:
         fidelity: dict[str, Any] | None = None,
         calibrated: bool = False,
         model_folder=None,
+        startup_s: dict[str, float] | None = None,
     ):
         self.name = name
         self.input_size = tuple(input_size)
@@ -95,6 +102,7 @@ class OpenVINOExtractor:
         self.fidelity = fidelity
         self.calibrated = calibrated
         self.model_folder = model_folder  # INT8: the folder holding the quantised model; None for fp32
+        self.startup_s = dict(startup_s or {})  # seconds per start-up stage in this process
         self.model = model
         self._compiled = compiled
         self._requests = requests_for(compiled)
@@ -146,8 +154,8 @@ def create_openvino_extractor(
     hint: str | None = None,
     calibration_paths=None,
     calibration: dict[str, Any] | None = None,
-    calibration_size: int = 300,
-    holdout_size: int = 100,
+    calibration_size: int | None = None,
+    holdout_size: int | None = None,
     min_agreement: float = 0.9,
     force_int8: bool = False,
     cache_dir=None,
@@ -159,7 +167,8 @@ def create_openvino_extractor(
     Args:
         name: the model's name (``"vgg16"``).
         native: the Keras model or torch module mapping ``preprocess`` output to
-            ``(n, dim)`` features.
+            ``(n, dim)`` features, or a function returning it (called only when the
+            converted model is not in the cache).
         preprocess: ``(n, h, w, 3)`` uint8 RGB -> the network's float32 input.
         input_size: ``(height, width)``.
         dim: feature length.
@@ -175,8 +184,10 @@ def create_openvino_extractor(
         calibration: INT8 only: the ``calibration`` entry of a database's
             ``describe()``; the quantised model is then loaded from the cache (and,
             with ``calibration_paths``, the sample must be the same).
-        calibration_size: INT8 calibration images (at most).
-        holdout_size: INT8 held-out images for the fidelity report (at most).
+        calibration_size: INT8 calibration images (at most); ``None``: the model's measured
+            default (:data:`similar_images.models.quantize.CALIBRATION_SIZES`).
+        holdout_size: INT8 held-out images for the fidelity report (at most); ``None``:
+            the model's :data:`similar_images.models.quantize.HOLDOUT_SIZES`.
         min_agreement: INT8 is refused when the top-10 neighbour agreement with fp32
             on the held-out images is below this.
         force_int8: use INT8 even below ``min_agreement``.
@@ -197,8 +208,9 @@ def create_openvino_extractor(
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     h, w = input_size
     description = {**describe_base, "runtime": "openvino", "precision": precision}
-    fp32_model = _lazy(lambda: convert(native, preprocess, input_size))
-    fidelity, calibrated = None, False
+    fp32_model = _lazy(lambda: converted_model(name, describe_base, lambda: convert(
+        native() if _is_loader(native) else native, preprocess, input_size), cache_dir=cache_dir))
+    fidelity, calibrated, stages = None, False, {}
     if precision == "int8":
         int8 = quantize.int8_model(
             name=name,
@@ -209,32 +221,38 @@ def create_openvino_extractor(
             calibration_paths=calibration_paths,
             calibration=calibration,
             calibration_size=calibration_size,
-            holdout_size=holdout_size,
+            holdout_size=holdout_size or quantize.HOLDOUT_SIZES.get(name, quantize.HOLDOUT_SIZE),
             min_agreement=min_agreement,
             force=force_int8,
             cache_dir=cache_dir,
             model_folder=model_folder,
             show_progress=show_progress,
         )
-        model, fidelity, calibrated = int8.model, int8.report, int8.calibrated
+        model, fidelity, calibrated, stages = int8.model, int8.report, int8.calibrated, dict(int8.stages)
         model_folder = int8.folder
         description["calibration"] = int8.identity
     else:
         if calibration_paths is not None or calibration is not None:
             raise ValueError("calibration images are only used with precision='int8'")
+        t0 = time.perf_counter()
         model, model_folder = fp32_model(), None
+        stages["convert_s"] = round(time.perf_counter() - t0, 2)
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if hint is not None and hint not in HINTS:
         raise ValueError(f"unknown hint {hint!r}; choose one of: {', '.join(HINTS)}")
     compiled_by_hint: dict[str, Any] = {}
+    compile_s = [0.0]
 
     def compiled_for(h: str):
         if h not in compiled_by_hint:
+            t0 = time.perf_counter()
             compiled_by_hint[h] = compile_model(model, cache_dir=cache_dir, PERFORMANCE_HINT=h)
+            compile_s[0] += time.perf_counter() - t0
         return compiled_by_hint[h]
 
     if batch_size is None:
+        t0 = time.perf_counter()
         hint, batch_size = speeds.tuned_setting(
             description,
             lambda h, b, first: time_setting(compiled_for(h), preprocess, input_size, b,
@@ -243,9 +261,16 @@ def create_openvino_extractor(
             BATCH_CANDIDATES,
             cache_dir=cache_dir,
         )
+        stages["tuning_s"] = round(time.perf_counter() - t0 - compile_s[0], 2)
     hint = hint or "LATENCY"
     compiled = compiled_for(hint)
-    log.info("%s on OpenVINO %s, %s hint, batch size %d", name, precision, hint, batch_size)
+    stages["compile_s"] = round(compile_s[0], 2)
+    log.info("%s on OpenVINO %s, %s hint, batch size %d; start-up %s", name, precision, hint, batch_size,
+             ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in stages.items()))
+    if calibrated or precision == "fp32":
+        from similar_images.models.int8_costs import record_startup
+
+        record_startup(name, precision, stages, cache_dir=cache_dir)
     return OpenVINOExtractor(
         name=name,
         input_size=(h, w),
@@ -259,6 +284,7 @@ def create_openvino_extractor(
         fidelity=fidelity,
         calibrated=calibrated,
         model_folder=model_folder,
+        startup_s=stages,
     )
 
 
@@ -274,36 +300,6 @@ def _lazy(make: Callable[[], Any]) -> Callable[[], Any]:
     return get
 
 
-def convert(native, preprocess: Callable[[np.ndarray], np.ndarray], input_size: tuple[int, int]):
-    """``openvino.Model`` of ``native`` with a dynamic batch dimension.
-
-    Raises:
-        ModelError: ``openvino.convert_model`` failed.
-    """
-    import openvino as ov
-
-    from similar_images.errors import ModelError
-
-    example = preprocess(np.zeros((1, *input_size, 3), np.uint8))  # (1, ...) float32
-    shape = [-1, *example.shape[1:]]
-    t0 = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer and Keras structure warnings: noise for users
-            model = _convert(ov, native, example, shape)
-    except Exception as exc:  # the converters raise many types; all mean "cannot convert"
-        raise ModelError(f"OpenVINO could not convert the model: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from exc
-    log.info("converted to OpenVINO in %.1f s", time.perf_counter() - t0)
-    return model
-
-
-def _convert(ov, native, example: np.ndarray, shape: list[int]):
-    if _is_torch(native):
-        import torch
-
-        return ov.convert_model(native, example_input=torch.from_numpy(example), input=shape)
-    return ov.convert_model(native, input=shape)  # Keras (TensorFlow backend)
-
-
-def _is_torch(native) -> bool:
-    return any(cls.__module__.startswith("torch") for cls in type(native).__mro__)
+def _is_loader(native) -> bool:
+    """A function or partial that returns the network (loaded only when conversion is needed)."""
+    return inspect.isfunction(native) or isinstance(native, functools.partial)

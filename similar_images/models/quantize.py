@@ -10,8 +10,11 @@ also ranks in its top 10). Below ``min_agreement`` INT8 is refused unless forced
 
 The quantised model is saved under ``<cache>/openvino-int8/<name>-<key>-<sample>/``
 (key: model description, quantisation settings, OpenVINO/NNCF versions; sample: the
-SHA-256 of the sampled files' bytes), with its report, and reused by later runs and by
-queries, which find it from the ``calibration`` entry of the database's ``describe()``.
+SHA-256 of the sampled files' bytes), with its report, and reused by later runs, by
+later file lists that still hold its whole sample (:mod:`~similar_images.models.int8_cache`)
+and by queries, which find it from the ``calibration`` entry of the database's ``describe()``.
+Each start-up stage (decode, conversion, NNCF quantisation, held-out fp32 and INT8
+features) is timed, logged and kept in the report (``startup_s``).
 
 Settings (measured on real photos, see ``benchmarks/README.md``): NNCF defaults drifted
 EfficientNet-Lite0 features (cosine min 0.91, top-10 agreement 0.93 on 100 held-out
@@ -22,13 +25,9 @@ cosine min 0.98, mean 0.996, agreement 0.96 at the same speed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,6 +36,16 @@ import numpy as np
 
 from similar_images.errors import ImageError, ModelError
 from similar_images.models.calibration import MIN_HOLDOUT, Sample, calibration_sample
+from similar_images.models.int8_cache import (  # noqa: F401  (cache_folder, save_model_folder: public here)
+    cache_folder,
+    candidates,
+    load_folder,
+    model_key,
+    reusable_folder,
+    sample_record,
+    save_folder,
+    save_model_folder,
+)
 from similar_images.models.int8_fidelity import (
     check_fidelity,
     format_report,
@@ -46,6 +55,17 @@ from similar_images.models.int8_fidelity import (
 log = logging.getLogger(__name__)
 
 MIN_IMAGES = 20  # fewer readable images than this cannot calibrate and check a model
+# Calibration images per model: the smallest of 50/100/200/300 whose held-out top-10
+# agreement was within 0.01 of 300 images', measured by benchmarks/calibration_size.py
+# --study on 100 held-out photo-like JPEGs (table in benchmarks/README.md, "INT8 cold
+# start"; VGG16 with random seeded weights: 0.944 at 50, 0.937 at 300; EfficientNet-Lite0
+# 0.957 at 50, 0.961 at 300).
+CALIBRATION_SIZES = {"vgg16": 50, "efficientnet-lite0": 50}
+DEFAULT_CALIBRATION_SIZE = 300  # other models
+HOLDOUT_SIZE = 100  # held-out images for the fidelity report
+# VGG16's fp32 features of the held-out images are its costliest check (about 7 images/s
+# on 2 cores): 50 measured the same agreement as 100 (0.940-0.944 against 0.941-0.944).
+HOLDOUT_SIZES = {"vgg16": 50}
 
 
 class Int8Model(NamedTuple):
@@ -54,6 +74,7 @@ class Int8Model(NamedTuple):
     identity: dict[str, Any]  # goes into describe()["calibration"]
     calibrated: bool  # False when loaded from the cache or a database folder
     folder: Path  # where model.xml and report.json are (a database copies it beside its vectors)
+    stages: dict[str, float] = {}  # seconds of each start-up stage in this process
 
 
 def settings_for(name: str) -> dict[str, Any]:
@@ -77,8 +98,8 @@ def int8_model(
     describe_base: dict[str, Any],
     calibration_paths=None,
     calibration: dict[str, Any] | None = None,
-    calibration_size: int = 300,
-    holdout_size: int = 100,
+    calibration_size: int | None = None,
+    holdout_size: int = HOLDOUT_SIZE,
     min_agreement: float = 0.9,
     force: bool = False,
     cache_dir=None,
@@ -89,9 +110,11 @@ def int8_model(
 
     Args:
         fp32_model: returns the fp32 ``openvino.Model`` (called only when calibrating).
-        calibration_paths: image files of the collection (a sample is taken).
+        calibration_paths: image files of the collection (a sample is taken). A cached
+            model whose sample is all still in these files (the list grew) is reused.
         calibration: a database's ``describe()["calibration"]``: find that model in
             ``model_folder`` (the copy a database keeps beside its vectors), else in the cache.
+        calibration_size: ``None``: the model's measured default, :data:`CALIBRATION_SIZES`.
         model_folder: a folder written by :func:`save_model_folder` (``model.xml``, ``report.json``).
         Others: see :func:`similar_images.models.openvino_runtime.create_openvino_extractor`.
 
@@ -107,42 +130,68 @@ def int8_model(
             "precision 'int8' needs calibration images from the collection being indexed "
             "(calibration_paths=...) or the calibration entry of a database built in INT8"
         )
-    sample = None
-    if calibration_paths is not None:
-        sample = calibration_sample(list(calibration_paths), calibration_size, holdout_size)
-        if calibration is not None and calibration.get("sample_sha256") != sample.sha256:
-            raise ModelError(
-                f"{name} INT8: the database was calibrated on other images (sample "
-                f"{str(calibration.get('sample_sha256'))[:12]}, these are {sample.sha256[:12]})"
-            )
-    sample_sha = sample.sha256 if sample else str(calibration.get("sample_sha256"))
-    folder = cache_folder(name, describe_base, settings, sample_sha, cache_dir=cache_dir)
+    sizes = (calibration_size or CALIBRATION_SIZES.get(name, DEFAULT_CALIBRATION_SIZE), holdout_size)
+    started = time.perf_counter()
+    if calibration is not None:
+        found = _database_model(name, describe_base, settings, calibration, calibration_paths, sizes,
+                                cache_dir=cache_dir, model_folder=model_folder)
+    else:
+        found = _collection_model(name, describe_base, settings, calibration_paths, sizes, cache_dir=cache_dir)
+    if isinstance(found, Sample):  # nothing to reuse: calibrate on the sample and cache the model
+        folder = cache_folder(name, describe_base, settings, found.sha256, cache_dir=cache_dir)
+        model, report, stages = _calibrate_and_check(name, fp32_model, preprocess, input_size, found, show_progress,
+                                                     settings=settings)
+        identity = {"sample_sha256": found.sha256, "settings": settings}
+        save_folder(folder, model, {**report, "identity": identity, "sample": sample_record(found, sizes)})
+        calibrated = True
+    else:
+        folder, identity, how = found
+        model, report = load_folder(folder)
+        emit(f"{name} INT8 model {how} ({folder}), fidelity {format_report(report)}")
+        stages, calibrated = {"load_int8_s": round(time.perf_counter() - started, 2)}, False
+    identity["images"] = report["calibration_images"]
+    check_fidelity(name, report, min_agreement=min_agreement, force=force)
+    return Int8Model(model, report, identity, calibrated, folder, stages)
+
+
+def _database_model(name, describe_base, settings, calibration, paths, sizes, *, cache_dir, model_folder):
+    """``(folder, identity, how)`` of the model a database was built with, checked against ``paths``."""
+    sample_sha = str(calibration.get("sample_sha256"))
     identity = {"sample_sha256": sample_sha, "settings": settings}
-    if model_folder is not None and calibration is not None and (Path(model_folder) / "model.xml").exists():
-        folder = Path(model_folder)
-        model, report = _load_cached(folder)
+    folder = cache_folder(name, describe_base, settings, sample_sha, cache_dir=cache_dir)
+    how = "from the cache"
+    if model_folder is not None and (Path(model_folder) / "model.xml").exists():
+        folder, how = Path(model_folder), "of the database"
         _check_folder_identity(folder, identity)
-        emit(f"{name} INT8 model of the database ({folder}), fidelity {format_report(report)}")
-        calibrated = False
-    elif (folder / "model.xml").exists():
-        model, report = _load_cached(folder)
-        emit(f"{name} INT8 model from the cache ({folder}), fidelity {format_report(report)}")
-        calibrated = False
-    elif sample is None:
+    if paths is not None and calibration_sample(list(paths), *sizes).sha256 != sample_sha and not (
+        (folder / "model.xml").exists() and reusable_folder([folder], paths, None) == folder
+    ):
+        raise ModelError(f"{name} INT8: the database was calibrated on other images (sample "
+                         f"{sample_sha[:12]}, not all of them in these files)")
+    if not (folder / "model.xml").exists():
         raise ModelError(
             f"the {name} INT8 model this database was built with (calibration sample "
             f"{sample_sha[:12]}) is not in the cache {folder.parent}; rebuild it with the "
             "database's images (extract --precision int8) or use an fp32 database"
         )
-    else:
-        model, report = _calibrate_and_check(
-            name, fp32_model, preprocess, input_size, sample, settings, show_progress
-        )
-        _save(folder, model, {**report, "identity": identity})
-        calibrated = True
-    identity["images"] = report["calibration_images"]
-    check_fidelity(name, report, min_agreement=min_agreement, force=force)
-    return Int8Model(model, report, identity, calibrated, folder)
+    return folder, identity, how
+
+
+def _collection_model(name, describe_base, settings, paths, sizes, *, cache_dir):
+    """A cached model for these files ``(folder, identity, how)``, else the sample to calibrate on."""
+    paths = list(paths)
+    sample = calibration_sample(paths, *sizes)
+    folder = cache_folder(name, describe_base, settings, sample.sha256, cache_dir=cache_dir)
+    if (folder / "model.xml").exists():
+        return folder, {"sample_sha256": sample.sha256, "settings": settings}, "from the cache"
+    reused = reusable_folder(candidates(folder.parent / model_key(name, describe_base, settings)), paths, sizes)
+    if reused is None:
+        return sample
+    from similar_images.db.files import read_json
+
+    identity = read_json(reused / "report.json")["identity"]
+    return reused, {"sample_sha256": identity["sample_sha256"], "settings": settings}, (
+        "from the cache: its calibration sample is all still in these files")
 
 
 def _check_folder_identity(folder: Path, identity: dict[str, Any]) -> None:
@@ -154,88 +203,37 @@ def _check_folder_identity(folder: Path, identity: dict[str, Any]) -> None:
                          f"(sample {str(saved.get('sample_sha256'))[:12]}, the database's {identity['sample_sha256'][:12]})")
 
 
-def save_model_folder(source: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Copy an INT8 model folder (``model.xml``, ``model.bin``, ``report.json``) to ``target``, atomically.
+def _calibrate_and_check(name, fp32_model, preprocess, input_size, sample: Sample, show_progress, *, settings):
+    """Quantise on the sample and compare with fp32 on its held-out images; each stage timed."""
+    stages, clock = {}, time.perf_counter()
 
-    The copy is made under a temporary name beside ``target`` and renamed, so a crash
-    leaves no half-copied model under the final name. An existing ``target`` is kept:
-    folders are named by their calibration sample, so the same name holds the same model.
-    """
-    source, target = Path(source), Path(target)
-    if (target / "model.xml").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        for name in ("model.xml", "model.bin", "report.json"):
-            shutil.copyfile(source / name, tmp / name)
-        os.replace(tmp, target)
-    except OSError as exc:
-        if not (target / "model.xml").exists():
-            raise ModelError(f"cannot copy the INT8 model to {target}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[stage] = round(now - clock, 2)
+        log.info("%s INT8 start-up: %s %.1f s", name, stage, now - clock)
+        clock = now
 
-
-def cache_folder(name: str, describe_base: dict[str, Any], settings: dict[str, Any], sample_sha: str, *, cache_dir=None) -> Path:
-    """Where the INT8 model for this model, settings and calibration sample is kept."""
-    import nncf
-    import openvino as ov
-
-    from similar_images.models.speeds import cache_root
-
-    key = json.dumps([describe_base, settings, ov.__version__, nncf.__version__], sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return cache_root(cache_dir) / "openvino-int8" / f"{name}-{digest}-{sample_sha[:16]}"
-
-
-def _load_cached(folder: Path):
-    import openvino as ov
-
-    from similar_images.db.files import read_json
-
-    try:
-        model, report = ov.Core().read_model(folder / "model.xml"), read_json(folder / "report.json")
-    except Exception as exc:
-        raise ModelError(f"cached INT8 model {folder} is unreadable ({exc}); delete that folder") from None
-    report.pop("identity", None)  # saved for people browsing the cache; not part of the report
-    return model, report
-
-
-def _save(folder: Path, model, report: dict[str, Any]) -> None:
-    """Write model + report into a temporary folder, then rename it into place."""
-    import openvino as ov
-
-    from similar_images.db.files import write_json_atomic
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
-        write_json_atomic(tmp / "report.json", report)
-        os.replace(tmp, folder)
-    except OSError as exc:
-        if not (folder / "model.xml").exists():  # another process did not win the race
-            raise ModelError(f"cannot cache the INT8 model in {folder}: {exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _calibrate_and_check(name, fp32_model, preprocess, input_size, sample: Sample, settings, show_progress):
     calib = load_images(sample.calibration, input_size, show_progress=show_progress)  # (n, h, w, 3) uint8
     held = load_images(sample.holdout, input_size, show_progress=show_progress)  # (m, h, w, 3) uint8
+    lap("decode_s")
     if len(calib) + len(held) < MIN_IMAGES or len(held) < MIN_HOLDOUT:
         raise ModelError(
             f"{name} INT8 calibration needs at least {MIN_IMAGES} readable images "
             f"({MIN_HOLDOUT} held out), got {len(calib) + len(held)} ({len(held)} held out)"
         )
     fp32 = fp32_model()  # converted only now: bad images fail fast
+    lap("convert_s")
     model = quantize(fp32, calib, preprocess, settings)
-    report = int8_vs_fp32_report(_features(fp32, held, preprocess), _features(model, held, preprocess))
+    lap("quantize_s")  # fp32 statistics on the calibration images, NNCF's passes
+    reference = features(fp32, held, preprocess)
+    lap("holdout_fp32_s")
+    report = int8_vs_fp32_report(reference, features(model, held, preprocess))
+    lap("holdout_int8_s")
     report["calibration_images"] = len(calib)
+    report["startup_s"] = stages  # how long this calibration took (kept in the cached report)
     emit(f"{name} INT8 fidelity: {format_report(report)}")
-    return model, report
+    return model, report, stages
 
 
 def load_images(paths: Sequence[Path], input_size: tuple[int, int], *, show_progress: bool = True) -> np.ndarray:
@@ -272,7 +270,8 @@ def quantize(fp32, images: np.ndarray, preprocess, settings: dict[str, Any]):
     )
 
 
-def _features(model, images: np.ndarray, preprocess, batch: int = 8) -> np.ndarray:
+def features(model, images: np.ndarray, preprocess, batch: int = 8) -> np.ndarray:
+    """Features of ``images`` (uint8 NHWC) through ``model`` compiled for the CPU: ``(n, dim)``."""
     from similar_images.models.openvino_requests import compile_model
 
     compiled = compile_model(model)

@@ -16,6 +16,7 @@ Weights (``weights=``):
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -82,7 +83,7 @@ def create(
 
         return openvino_runtime.create_openvino_extractor(
             name=NAME,
-            native=load_native(weights=weights, model_file=model_file, seed=seed),
+            native=functools.partial(load_native, weights=weights, model_file=model_file, seed=seed),
             preprocess=preprocess,
             input_size=INPUT_SIZE,
             dim=DIM,

@@ -214,3 +214,28 @@ def test_ctrl_c_and_kill_9_then_resume_give_the_uninterrupted_vectors(tmp_path):
     assert np.abs(open_vectors(output) - open_vectors(reference)).max() <= 1e-5
     assert not partial_dir(output).exists()
     assert json.loads(Path(f"{output}.manifest.json").read_text())["model"]["weights"] == "none(seed=0)"
+
+
+def test_int8_on_a_small_collection_says_fp32_is_faster_in_all(tmp_path, monkeypatch):
+    from similar_images.models import int8_costs, speeds
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SIMILAR_IMAGES_CACHE", str(cache))
+    speeds.record_speed("vgg16", "openvino", "int8", 40.0, source="benchmark")
+    speeds.record_speed("vgg16", "openvino", "fp32", 10.0, source="benchmark")
+    int8_costs.record_startup("vgg16", "int8", {"quantize_s": 35.0})
+    file_list, folder, names = make_collection(tmp_path, bad=False)
+    asked = {}
+
+    def fake_get_extractor(model, **options):
+        asked.update(options)
+        return PixelExtractor()
+
+    monkeypatch.setattr(features, "get_extractor", fake_get_extractor)
+    result = run_cli("-l", file_list, "-d", folder, "--runtime", "openvino", "--precision", "int8",
+                     "--no-progress")
+    assert result.exit_code == 0, result.output
+    n = len(names)
+    assert (f"{n} images: INT8 start-up ~35 s (a new calibration) is not paid back below ~467 images here; "
+            f"--runtime openvino --precision fp32 would take ~{n / 10:.0f} s in all") in result.output
+    assert asked["precision"] == "int8" and len(asked["calibration_paths"]) == n

@@ -247,11 +247,14 @@ def test_extract_cli_int8_reuses_cached_model(effnet_int8, collection, cache, tm
     from similar_images.cli import main
     from similar_images.db.vectors import load_vectors_manifest
 
-    # The fixture's sample (36 + 12 images) is the whole of this smaller collection, so the
-    # CLI's default sample (300 + 100) is the same images, split the same way: a cache hit.
+    # The CLI's sizes set to the fixture's (36 + 12): its list holds the fixture's whole sample
+    # and 6 more images (sorting after it), so the cached model is found, not calibrated again.
+    monkeypatch.setitem(quantize.CALIBRATION_SIZES, "efficientnet-lite0", 36)
+    monkeypatch.setattr(quantize, "HOLDOUT_SIZE", 12)
     sample = calibration.calibration_sample(collection, 36, 12)
+    extra = [p for p in collection if p not in sample.calibration + sample.holdout][:6]
     listing = tmp_path / "list.txt"
-    listing.write_text("\n".join(p.name for p in sample.calibration + sample.holdout) + "\n")
+    listing.write_text("\n".join(p.name for p in sample.calibration + sample.holdout + extra) + "\n")
     monkeypatch.setenv("SIMILAR_IMAGES_CACHE", str(cache))
     monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("calibrated again"))
     out = tmp_path / "vectors.npy"
@@ -260,7 +263,7 @@ def test_extract_cli_int8_reuses_cached_model(effnet_int8, collection, cache, tm
     result = CliRunner().invoke(main, [*args, "--runtime", "openvino", "--precision", "int8"])
     assert result.exit_code == 0, result.output
     manifest = load_vectors_manifest(out)
-    assert manifest["model"] == effnet_int8.describe() and manifest["count"] == 48
+    assert manifest["model"] == effnet_int8.describe() and manifest["count"] == 54
 
     bad = CliRunner().invoke(main, [*args, "--precision", "int8", "--force"])
     assert bad.exit_code == 2 and "--precision int8 and --force-int8 need --runtime openvino" in bad.output
