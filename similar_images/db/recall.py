@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from similar_images.db.index import search, search_reranked
-from similar_images.db.ranking import exact_search, normalize
+from similar_images.db.ranking import exact_search, normalize, rerank
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ def choose_pool_factor(
 
     Queries are own vectors, and each query's own id is left out of both rankings,
     so what is measured is how well the *other* neighbours are found: what a new photo
-    (not in the collection) gets.
+    (not in the collection) gets. The index is searched once, in one batch, for the
+    largest pool; each smaller pool is the head of that ranking (what a search for
+    fewer candidates returns), re-ranked exactly.
 
     Returns:
         ``(factor, {str(factor): recall, ...})`` for the factors tried.
@@ -90,10 +92,14 @@ def choose_pool_factor(
         return factors[0], {}
     _, exact = exact_search(vectors, queries, kk)
     exact = _without_self(exact, rows, kk - 1)
+    exact_scores = exact_scores_of(vectors, queries, exact)
+    _, pool = search(index, queries, max(factors) * kk)  # (q, largest pool), best first
     recalls: dict[str, float] = {}
     for factor in factors:
-        _, found = search_reranked(index, vectors, queries, kk, pool_factor=factor)
-        recalls[str(factor)] = float(recall_of_ids(vectors, queries, _without_self(found, rows, kk - 1), exact, kk - 1).mean())
+        _, found = rerank(vectors, queries, pool[:, : factor * kk], kk)
+        found = _without_self(found, rows, kk - 1)
+        recalls[str(factor)] = float(recall_vs_exact(exact_scores_of(vectors, queries, found), exact_scores,
+                                                     kk - 1).mean())
         if recalls[str(factor)] >= target:
             return factor, recalls
     log.warning("re-ranking %d x k candidates reaches recall@%d %.3f only (target %.2f)",
