@@ -42,15 +42,12 @@ DEFAULT_INDEX_TYPE = "ivfpq"
 DEFAULT_NLIST = 100
 # Below this many vectors a trained index is not worth it: exact search is instant.
 MIN_TRAIN_VECTORS = 1000
-# Faiss' k-means wants at least 39 training points per centroid.
+# Faiss' k-means wants at least 39 training points per centroid (and samples down to 256).
 POINTS_PER_CENTROID = 39
-# ... and samples down to 256 per centroid itself; between the two, this many per centroid
-# of the largest k-means (the coarse lists, or a PQ sub-quantizer's 2**nbits) train an
-# index as well as all the vectors do (benchmarks/build_index.py: recall against training
-# size) in a fraction of the time.
+# Per centroid of the largest k-means (IVF lists or PQ 2**nbits): trains as well as all
+# the vectors do, in a fraction of the time (benchmarks/build_index.py --train-table).
 TRAIN_POINTS_PER_CENTROID = 64
-# An upper bound on the training sample (the CLI's --train-size); the rule above is smaller.
-DEFAULT_TRAIN_SIZE = 50_000
+DEFAULT_TRAIN_SIZE = 50_000  # an upper bound on the sample (--train-size)
 DEFAULT_NPROBE = 16
 DEFAULT_EF_SEARCH = 128
 # Candidates re-ranked per result when the index manifest records no choice (see recall.py).
@@ -117,13 +114,7 @@ def train_sample(vectors, size: int, *, seed: int = 0) -> np.ndarray:
 
 
 def new_index(plan: IndexPlan, dim: int):
-    """An empty index of ``plan.spec`` (inner product), without polysemous training.
-
-    Faiss' factory turns on polysemous training for IVF-PQ, which reorders each PQ
-    codebook for Hamming-distance filtering that these searches never use (the
-    original's ``IndexIVFPQ`` constructor leaves it off). The codebooks are the same
-    set, so results are the same; training a 16,384 x 1280 sample took 55 times longer with it.
-    """
+    """An empty index of ``plan.spec`` (inner product), without polysemous training."""
     import faiss
 
     index = faiss.index_factory(dim, plan.spec, faiss.METRIC_INNER_PRODUCT)
@@ -132,7 +123,12 @@ def new_index(plan: IndexPlan, dim: int):
 
 
 def no_polysemous_training(index) -> None:
-    """Turn off an IVF-PQ index's polysemous training (nested in a PCA too)."""
+    """Turn off an IVF-PQ index's polysemous training (nested in a PCA too).
+
+    Faiss' factory turns it on; it reorders each PQ codebook for Hamming filtering
+    that these searches never use (the original's ``IndexIVFPQ`` left it off). Same
+    codebooks, same results; training took 55 times longer with it.
+    """
     import faiss
 
     try:
@@ -147,27 +143,18 @@ def largest_kmeans(index) -> int:
     """Centroids of the largest k-means ``index`` trains: its IVF lists or PQ ``2**nbits`` (0: none)."""
     import faiss
 
-    sizes = [0]
     try:
-        ivf = faiss.extract_index_ivf(index)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
     except RuntimeError:  # not an IVF index
-        ivf = None
-    if ivf is not None:
-        sizes.append(int(ivf.nlist))
-        pq = getattr(faiss.downcast_index(ivf), "pq", None)
-        if pq is not None:
-            sizes.append(int(pq.ksub))
-    return max(sizes)
+        return 0
+    pq = getattr(ivf, "pq", None)
+    return max(int(ivf.nlist), int(pq.ksub) if pq is not None else 0)
 
 
 def training_size(index, n: int, cap: int = DEFAULT_TRAIN_SIZE,
                   points_per_centroid: int = TRAIN_POINTS_PER_CENTROID) -> int:
     """How many of ``n`` vectors train ``index``: ``points_per_centroid`` per centroid of its
-    largest k-means (:func:`largest_kmeans`), at most ``cap`` and ``n``.
-
-    IVF100,PQ16x8: 64 x 256 = 16,384 vectors, whatever the collection's size. Indexes
-    without a k-means (a bare PCA) take ``cap``.
-    """
+    largest k-means, at most ``cap`` and ``n`` (IVF100,PQ16x8: 64 x 256 = 16,384)."""
     centroids = largest_kmeans(index)
     want = points_per_centroid * centroids if centroids else cap
     return max(1, min(n, cap, want))
