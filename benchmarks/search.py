@@ -1,16 +1,27 @@
 #!/usr/bin/env python3
-"""Search index benchmark: every index type on N vectors, in one run.
+"""Search benchmark: index types and candidate generators on N vectors, in one run.
 
-For each index type (``ivfpq``, ``flat``, ``pca-ivfpq``, ``hnsw``) and for exact
-NumPy search without an index, on N realistic synthetic vectors (default 40,504 x
-4096: non-negative, sparse-ish, clustered like VGG16 fc2 features; see
-``similar_images/synthetic.py``), it measures:
+For each dimension (default 1280, EfficientNet-Lite0, and 4096, VGG16 fc2), for each
+index type (default ``ivfpq``, the default index; ``--types`` adds ``flat``,
+``pca-ivfpq``, ``hnsw``), each extra Faiss factory string (``--specs``, for example
+``"IVF100,PQ32x8;IVF100,SQ8;PCA256,HNSW32"``) and exact NumPy search without an index,
+on N realistic synthetic vectors (default 40,504: non-negative, sparse-ish, clustered
+like CNN features; see ``similar_images/evaluation/synthetic.py``), it measures:
 
 * build time (train on a bounded sample + add) and the index file's size;
 * recall@1 and recall@10 against exact search, with exact re-ranking (the default
   search: ``pool x k`` candidates re-scored against the memory-mapped float32
   vectors; ``pool`` chosen as ``build`` chooses it) and without (the index's own ranking);
-* latency per query: one query at a time, and in one batch of all queries.
+* latency per query: one query at a time (re-ranked in place by Faiss, and with the
+  former NumPy gather for comparison), and in one batch of all queries.
+
+Then (``--image-query``, on by default) an image query, file to results, through
+``SimilarImages.search(path)`` on a 40,504 x 1280 EfficientNet-Lite0 database against
+its parts: decode and one batch-1 forward of the same image.
+
+It prints whether each goal of issue 15 is met: single query <= 1.5 ms median at
+recall@10 >= 0.95 (default index, every dimension), and image query <= 1.1 x (decode +
+forward).
 
 Queries are held-out vectors from the same distribution (new photos), not vectors of
 the collection. The database is written to a temporary folder and searched through the
@@ -18,8 +29,9 @@ same functions as ``SimilarImages`` (vectors memory-mapped from disk).
 
 Usage::
 
-    .venv/bin/python benchmarks/search.py                       # 40,504 x 4096, all types
-    .venv/bin/python benchmarks/search.py --n 10000 --types ivfpq,flat --json out.json
+    .venv/bin/python benchmarks/search.py                       # the issue's figures
+    .venv/bin/python benchmarks/search.py --n 10000 --dims 4096 --types ivfpq,hnsw --no-image-query
+    .venv/bin/python benchmarks/search.py --specs "IVF100,PQ32x8;PCA256,HNSW32" --json out.json
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _image_query import add_arguments as image_arguments
+from _image_query import bench_image_query
 from _machine import machine_line
 
 from similar_images.db import index as ix
@@ -40,9 +54,9 @@ from similar_images.db.recall import choose_pool_factor, recall_of_ids
 from similar_images.db.vectors import open_vectors, save_vectors
 from similar_images.evaluation.synthetic import clustered_vectors
 
-
-def machine() -> str:
-    return machine_line()
+GOAL_SINGLE_MS = 1.5
+GOAL_RECALL = 0.95
+GOAL_IMAGE_RATIO = 1.1
 
 
 def timed(fn, *args, **kwargs):
@@ -62,11 +76,26 @@ def latency(search_one, search_all, queries, repeats: int) -> tuple[float, float
     return 1e3 * float(np.median(singles)), 1e3 * batch / len(queries)
 
 
-def bench_type(index_type, vectors, queries, exact, folder: Path, args) -> dict:
-    index, build_s = timed(ix.build_index, vectors, index_type, train_size=args.train_size)
-    index, info = index
-    ix.set_search_params(index, info["search_params"])
-    path = folder / f"{index_type}.index"
+def build_spec(vectors, spec: str):
+    """An index from a Faiss factory string, trained and filled as ``build`` does."""
+    import faiss
+
+    index = faiss.index_factory(vectors.shape[1], spec, faiss.METRIC_INNER_PRODUCT)
+    ix.no_polysemous_training(index)
+    used = ix.train_index(index, vectors)
+    ix.drop_training_state(index)
+    ix.add_vectors(index, vectors)
+    kind = "hnsw" if "HNSW" in spec else "ivfpq" if "IVF" in spec else "flat"
+    return index, {"index_type": spec, "spec": spec, "note": None, "train_size": used,
+                   "search_params": ix.default_search_params(kind)}
+
+
+def bench_index(name, builder, vectors, queries, exact, folder: Path, args) -> dict:
+    (index, info), build_s = timed(builder)
+    params = {**info["search_params"], **({"nprobe": args.nprobe} if args.nprobe and "nprobe" in
+                                          info["search_params"] else {})}
+    ix.set_search_params(index, params)
+    path = folder / "bench.index"
     ix.write_index(index, path)
     k = args.k
     pool = args.pool or choose_pool_factor(index, vectors)[0]  # what `build` would record
@@ -74,17 +103,22 @@ def bench_type(index_type, vectors, queries, exact, folder: Path, args) -> dict:
     _, reranked = ix.search_reranked(index, vectors, queries, k, pool_factor=pool)
     one = lambda q: ix.search_reranked(index, vectors, q, k, pool_factor=pool)  # noqa: E731
     single, batched = latency(one, one, queries, args.repeats)
+
+    def one_numpy(q):  # the former re-rank: gather the rows, then one NumPy product
+        return ranking.rerank_numpy(vectors, q, ix.search(index, q, pool * k)[1], k)
+
+    numpy_single, _ = latency(one_numpy, one_numpy, queries[:20], 1)
     raw_single, raw_batched = latency(lambda q: ix.search(index, q, k), lambda q: ix.search(index, q, k),
                                       queries, args.repeats)
     return {
-        "type": index_type, "spec": info["spec"], "note": info["note"], "build_s": build_s,
+        "dim": vectors.shape[1], "type": name, "spec": info["spec"], "note": info["note"], "build_s": build_s,
         "train_size": info["train_size"], "bytes": path.stat().st_size,
         "r1": recall_of_ids(vectors, queries, reranked, exact, 1).mean(),
         "r10": recall_of_ids(vectors, queries, reranked, exact, k).mean(),
         "r1_raw": recall_of_ids(vectors, queries, raw, exact, 1).mean(),
         "r10_raw": recall_of_ids(vectors, queries, raw, exact, k).mean(),
         "ms_single": single, "ms_batched": batched, "ms_single_raw": raw_single, "ms_batched_raw": raw_batched,
-        "params": info["search_params"], "pool": pool,
+        "ms_single_numpy": numpy_single, "params": params, "pool": pool,
     }
 
 
@@ -92,68 +126,92 @@ def bench_exact(vectors, queries, args) -> dict:
     norms = ranking.row_norms(vectors)
     search = lambda q: ranking.exact_search(vectors, q, args.k, norms=norms)  # noqa: E731
     single, batched = latency(search, search, queries, max(1, args.repeats // 3))
-    return {"type": "exact (no index)", "spec": "NumPy on the memory map", "note": None, "build_s": 0.0,
-            "train_size": 0, "bytes": 0, "r1": 1.0, "r10": 1.0, "r1_raw": 1.0, "r10_raw": 1.0,
+    return {"dim": vectors.shape[1], "type": "exact (no index)", "spec": "NumPy on the memory map", "note": None,
+            "build_s": 0.0, "train_size": 0, "bytes": 0, "r1": 1.0, "r10": 1.0, "r1_raw": 1.0, "r10_raw": 1.0,
             "ms_single": single, "ms_batched": batched, "ms_single_raw": single, "ms_batched_raw": batched,
-            "params": {}, "pool": "-"}
+            "ms_single_numpy": single, "params": {}, "pool": "-"}
 
 
 def table(rows, args) -> str:
     lines = [
-        f"| index | Faiss spec | build s | index MB | pool | recall@1 | recall@{args.k} | recall@1 / @{args.k} "
-        "without re-rank | ms/query single | ms/query batched | ms single / batched without re-rank |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| d | index | Faiss spec | build s | index MB | pool | recall@1 | recall@{args.k} | recall@1 / @{args.k} "
+        "without re-rank | ms/query single | single, NumPy re-rank | ms/query batched | "
+        "ms single / batched without re-rank |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['type']} | {r['spec']} | {r['build_s']:.1f} | {r['bytes'] / 1e6:.1f} | {r['pool']} | {r['r1']:.3f} | "
-            f"{r['r10']:.3f} | {r['r1_raw']:.3f} / {r['r10_raw']:.3f} | {r['ms_single']:.2f} | "
-            f"{r['ms_batched']:.3f} | {r['ms_single_raw']:.2f} / {r['ms_batched_raw']:.3f} |"
+            f"| {r['dim']} | {r['type']} | {r['spec']} | {r['build_s']:.1f} | {r['bytes'] / 1e6:.1f} | {r['pool']} | "
+            f"{r['r1']:.3f} | {r['r10']:.3f} | {r['r1_raw']:.3f} / {r['r10_raw']:.3f} | {r['ms_single']:.2f} | "
+            f"{r['ms_single_numpy']:.2f} | {r['ms_batched']:.3f} | {r['ms_single_raw']:.2f} / {r['ms_batched_raw']:.3f} |"
         )
     return "\n".join(lines)
+
+
+def bench_dim(dim: int, folder: Path, args) -> list[dict]:
+    data, gen_s = timed(clustered_vectors, args.n + args.queries, dim, seed=args.seed)
+    print(f"data: {args.n} x {dim} synthetic vectors + {args.queries} held-out queries "
+          f"({gen_s:.1f} s to generate)", flush=True)
+    save_vectors(folder / f"v{dim}.npy", data[: args.n], {"model": {"name": "synthetic"},
+                                                          "names": [str(i) for i in range(args.n)]})
+    queries = np.array(data[args.n:])  # (q, d)
+    del data
+    vectors = open_vectors(folder / f"v{dim}.npy")  # (n, d) memory map, as the search API reads it
+    _, exact = ranking.exact_search(vectors, queries, args.k)
+    rows = [bench_exact(vectors, queries, args)] if args.exact else []
+    builders = [(t, lambda t=t: ix.build_index(vectors, t)) for t in args.types]
+    builders += [(spec, lambda spec=spec: build_spec(vectors, spec)) for spec in args.specs]
+    for name, builder in builders:
+        rows.append(bench_index(name, builder, vectors, queries, exact, folder, args))
+        print(table(rows[-1:], args).splitlines()[-1], flush=True)
+    return rows
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=40_504, help="collection size")
-    parser.add_argument("--dim", type=int, default=4096)
+    parser.add_argument("--dims", type=lambda s: [int(x) for x in s.split(",") if x], default=[1280, 4096])
     parser.add_argument("--queries", type=int, default=200, help="held-out query vectors")
-    parser.add_argument("--types", default=",".join(ix.INDEX_TYPES), help="comma-separated index types")
+    parser.add_argument("--types", type=lambda s: [ix.check_index_type(t) for t in s.split(",") if t],
+                        default=[ix.DEFAULT_INDEX_TYPE], help=f"comma-separated, of: {', '.join(ix.INDEX_TYPES)}")
+    parser.add_argument("--specs", type=lambda s: [x for x in s.split(";") if x], default=[],
+                        help="extra Faiss factory strings, ';'-separated (candidate generators to compare)")
+    parser.add_argument("--exact", action="store_true", help="also time exact NumPy search without an index")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--pool", type=int, default=None,
                         help="re-rank pool factor (pool x k candidates)  [default: chosen as `build` does]")
-    parser.add_argument("--train-size", type=int, default=ix.DEFAULT_TRAIN_SIZE)
+    parser.add_argument("--nprobe", type=int, default=None, help="IVF lists searched  [default: the index's]")
     parser.add_argument("--repeats", type=int, default=3, help="passes of 20 single queries")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    image_arguments(parser)
     args = parser.parse_args(argv)
-    types = [ix.check_index_type(t) for t in args.types.split(",") if t]
-    print(f"machine: {machine()}", flush=True)
-    data, gen_s = timed(clustered_vectors, args.n + args.queries, args.dim, seed=args.seed)
-    print(f"data: {args.n} x {args.dim} synthetic vectors + {args.queries} held-out queries "
-          f"({gen_s:.1f} s to generate)", flush=True)
+    print(f"machine: {machine_line()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        save_vectors(folder / "v.npy", data[: args.n], {"model": {"name": "synthetic"},
-                                                        "names": [str(i) for i in range(args.n)]})
-        queries = np.array(data[args.n:])  # (q, d)
-        del data
-        vectors = open_vectors(folder / "v.npy")  # (n, d) memory map, as the search API reads it
-        _, exact = ranking.exact_search(vectors, queries, args.k)
-        rows = [bench_exact(vectors, queries, args)]
-        print(table(rows, args), flush=True)
-        for index_type in types:
-            rows.append(bench_type(index_type, vectors, queries, exact, folder, args))
-            print(table(rows[-1:], args).splitlines()[-1], flush=True)
+        for dim in args.dims:
+            rows += bench_dim(dim, Path(tmp), args)
+        image = bench_image_query(Path(tmp), args) if args.image_query else None
     print()
     print(table(rows, args))
     for r in rows:
         if r["note"]:
             print(f"note ({r['type']}): {r['note']}")
-    print(f"machine after: {machine()}")
+    for r in rows:
+        if r["type"] == ix.DEFAULT_INDEX_TYPE:
+            ok = r["ms_single"] <= GOAL_SINGLE_MS and r["r10"] >= GOAL_RECALL
+            print(f"goal (single query <= {GOAL_SINGLE_MS} ms median at recall@{args.k} >= {GOAL_RECALL}) at "
+                  f"{args.n} x {r['dim']}: {'MET' if ok else 'NOT MET'} ({r['ms_single']:.2f} ms, {r['r10']:.3f})")
+    if image:
+        print(image["summary"])
+        ok = image["ratio"] <= GOAL_IMAGE_RATIO
+        print(f"goal (image query <= {GOAL_IMAGE_RATIO} x (decode + forward)): {'MET' if ok else 'NOT MET'} "
+              f"({image['ratio']:.2f})")
+    print(f"machine after: {machine_line()}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "n": args.n, "dim": args.dim,
-                                         "queries": args.queries, "rows": rows}, indent=1, default=float))
+        args.json.write_text(json.dumps({"machine": machine_line(), "n": args.n, "dims": args.dims,
+                                         "queries": args.queries, "rows": rows, "image_query": image},
+                                        indent=1, default=float))
     return 0
 
 

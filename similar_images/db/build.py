@@ -83,8 +83,9 @@ def build_index_files(
                                                   seed=seed, show_progress=show_progress)
         build_seconds = time.perf_counter() - start
         ix.set_search_params(index, info["search_params"])
-        pool_factor, pool_recalls = recall_mod.choose_pool_factor(index, vectors, n_queries=eval_queries, seed=seed)
-        recall = recall_mod.measure_recall(index, vectors, n_queries=eval_queries, seed=seed, pool_factor=pool_factor)
+        own = recall_mod.own_queries(vectors, n_queries=eval_queries, seed=seed)  # one exact search for both
+        pool_factor, pool_recalls = recall_mod.choose_pool_factor(index, vectors, own=own)
+        recall = recall_mod.measure_recall(index, vectors, pool_factor=pool_factor, own=own)
         staged_index = stage.file(index_path)
         ix.write_index_to(index, staged_index)
         base = {**info, "metric": "cosine", "vectors": vectors_path.name, "pool_factor": pool_factor,

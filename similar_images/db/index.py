@@ -42,9 +42,12 @@ DEFAULT_INDEX_TYPE = "ivfpq"
 DEFAULT_NLIST = 100
 # Below this many vectors a trained index is not worth it: exact search is instant.
 MIN_TRAIN_VECTORS = 1000
-# Faiss' k-means wants at least 39 training points per centroid.
+# Faiss' k-means wants at least 39 training points per centroid (and samples down to 256).
 POINTS_PER_CENTROID = 39
-DEFAULT_TRAIN_SIZE = 50_000
+# Per centroid of the largest k-means (IVF lists or PQ 2**nbits): trains as well as all
+# the vectors do, in a fraction of the time (benchmarks/build_index.py --train-table).
+TRAIN_POINTS_PER_CENTROID = 64
+DEFAULT_TRAIN_SIZE = 50_000  # an upper bound on the sample (--train-size)
 DEFAULT_NPROBE = 16
 DEFAULT_EF_SEARCH = 128
 # Candidates re-ranked per result when the index manifest records no choice (see recall.py).
@@ -111,17 +114,60 @@ def train_sample(vectors, size: int, *, seed: int = 0) -> np.ndarray:
 
 
 def new_index(plan: IndexPlan, dim: int):
+    """An empty index of ``plan.spec`` (inner product), without polysemous training."""
     import faiss
 
     index = faiss.index_factory(dim, plan.spec, faiss.METRIC_INNER_PRODUCT)
+    no_polysemous_training(index)
     return index
 
 
-def train_index(index, vectors, *, train_size: int = DEFAULT_TRAIN_SIZE, seed: int = 0) -> int:
-    """Train ``index`` on a bounded random sample of ``vectors``; return the sample size."""
+def no_polysemous_training(index) -> None:
+    """Turn off an IVF-PQ index's polysemous training (nested in a PCA too).
+
+    Faiss' factory turns it on; it reorders each PQ codebook for Hamming filtering
+    that these searches never use (the original's ``IndexIVFPQ`` left it off). Same
+    codebooks, same results; training took 55 times longer with it.
+    """
+    import faiss
+
+    try:
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    except RuntimeError:  # not an IVF index
+        return
+    if hasattr(ivf, "do_polysemous_training"):
+        ivf.do_polysemous_training = False
+
+
+def largest_kmeans(index) -> int:
+    """Centroids of the largest k-means ``index`` trains: its IVF lists or PQ ``2**nbits`` (0: none)."""
+    import faiss
+
+    try:
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    except RuntimeError:  # not an IVF index
+        return 0
+    pq = getattr(ivf, "pq", None)
+    return max(int(ivf.nlist), int(pq.ksub) if pq is not None else 0)
+
+
+def training_size(index, n: int, cap: int = DEFAULT_TRAIN_SIZE,
+                  points_per_centroid: int = TRAIN_POINTS_PER_CENTROID) -> int:
+    """How many of ``n`` vectors train ``index``: ``points_per_centroid`` per centroid of its
+    largest k-means, at most ``cap`` and ``n`` (IVF100,PQ16x8: 64 x 256 = 16,384)."""
+    centroids = largest_kmeans(index)
+    want = points_per_centroid * centroids if centroids else cap
+    return max(1, min(n, cap, want))
+
+
+def train_index(index, vectors, *, train_size: int = DEFAULT_TRAIN_SIZE, seed: int = 0,
+                points_per_centroid: int = TRAIN_POINTS_PER_CENTROID) -> int:
+    """Train ``index`` on a bounded random sample of ``vectors`` (:func:`training_size`, at
+    most ``train_size``); return the sample size."""
     if index.is_trained:
         return 0
-    sample = train_sample(vectors, train_size, seed=seed)  # (t, d) normalised
+    size = training_size(index, len(vectors), train_size, points_per_centroid)
+    sample = train_sample(vectors, size, seed=seed)  # (t, d) normalised
     index.train(sample)
     return len(sample)
 
@@ -145,6 +191,7 @@ def add_vectors(index, vectors, *, show_progress: bool = False) -> None:
     from tqdm.auto import tqdm
 
     n = len(vectors)
+    # Faiss encodes each chunk on all OpenMP threads (faiss.omp_get_max_threads(): the usable cores).
     with tqdm(total=n, unit="vec", desc="adding", disable=not show_progress or n < CHUNK) as bar:
         for start in range(0, n, CHUNK):
             chunk = normalize(vectors[start:start + CHUNK])  # (c, d)
@@ -160,8 +207,12 @@ def build_index(
     train_size: int = DEFAULT_TRAIN_SIZE,
     seed: int = 0,
     show_progress: bool = False,
+    points_per_centroid: int = TRAIN_POINTS_PER_CENTROID,
 ):
     """Train and fill an index over ``vectors`` ``(n, d)`` (raw or memory-mapped).
+
+    The training sample is bounded (:func:`training_size`): ``points_per_centroid``
+    vectors per centroid of the largest k-means, at most ``train_size``.
 
     Returns:
         ``(index, info)``: the Faiss index (id ``i`` is row ``i``) and a dict with
@@ -174,7 +225,7 @@ def build_index(
     if plan.note:
         log.info("%s", plan.note)
     index = new_index(plan, dim)
-    used = train_index(index, vectors, train_size=train_size, seed=seed)
+    used = train_index(index, vectors, train_size=train_size, seed=seed, points_per_centroid=points_per_centroid)
     drop_training_state(index)
     add_vectors(index, vectors, show_progress=show_progress)
     info = {

@@ -57,6 +57,11 @@ def exact_search(vectors, queries, k: int, *, norms=None) -> tuple[np.ndarray, n
 def rerank(vectors, queries, candidates, k: int, *, norms=None) -> tuple[np.ndarray, np.ndarray]:
     """Re-score candidate ids with exact cosine against the stored float32 vectors.
 
+    Each query's candidates are read once, in row order, straight from ``vectors``
+    (usually the memory map) by Faiss' one-thread SIMD kernels, without copying them
+    (:func:`candidate_scores`); other arrays take the NumPy path (:func:`rerank_numpy`).
+    Both give the same ids and the same float32 cosines (to float32 rounding).
+
     Args:
         vectors: ``(n, d)`` float32, raw, usually memory-mapped (only candidate rows are read).
         queries: ``(m, d)``.
@@ -67,13 +72,74 @@ def rerank(vectors, queries, candidates, k: int, *, norms=None) -> tuple[np.ndar
     Returns:
         ``(scores, ids)`` ``(m, k)``, best first, padded with ``-inf`` / ``-1``.
     """
+    if not _direct_ok(vectors):
+        return rerank_numpy(vectors, queries, candidates, k, norms=norms)
+    q = normalize(queries)  # (m, d)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    n = len(vectors)
+    scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+    ids = np.full((len(q), k), -1, dtype=np.int64)
+    for i in range(len(q)):
+        row = candidates[i]
+        cand = np.unique(row[(row >= 0) & (row < n)])  # sorted: one forward pass over the file
+        if len(cand) == 0:
+            continue
+        s = candidate_scores(vectors, q[i], cand, norms=norms)  # (p,)
+        top = _top(s, k)
+        scores[i, : len(top)] = s[top]
+        ids[i, : len(top)] = cand[top]
+    return scores, ids
+
+
+def candidate_scores(vectors, query: np.ndarray, cand: np.ndarray, *, norms=None) -> np.ndarray:
+    """Cosines ``(p,)`` of normalised ``query`` ``(d,)`` with rows ``cand`` (sorted int64, in range).
+
+    Faiss' ``fvec_inner_products_by_idx`` reads the rows in place; one OpenMP thread
+    (this thread's setting only), as a single query's few hundred rows are not worth
+    waking others (on a busy 2-core machine that wait was 12 ms instead of 0.4).
+    Without ``norms`` the rows' norms come from a second such pass (distances to zero).
+    """
+    import faiss
+
+    d = vectors.shape[1]
+    query = np.ascontiguousarray(query, dtype=np.float32)
+    cand = np.ascontiguousarray(cand, dtype=np.int64)
+    dots = np.empty(len(cand), dtype=np.float32)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        faiss.fvec_inner_products_by_idx(faiss.swig_ptr(dots), faiss.swig_ptr(query), faiss.swig_ptr(vectors),
+                                         faiss.swig_ptr(cand), d, 1, len(cand))
+        if norms is None:
+            sq = np.empty(len(cand), dtype=np.float32)
+            zero = np.zeros(d, dtype=np.float32)  # a name holds it: swig_ptr keeps no reference
+            faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(sq), faiss.swig_ptr(zero),
+                                    faiss.swig_ptr(vectors), faiss.swig_ptr(cand), d, 1, len(cand))
+            cand_norms = np.sqrt(sq)
+        else:
+            cand_norms = np.asarray(norms[cand], dtype=np.float32)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return dots / np.maximum(cand_norms, 1e-12)
+
+
+def _direct_ok(vectors) -> bool:
+    """Faiss can read ``vectors`` in place: a C-contiguous 2-d float32 NumPy array (or memory map)."""
+    return (isinstance(vectors, np.ndarray) and vectors.ndim == 2 and vectors.dtype == np.float32
+            and vectors.flags.c_contiguous and len(vectors) > 0)
+
+
+def rerank_numpy(vectors, queries, candidates, k: int, *, norms=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rerank` in NumPy: gathers each query's candidate rows, then one product."""
     q = normalize(queries)  # (m, d)
     candidates = np.asarray(candidates, dtype=np.int64)
     m = len(q)
     scores = np.full((m, k), -np.inf, dtype=np.float32)
     ids = np.full((m, k), -1, dtype=np.int64)
+    n = len(vectors)
     for i in range(m):
-        cand = np.unique(candidates[i][candidates[i] >= 0])  # sorted: friendly to the mmap
+        row = candidates[i]
+        cand = np.unique(row[(row >= 0) & (row < n)])  # sorted: friendly to the mmap
         if len(cand) == 0:
             continue
         rows = np.asarray(vectors[cand], dtype=np.float32)  # (p, d)

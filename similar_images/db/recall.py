@@ -8,18 +8,18 @@ exact re-ranking finds the true nearest neighbours.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from similar_images.db.index import search, search_reranked
-from similar_images.db.ranking import exact_search, normalize
+from similar_images.db.ranking import exact_search, normalize, rerank
 
 log = logging.getLogger(__name__)
 
 # The build picks the smallest factor (candidates = factor x k) whose recall@10 of a
 # collection's own vectors (each one's own id left out) reaches the target.
-POOL_FACTORS = (10, 20, 50, 100)
+POOL_FACTORS = (10, 20, 30, 50, 100)
 TARGET_RECALL = 0.97
 # Scores this close to the exact k-th score count as ties: any of them is a right answer.
 TIE_TOLERANCE = 1e-5
@@ -71,29 +71,52 @@ def recall_of_ids(vectors, queries, found_ids, exact_ids, k: int) -> np.ndarray:
                            exact_scores_of(vectors, queries, exact_ids), k)
 
 
+class OwnQueries(NamedTuple):
+    """A sample of the collection's own vectors as queries, with their exact top ``k + 1`` (self included)."""
+
+    rows: np.ndarray  # (q,) row numbers
+    queries: np.ndarray  # (q, d)
+    exact: np.ndarray  # (q, min(k + 1, n)) exact ids, best first
+
+
+def own_queries(vectors, *, k: int = 10, n_queries: int = 200, seed: int = 0) -> OwnQueries:
+    """The queries :func:`choose_pool_factor` and :func:`measure_recall` share (one exact search)."""
+    rows, queries = _own_queries(vectors, n_queries, seed)
+    _, exact = exact_search(vectors, queries, min(k + 1, len(vectors)))
+    return OwnQueries(rows, queries, exact)
+
+
 def choose_pool_factor(
     index, vectors, *, k: int = 10, n_queries: int = 200, seed: int = 0,
-    target: float = TARGET_RECALL, factors: tuple[int, ...] = POOL_FACTORS,
+    target: float = TARGET_RECALL, factors: tuple[int, ...] = POOL_FACTORS, own: OwnQueries | None = None,
 ) -> tuple[int, dict[str, float]]:
     """The smallest re-ranking pool factor whose recall@k reaches ``target``.
 
     Queries are own vectors, and each query's own id is left out of both rankings,
     so what is measured is how well the *other* neighbours are found: what a new photo
-    (not in the collection) gets.
+    (not in the collection) gets. The index is searched once, in one batch, for the
+    largest pool; each smaller pool is the head of that ranking (what a search for
+    fewer candidates returns), re-ranked exactly.
+
+    Args:
+        own: queries from :func:`own_queries` (default: made here from ``k``, ``n_queries``, ``seed``).
 
     Returns:
         ``(factor, {str(factor): recall, ...})`` for the factors tried.
     """
-    rows, queries = _own_queries(vectors, n_queries, seed)
     kk = min(k + 1, len(vectors))
     if kk < 2:
         return factors[0], {}
-    _, exact = exact_search(vectors, queries, kk)
+    rows, queries, exact = own or own_queries(vectors, k=k, n_queries=n_queries, seed=seed)
     exact = _without_self(exact, rows, kk - 1)
+    exact_scores = exact_scores_of(vectors, queries, exact)
+    _, pool = search(index, queries, max(factors) * kk)  # (q, largest pool), best first
     recalls: dict[str, float] = {}
     for factor in factors:
-        _, found = search_reranked(index, vectors, queries, kk, pool_factor=factor)
-        recalls[str(factor)] = float(recall_of_ids(vectors, queries, _without_self(found, rows, kk - 1), exact, kk - 1).mean())
+        _, found = rerank(vectors, queries, pool[:, : factor * kk], kk)
+        found = _without_self(found, rows, kk - 1)
+        recalls[str(factor)] = float(recall_vs_exact(exact_scores_of(vectors, queries, found), exact_scores,
+                                                     kk - 1).mean())
         if recalls[str(factor)] >= target:
             return factor, recalls
     log.warning("re-ranking %d x k candidates reaches recall@%d %.3f only (target %.2f)",
@@ -117,16 +140,22 @@ def _without_self(ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
 
 
 def measure_recall(
-    index, vectors, *, k: int = 10, n_queries: int = 200, pool_factor: int = 10, seed: int = 0, norms=None
+    index, vectors, *, k: int = 10, n_queries: int = 200, pool_factor: int = 10, seed: int = 0, norms=None,
+    own: OwnQueries | None = None,
 ) -> dict[str, Any]:
     """Recall@1 and @k against exact search, with re-ranking and without.
 
-    The queries are a random sample of the collection's own vectors.
+    The queries are a random sample of the collection's own vectors (``own``, from
+    :func:`own_queries`, or made here).
     """
     n = len(vectors)
-    rows, queries = _own_queries(vectors, n_queries, seed)
     kk = min(k, n)
-    _, exact = exact_search(vectors, queries, kk, norms=norms)
+    if own is None:
+        rows, queries = _own_queries(vectors, n_queries, seed)
+        _, exact = exact_search(vectors, queries, kk, norms=norms)
+    else:
+        rows, queries, exact = own
+        exact = exact[:, :kk]
     _, raw = search(index, queries, kk)
     _, reranked = search_reranked(index, vectors, queries, kk, pool_factor=pool_factor, norms=norms)
     return {
