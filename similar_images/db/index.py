@@ -7,15 +7,13 @@ name and to the stored float32 vector used for exact re-ranking.
 
 Index types (:data:`INDEX_TYPES`):
 
-* ``ivfpq``: the original demo's index, IVF with 100 lists and PQ 16 x 8 bits
-  (16 bytes a vector, 6.8 MB for 40,504 x 4096); the default.
+* ``ivfpq``: the original's index, IVF100 and PQ 16 x 8 bits (6.8 MB for 40,504 x 4096); the default.
 * ``flat``: exact search, the full vectors in the index (16 KB a 4096-d vector).
-* ``pca-ivfpq``: PCA to 256 dimensions, then IVF 100 and PQ 16 x 8 bits: the smallest
-  (5.6 MB); its own ranking is better or worse than ``ivfpq``'s depending on the data.
-* ``hnsw``: an HNSW graph (32 links) over the full vectors: no training, the lowest
-  latency, but as large as ``flat``; removing images re-adds the kept ones.
+* ``pca-ivfpq``: PCA to 256 dimensions, then IVF100,PQ16x8: the smallest (5.6 MB).
+* ``hnsw``: an HNSW graph (32 links) over the full vectors: no training, large;
+  removing images re-adds the kept ones.
 
-Measurements: ``benchmarks/search.py`` and ``benchmarks/README.md``.
+Measurements: ``benchmarks/search.py``, ``build_index.py`` and ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -40,18 +38,16 @@ INDEX_TYPES: dict[str, str] = {
 }
 DEFAULT_INDEX_TYPE = "ivfpq"
 DEFAULT_NLIST = 100
-# Below this many vectors a trained index is not worth it: exact search is instant.
-MIN_TRAIN_VECTORS = 1000
+MIN_TRAIN_VECTORS = 1000  # below this a trained index is not worth it: exact search is instant
 # Faiss' k-means wants at least 39 training points per centroid (and samples down to 256).
 POINTS_PER_CENTROID = 39
-# Per centroid of the largest k-means (IVF lists or PQ 2**nbits): trains as well as all
-# the vectors do, in a fraction of the time (benchmarks/build_index.py --train-table).
+# Per centroid of each k-means (IVF lists, PQ 2**nbits): trains as well as all the vectors
+# do, in a fraction of the time (benchmarks/build_index.py --train-table).
 TRAIN_POINTS_PER_CENTROID = 64
 DEFAULT_TRAIN_SIZE = 50_000  # an upper bound on the sample (--train-size)
 DEFAULT_NPROBE = 16
 DEFAULT_EF_SEARCH = 128
-# Candidates re-ranked per result when the index manifest records no choice (see recall.py).
-DEFAULT_POOL_FACTOR = 10
+DEFAULT_POOL_FACTOR = 10  # candidates re-ranked per result when the manifest records none (recall.py)
 CHUNK = 8192
 
 
@@ -129,23 +125,24 @@ def no_polysemous_training(index) -> None:
     that these searches never use (the original's ``IndexIVFPQ`` left it off). Same
     codebooks, same results; training took 55 times longer with it.
     """
-    import faiss
-
-    try:
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-    except RuntimeError:  # not an IVF index
-        return
+    ivf = _ivf_of(index)
     if hasattr(ivf, "do_polysemous_training"):
         ivf.do_polysemous_training = False
 
 
+def _ivf_of(index):
+    """The IVF part of ``index`` (downcast), or None."""
+    import faiss
+    try:
+        return faiss.downcast_index(faiss.extract_index_ivf(index))
+    except RuntimeError:  # not an IVF index
+        return None
+
+
 def largest_kmeans(index) -> int:
     """Centroids of the largest k-means ``index`` trains: its IVF lists or PQ ``2**nbits`` (0: none)."""
-    import faiss
-
-    try:
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-    except RuntimeError:  # not an IVF index
+    ivf = _ivf_of(index)
+    if ivf is None:
         return 0
     pq = getattr(ivf, "pq", None)
     return max(int(ivf.nlist), int(pq.ksub) if pq is not None else 0)
@@ -168,8 +165,11 @@ def train_index(index, vectors, *, train_size: int = DEFAULT_TRAIN_SIZE, seed: i
         return 0
     size = training_size(index, len(vectors), train_size, points_per_centroid)
     sample = train_sample(vectors, size, seed=seed)  # (t, d) normalised
+    if (ivf := _ivf_of(index)) is not None:  # the lists' k-means: 6,400 points for 100 (Faiss subsamples, seeded)
+        ivf.cp.max_points_per_centroid = points_per_centroid
     index.train(sample)
     return len(sample)
+
 
 
 def drop_training_state(index) -> None:

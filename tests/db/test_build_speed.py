@@ -102,3 +102,23 @@ def test_ivfpq_indexes_skip_polysemous_training_and_search_the_same():
         assert not faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training
     flat, _ = ix.build_index(vectors, "hnsw")  # no IVF: nothing to turn off
     assert flat.ntotal == 3000
+
+
+def test_the_lists_kmeans_trains_on_points_per_centroid_times_lists():
+    """IVF100 trains its lists on 64 x 100 of the sample (Faiss subsamples), the PQ on all of it:
+    the lists' centroids then differ from a build whose lists saw the whole sample."""
+    import faiss
+
+    vectors = clustered_vectors(12_000, 32, seed=3)
+    plan = ix.plan_index("ivfpq", len(vectors), 32, nlist=40)
+    bounded, full = ix.new_index(plan, 32), ix.new_index(plan, 32)
+    ix.train_index(bounded, vectors, points_per_centroid=64)
+    assert faiss.extract_index_ivf(bounded).cp.max_points_per_centroid == 64
+    sample = ix.train_sample(vectors, ix.training_size(full, len(vectors)))
+    full.train(sample)  # Faiss' default: up to 256 points per list
+    centroids = [faiss.extract_index_ivf(i).quantizer.reconstruct_n(0, 40) for i in (bounded, full)]
+    assert not np.allclose(*centroids)
+    ix.set_search_params(bounded, ix.default_search_params("ivfpq"))
+    ix.add_vectors(bounded, vectors)
+    _, found = ix.search_reranked(bounded, vectors, vectors[:50], 1, pool_factor=20)
+    assert (found[:, 0] == np.arange(50)).mean() >= 0.9  # each finds itself
