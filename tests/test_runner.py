@@ -21,6 +21,8 @@ RUN = textwrap.dedent('''
     from similar_images.db.checkpoint import Checkpoint, ChunkResult
     from similar_images.runner import run_chunks
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal (a background job ignores it)
+
     def ctrl_c_inside_a_finaliser():
         """Ctrl-C while code that drops exceptions runs (as a __del__ or a closing generator does)."""
         try:

@@ -154,7 +154,9 @@ def test_root_script_error_is_one_line(tmp_path):
 def start(args, cwd):
     command = [sys.executable, str(SCRIPT), "--weights", "none", "-b", "1", "--chunk-batches", "2",
                "--no-progress", *map(str, args)]
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as at a terminal: a job started in the background of a script inherits it ignored
+    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def chunks_in(output):
