@@ -181,18 +181,9 @@ def embed_batches(extractor, batches) -> int:
     return sum(len(b) for b in batches)
 
 
-def without_own(ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """Each ranking without the query's own id, cut to ``k`` (padded with -1)."""
-    out = np.full((len(ids), k), -1, dtype=np.int64)
-    for q, own in enumerate(rows):
-        kept = ids[q][ids[q] != own][:k]
-        out[q, :len(kept)] = kept
-    return out
-
-
 def stage_search(args, k: int = 10) -> dict:
     from similar_images.db.ranking import exact_search
-    from similar_images.db.recall import recall_of_ids
+    from similar_images.db.recall import recall_of_ids, without_self
     from similar_images.search import SimilarImages
 
     db = SimilarImages.open(args.vectors, trust=True)
@@ -209,7 +200,7 @@ def stage_search(args, k: int = 10) -> dict:
             times.append(time.perf_counter() - start)
             found[q] = ids[0]
     _, exact = exact_search(vectors, queries, k + 1)
-    found_k, exact_k = without_own(found, rows, k), without_own(exact, rows, k)
+    found_k, exact_k = without_self(found, rows, k), without_self(exact, rows, k)
     recall = float(recall_of_ids(vectors, queries, found_k, exact_k, k).mean())
     ms = np.array(times) * 1e3
     return {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)), "recall_at_10": recall,

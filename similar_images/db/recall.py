@@ -108,13 +108,13 @@ def choose_pool_factor(
     if kk < 2:
         return factors[0], {}
     rows, queries, exact = own or own_queries(vectors, k=k, n_queries=n_queries, seed=seed)
-    exact = _without_self(exact, rows, kk - 1)
+    exact = without_self(exact, rows, kk - 1)
     exact_scores = exact_scores_of(vectors, queries, exact)
     _, pool = search(index, queries, max(factors) * kk)  # (q, largest pool), best first
     recalls: dict[str, float] = {}
     for factor in factors:
         _, found = rerank(vectors, queries, pool[:, : factor * kk], kk)
-        found = _without_self(found, rows, kk - 1)
+        found = without_self(found, rows, kk - 1)
         recalls[str(factor)] = float(recall_vs_exact(exact_scores_of(vectors, queries, found), exact_scores,
                                                      kk - 1).mean())
         if recalls[str(factor)] >= target:
@@ -130,7 +130,7 @@ def _own_queries(vectors, n_queries: int, seed: int) -> tuple[np.ndarray, np.nda
     return rows, np.asarray(vectors[rows], dtype=np.float32)  # (q,), (q, d)
 
 
-def _without_self(ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+def without_self(ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     """Each row of ``ids`` without the query's own id, cut or padded (-1) to ``k``."""
     out = np.full((len(ids), k), -1, dtype=np.int64)
     for q, (found, own) in enumerate(zip(ids, rows)):

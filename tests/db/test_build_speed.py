@@ -75,10 +75,10 @@ def test_pool_choice_from_one_search_equals_searching_each_pool(stored):
     assert factor == rc.POOL_FACTORS[-1] and list(recalls) == [str(f) for f in rc.POOL_FACTORS]
     rows, queries = rc._own_queries(vectors, 40, 0)
     _, exact = ranking.exact_search(vectors, queries, 11)
-    exact = rc._without_self(exact, rows, 10)
+    exact = rc.without_self(exact, rows, 10)
     for f in rc.POOL_FACTORS:
         _, found = ix.search_reranked(index, vectors, queries, 11, pool_factor=f)
-        direct = rc.recall_of_ids(vectors, queries, rc._without_self(found, rows, 10), exact, 10).mean()
+        direct = rc.recall_of_ids(vectors, queries, rc.without_self(found, rows, 10), exact, 10).mean()
         assert recalls[str(f)] == pytest.approx(direct, abs=0.01)
     assert all(a <= b + 1e-9 for a, b in zip(recalls.values(), list(recalls.values())[1:]))
 

@@ -171,7 +171,7 @@ def test_choose_pool_factor_takes_the_smallest_that_reaches_the_target(collectio
 
 def test_without_self_leaves_out_the_query():
     ids = np.array([[4, 1, 2], [0, 4, -1]])
-    np.testing.assert_array_equal(rc._without_self(ids, np.array([4, 4]), 2), [[1, 2], [0, -1]])
+    np.testing.assert_array_equal(rc.without_self(ids, np.array([4, 4]), 2), [[1, 2], [0, -1]])
 
 
 def test_a_small_training_sample_plans_for_the_sample_not_the_collection():
