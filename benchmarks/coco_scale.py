@@ -153,7 +153,7 @@ def stage_model_only(args) -> dict:
     streaming = hasattr(extractor, "stream")
     batches = [images[i:i + args.batch_size] for i in range(0, len(images), args.batch_size)]
     if streaming:
-        batches = [extractor.prepare(b) for b in batches]  # preprocessing is off the model's path
+        batches = [extractor.prepare(b) for b in batches]  # checked uint8, as the preparation thread hands them
     run = stream_batches if streaming else embed_batches
     run(extractor, batches[:2])  # warm-up
     done, start = 0, time.perf_counter()

@@ -2,7 +2,7 @@
 """Extraction throughput: model only (as tuned) vs end to end, from one run on one machine.
 
 * model only: the tuned OpenVINO setting (hint, batch size, requests in flight) on
-  preprocessed images in memory, timed as the tuning times it
+  decoded images in memory (the compiled model preprocesses in its graph), timed as the tuning times it
   (``openvino_requests.time_setting``), before, between and after the end-to-end runs;
 * end to end: photo-like 640x480 JPEG files on disk -> vectors file on disk through
   :func:`similar_images.extract.run_extraction` (decode threads, preparation thread,
@@ -44,10 +44,9 @@ GOALS = {"vgg16": ("model only", 0.95), "efficientnet-lite0": ("core limit", 0.9
 
 def model_only(extractor, seconds: float) -> float:
     """Images/s of the extractor's tuned setting, timed as the tuning times it (compiled from the cache)."""
-    from similar_images.models.openvino_requests import compile_model, time_setting
+    from similar_images.models.openvino_requests import time_setting
 
-    compiled = compile_model(extractor.model, PERFORMANCE_HINT=extractor.hint)
-    return time_setting(compiled, extractor.preprocess, tuple(extractor.input_size), extractor.batch_size,
+    return time_setting(extractor.compiled, extractor.prepare, tuple(extractor.input_size), extractor.batch_size,
                         min_seconds=seconds)
 
 

@@ -59,15 +59,11 @@ def model_only(extractor, decoded: np.ndarray, batch_size: int, *, min_images: i
 
 def other_hint(extractor, *, min_seconds: float) -> tuple[str, float]:
     """The OpenVINO hint the extractor did not choose, and its images/s at the same batch size."""
-    from similar_images.models.openvino_runtime import (
-        HINTS,
-        compile_model,
-        time_setting,
-    )
+    from similar_images.models.openvino_runtime import HINTS, time_setting
 
     (other,) = [h for h in HINTS if h != extractor.hint]
-    compiled = compile_model(extractor.model, PERFORMANCE_HINT=other)
-    return other, time_setting(compiled, extractor.preprocess, tuple(extractor.input_size), extractor.batch_size,
+    compiled = extractor.compile_for(other)
+    return other, time_setting(compiled, extractor.prepare, tuple(extractor.input_size), extractor.batch_size,
                                min_seconds=min_seconds)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from similar_images.errors import ModelError
 from similar_images.models.devices import describe_device, resolve_device, strict_fp32
+from similar_images.models.openvino_input import InputSteps
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ MEAN_RGB = 127.0
 STDDEV_RGB = 128.0
 RUNTIMES = ("native", "openvino")
 PREPROCESSING = "resize to 224x224, RGB, (x - 127) / 128"
+OPENVINO_INPUT = InputSteps(layout="NCHW", mean=MEAN_RGB, scale=STDDEV_RGB)  # preprocess() in-graph
 
 
 def weights_file() -> Path:
@@ -274,6 +276,7 @@ def create(
             name=NAME,
             native=functools.partial(load_native, weights=weights, seed=seed),
             preprocess=preprocess,
+            input_steps=OPENVINO_INPUT,
             input_size=INPUT_SIZE,
             dim=DIM,
             describe_base=describe_base(_weights_id(weights, seed)),

@@ -22,6 +22,8 @@ Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
   so each model and hint is compiled once per machine.
 * At least two requests even with LATENCY, so the pipeline keeps one queued while the
   other runs (:class:`~similar_images.models.openvino_requests.RequestStream`).
+* The compiled model takes uint8 RGB: the preprocessing runs in its graph
+  (:mod:`similar_images.models.openvino_input`), not in numpy on the cores the model needs.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 
 from similar_images.models.int8_cache import converted_model
 from similar_images.models.openvino_convert import convert
+from similar_images.models.openvino_input import InputSteps, uint8_batch, with_uint8_input
 from similar_images.models.openvino_requests import (
     COMPILE_CONFIG,
     RequestStream,
@@ -70,11 +73,14 @@ class OpenVINOExtractor:
         batch_size: images per inference request.
         hint: OpenVINO's performance hint it was compiled with (``LATENCY``: one request
             on all cores; ``THROUGHPUT``: several requests in parallel streams).
-        model: the ``openvino.Model`` (fp32 or INT8) that was compiled.
+        model: the ``openvino.Model`` (fp32 or INT8, float input) that is cached and saved.
+        served_model: ``model`` with the preprocessing in its graph (uint8 input).
+        compiled: ``served_model`` compiled with ``hint``.
         startup_s: seconds of each start-up stage in this process (``convert_s``; INT8
             calibration: ``decode_s``, ``quantize_s``, ``holdout_fp32_s``, ``holdout_int8_s``;
             INT8 from the cache: ``load_int8_s``; ``tuning_s`` when timed; ``compile_s``).
-        preprocess: uint8 NHWC batch -> the network's float32 input.
+        preprocess: uint8 NHWC batch -> ``model``'s float32 input (in numpy; the compiled
+            model does the same in its graph).
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class OpenVINOExtractor:
         input_size: tuple[int, int],
         dim: int,
         model,
+        served_model,
         compiled,
         preprocess: Callable[[np.ndarray], np.ndarray],
         batch_size: int,
@@ -104,23 +111,22 @@ class OpenVINOExtractor:
         self.model_folder = model_folder  # INT8: the folder holding the quantised model; None for fp32
         self.startup_s = dict(startup_s or {})  # seconds per start-up stage in this process
         self.model = model
-        self._compiled = compiled
+        self.served_model = served_model
+        self.compiled = compiled
         self._requests = requests_for(compiled)
         self.preprocess = preprocess
         self._description = description
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
-        """``(n, h, w, 3)`` uint8 RGB -> the network's float32 input (checked; thread-safe).
+        """``(n, h, w, 3)`` uint8 RGB, checked, as the compiled model's input (thread-safe).
 
-        The pipeline calls it on its preparation thread, off the model's critical path.
+        The normalisation itself runs in the compiled graph.
         """
-        batch = np.asarray(batch)
-        if batch.ndim != 4 or tuple(batch.shape[1:3]) != self.input_size or batch.shape[3] != 3:
-            raise ValueError(
-                f"expected a (n, {self.input_size[0]}, {self.input_size[1]}, 3) RGB batch, "
-                f"got shape {batch.shape}"
-            )
-        return self.preprocess(batch)
+        return uint8_batch(batch, self.input_size)
+
+    def compile_for(self, hint: str):
+        """``served_model`` compiled with another performance hint (benchmarks compare hints)."""
+        return compile_model(self.served_model, PERFORMANCE_HINT=hint)
 
     def stream(self) -> RequestStream:
         """A :class:`~similar_images.models.openvino_requests.RequestStream` on this model's
@@ -149,6 +155,7 @@ def create_openvino_extractor(
     input_size: tuple[int, int],
     dim: int,
     describe_base: dict[str, Any],
+    input_steps: InputSteps,
     precision: str = "fp32",
     batch_size: int | None = None,
     hint: str | None = None,
@@ -170,6 +177,7 @@ def create_openvino_extractor(
             ``(n, dim)`` features, or a function returning it (called only when the
             converted model is not in the cache).
         preprocess: ``(n, h, w, 3)`` uint8 RGB -> the network's float32 input.
+        input_steps: the same preprocessing as graph steps, compiled into the model.
         input_size: ``(height, width)``.
         dim: feature length.
         describe_base: the runtime-independent part of ``describe()`` (name, weights,
@@ -242,12 +250,13 @@ def create_openvino_extractor(
     if hint is not None and hint not in HINTS:
         raise ValueError(f"unknown hint {hint!r}; choose one of: {', '.join(HINTS)}")
     compiled_by_hint: dict[str, Any] = {}
+    served = _lazy(lambda: with_uint8_input(model, input_steps))
     compile_s = [0.0]
 
     def compiled_for(h: str):
         if h not in compiled_by_hint:
             t0 = time.perf_counter()
-            compiled_by_hint[h] = compile_model(model, cache_dir=cache_dir, PERFORMANCE_HINT=h)
+            compiled_by_hint[h] = compile_model(served(), cache_dir=cache_dir, PERFORMANCE_HINT=h)
             compile_s[0] += time.perf_counter() - t0
         return compiled_by_hint[h]
 
@@ -255,7 +264,7 @@ def create_openvino_extractor(
         t0 = time.perf_counter()
         hint, batch_size = speeds.tuned_setting(
             description,
-            lambda h, b, first: time_setting(compiled_for(h), preprocess, input_size, b,
+            lambda h, b, first: time_setting(compiled_for(h), _as_given, input_size, b,
                                              min_seconds=TIMING_S, warm_up=first),
             [hint] if hint else HINTS,
             BATCH_CANDIDATES,
@@ -276,6 +285,7 @@ def create_openvino_extractor(
         input_size=(h, w),
         dim=dim,
         model=model,
+        served_model=served(),
         compiled=compiled,
         preprocess=preprocess,
         batch_size=batch_size,
@@ -286,6 +296,10 @@ def create_openvino_extractor(
         model_folder=model_folder,
         startup_s=stages,
     )
+
+
+def _as_given(batch: np.ndarray) -> np.ndarray:
+    return batch  # uint8: the compiled model preprocesses in its graph
 
 
 def _lazy(make: Callable[[], Any]) -> Callable[[], Any]:

@@ -28,6 +28,8 @@ from similar_images.db.files import sha256_file
 from similar_images.errors import ModelError
 from similar_images.models import keras_io
 from similar_images.models.devices import describe_device, resolve_device
+from similar_images.models.openvino_input import InputSteps
+from similar_images.models.vgg16_torch import CAFFE_MEAN_BGR
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ def create(
             name=NAME,
             native=functools.partial(load_native, weights=weights, model_file=model_file, seed=seed),
             preprocess=preprocess,
+            input_steps=OPENVINO_INPUT,
             input_size=INPUT_SIZE,
             dim=DIM,
             describe_base=base,
@@ -153,6 +156,7 @@ def _tensorflow_off_the_gpu() -> None:
         logger.debug("TensorFlow's devices are already initialised")
 
 
+OPENVINO_INPUT = InputSteps(layout="NHWC", reverse_channels=True, mean=CAFFE_MEAN_BGR)  # preprocess() in-graph
 def preprocess(batch: np.ndarray) -> np.ndarray:
     """VGG16's ``preprocess_input``: uint8 RGB ``(n, h, w, 3)`` -> float32 BGR minus the ImageNet mean."""
     from keras.applications import vgg16
