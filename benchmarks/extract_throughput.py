@@ -91,6 +91,9 @@ def parse(argv):
                         "with model-only timings (medians; more on a busy machine)")
     parser.add_argument("--keep-tuning", action="store_true",
                         help="use the tuning already in speeds.json (default: tune again in this run)")
+    parser.add_argument("--hint", choices=("LATENCY", "THROUGHPUT"), default=None,
+                        help="an OpenVINO hint instead of the tuned one (with --request-batch: A/B runs)")
+    parser.add_argument("--request-batch", type=int, default=None, help="images per request instead of the tuned size")
     parser.add_argument("--cache", type=Path, default=None, help="cache folder (default: the package's)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     return parser.parse_args(argv)
@@ -113,14 +116,16 @@ def main(argv=None) -> int:
     options = {"weights": "none"} if args.model == "vgg16" else {}
     if args.precision == "int8":
         options["calibration_paths"] = [folder / n for n in names]
-    if not args.keep_tuning:  # the recorded figure to re-measure is this run's, under this load
+    if args.hint or args.request_batch:  # a given setting: no tuning (and nothing re-measured)
+        options.update(hint=args.hint, batch_size=args.request_batch or 8)
+    elif not args.keep_tuning:  # the recorded figure to re-measure is this run's, under this load
         speeds.forget_tuning(args.model, "openvino", args.precision, cache_dir=args.cache)
     start = time.perf_counter()
     extractor = get_extractor(args.model, runtime="openvino", precision=args.precision, cache_dir=args.cache,
                               show_progress=False, **options)
     startup = time.perf_counter() - start
     key = speeds.config_key(args.model, "openvino", args.precision)
-    recorded = speeds.measured(args.cache, section="tuning").get(key, {})
+    recorded = {} if args.hint or args.request_batch else speeds.measured(args.cache, section="tuning").get(key, {})
     print(f"model: {args.model} OpenVINO {args.precision}, tuned {extractor.hint}/{extractor.batch_size}, "
           f"start-up {startup:.1f} s")
 

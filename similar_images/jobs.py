@@ -216,6 +216,7 @@ def _timings(elapsed, total_s, timer, resumed, chunks, state) -> dict[str, Any]:
         "images_this_run": timer.images,
         "model_s": round(timer.model_s, 3),
         "decode_s": round(timer.decode_s, 3),
+        "decode_cpu_s": round(timer.decode_cpu_s, 3),
         "decode_wait_s": round(timer.decode_wait_s, 3),
         "preprocess_s": round(timer.preprocess_s, 3),
         "input_wait_s": round(timer.input_wait_s, 3),
@@ -245,17 +246,19 @@ def time_summary(manifest: dict[str, Any]) -> str | None:
 
     ``model`` is the model thread waiting for results, ``input wait`` the model thread
     waiting for prepared batches (the model short of input), ``write`` the checkpoint saves;
-    decode (core-seconds, summed over the decode threads) and preprocessing run on other
-    threads, in parallel with the model.
+    decode (CPU seconds and wall ms per image, summed over the decode threads: the wall time
+    is longer when they wait for a core) and preprocessing run on other threads, in parallel
+    with the model.
     """
     t = manifest.get("timings", {})
     if "input_wait_s" not in t or not t.get("images_this_run"):
         return None
-    per_image = 1000 * t["decode_s"] / t["images_this_run"]
+    n = t["images_this_run"]
+    cpu = t.get("decode_cpu_s", t["decode_s"])  # manifests before 2026-12 recorded wall time only
     text = (f"time: model {t['model_s']:.1f} s, input wait {t['input_wait_s']:.1f} s, "
-            f"write {t['write_s']:.1f} s of {t['elapsed_s']:.1f} s; in parallel: decode {t['decode_s']:.1f} "
-            f"core-s ({per_image:.1f} ms/image, waited {t['decode_wait_s']:.1f} s), "
-            f"preprocess {t['preprocess_s']:.1f} s")
+            f"write {t['write_s']:.1f} s of {t['elapsed_s']:.1f} s; in parallel: decode {cpu:.1f} "
+            f"CPU s ({1000 * cpu / n:.1f} ms/image; wall {1000 * t['decode_s'] / n:.1f} ms, waited "
+            f"{t['decode_wait_s']:.1f} s), preprocess {t['preprocess_s']:.1f} s")
     if t["input_wait_s"] > STARVED * t["elapsed_s"] > 0:
         text += (f" (the model waited for input {100 * t['input_wait_s'] / t['elapsed_s']:.0f}% of the run: "
                  "decoding or preparing is the limit; more --workers may help)")

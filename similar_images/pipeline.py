@@ -42,12 +42,13 @@ def default_workers() -> int:
 
 @dataclass
 class Timer:
-    """Where an extraction's time went, in seconds: ``decode_s`` (core-seconds, all decode
-    threads), ``decode_wait_s`` and ``preprocess_s`` (stacking + ``prepare``) on the preparation
-    thread; ``input_wait_s`` (short of input), ``model_s`` (waiting for results) and
-    ``write_s`` (the consumer saving each chunk) on the model thread."""
+    """Where an extraction's time went, in seconds: ``decode_s`` and ``decode_cpu_s`` (wall and
+    CPU, summed over the decode threads: wall > CPU when they wait for a core); ``decode_wait_s``
+    and ``preprocess_s`` (stacking + ``prepare``) on the preparation thread; ``input_wait_s``
+    (short of input), ``model_s`` (waiting for results), ``write_s`` (saving chunks) on the model thread."""
 
     decode_s: float = 0.0
+    decode_cpu_s: float = 0.0
     decode_wait_s: float = 0.0
     preprocess_s: float = 0.0
     input_wait_s: float = 0.0
@@ -56,9 +57,10 @@ class Timer:
     images: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add_decode(self, seconds: float) -> None:
+    def add_decode(self, seconds: float, cpu_seconds: float) -> None:
         with self.lock:  # from every decode thread
             self.decode_s += seconds
+            self.decode_cpu_s += cpu_seconds
 
 
 def resolve(name: str, image_root: str | os.PathLike | None) -> str:
@@ -119,9 +121,9 @@ def embed_chunks(
     size = tuple(extractor.input_size)
 
     def decode(name: str):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         result = decode_one(name, image_root, size)
-        timer.add_decode(time.perf_counter() - start)
+        timer.add_decode(time.perf_counter() - start, time.thread_time() - cpu)
         return name, result
 
     decoded = ordered_map(decode, itertools.chain.from_iterable(chunks), workers=workers,

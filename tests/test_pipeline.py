@@ -141,6 +141,7 @@ def test_run_summary_says_where_the_time_went(tmp_path):
     timings = manifest["timings"]
     assert timings["images_this_run"] == manifest["count"] == len(names) - len(BAD) + 1  # huge.png loads
     assert timings["decode_s"] > 0 and timings["preprocess_s"] >= 0 and timings["input_wait_s"] >= 0
+    assert 0 < timings["decode_cpu_s"] <= 1.05 * timings["decode_s"] + 0.01  # a thread's CPU time <= its wall time
     line = time_summary(manifest)
     assert line.startswith("time: model ") and "input wait" in line and "write" in line
     assert "decode" in line and "ms/image" in line and "preprocess" in line

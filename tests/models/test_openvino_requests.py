@@ -59,6 +59,7 @@ def test_next_batch_starts_before_the_previous_is_collected():
         out.append(stream.collect())
     out.append(stream.collect())
     assert [e[0] for e in log[:3]] == ["start", "start", "wait"]  # two requests in flight at once
+    assert stream.depth == 3  # a third batch waits in submit() for the first request to finish
     for k, vectors in enumerate(out):
         np.testing.assert_array_equal(vectors, batches[k] * 10)  # oldest first, its own outputs
     assert stream.pending == 0
