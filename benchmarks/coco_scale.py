@@ -31,6 +31,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--photos", default=None, help="where the stand-in photos live (default: the cache)")
     p.add_argument("--workdir", default=None, help="where vectors and indexes go (default: the cache)")
     p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--cold", action="store_true",
+                   help="fully cold start-up: every stage gets a new, empty model cache (conversion, calibration, "
+                        "tuning paid as on a new machine); the photos and results stay in the usual cache")
     p.add_argument("--stage", help=argparse.SUPPRESS)
     p.add_argument("--vectors", help=argparse.SUPPRESS)
     p.add_argument("--image-dir", help=argparse.SUPPRESS)
@@ -234,7 +238,8 @@ STAGES = {"model-only": stage_model_only, "search": stage_search, "query": stage
 
 
 def report(results: list[dict], source: str, args, started: str, line_before: str) -> str:
-    out = [f"COCO scale: {args.images:,} {source}; {args.runtime} {args.precision}, -b {args.batch_size}",
+    out = [f"COCO scale: {args.images:,} {source}; {args.runtime} {args.precision}, -b {args.batch_size}; "
+           + ("fully cold model cache" if args.cold else "model cache as found (conversion, INT8 model, tuning may be reused)"),
            f"started {started}; machine before: {line_before}", f"machine after: {machine_line()}", "",
            "| model | extract (wall) | start-up | end to end | model only | ratio | COCO projected / measured "
            "| extract RSS | build (wall) | build RSS | search median / p95 | recall@10 | image query / (decode+forward) |",
@@ -268,6 +273,9 @@ def main(argv=None) -> int:
     work = Path(args.workdir) if args.workdir else cache_root() / "benchmarks" / "coco-scale"
     work.mkdir(parents=True, exist_ok=True)
     file_list = write_file_list(work / f"files-{len(names)}.txt", names)
+    if args.cold:  # the stages are subprocesses: they inherit it
+        os.environ["SIMILAR_IMAGES_CACHE"] = tempfile.mkdtemp(prefix="coco-scale-cold-cache-")
+        print(f"fully cold: model cache {os.environ['SIMILAR_IMAGES_CACHE']}", flush=True)
     results = [bench_model(m, args, folder, file_list, work) for m in args.models.split(",")]
     print(report(results, source, args, started, before))
     (work / "result.json").write_text(json.dumps(results, indent=1, default=str))

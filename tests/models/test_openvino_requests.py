@@ -161,6 +161,22 @@ def test_tuning_times_again_while_the_spread_exceeds_the_lead(tmp_path):
     assert saved["lead"] >= saved["spread"] or len(saved["timings"]["LATENCY/2"]) >= 5
 
 
+def test_tuning_takes_the_smallest_batch_among_tied_settings(tmp_path):
+    calls: list = []
+    # 16 is fastest, 4 and 8 within 3% of it (tied: smaller requests share the cores better
+    # with decoding), 2 is 10% behind (not tied).
+    rates = {("LATENCY", 2): [90.0] * 3, ("LATENCY", 4): [98.0, 98.2, 98.1, 98.1],
+             ("LATENCY", 8): [99.0] * 3, ("LATENCY", 16): [100.0] * 3}
+    assert speeds.tuned_setting(DESC, _fake_timer(rates, calls), ("LATENCY",), (2, 4, 8, 16),
+                                cache_dir=tmp_path) == ("LATENCY", 4)
+    assert calls[-1][:2] == ("LATENCY", 4)  # the chosen setting is the one re-timed and recorded
+    assert _saved(tmp_path)["batch_size"] == 4
+    calls.clear()
+    far = {**rates, ("LATENCY", 4): [95.0] * 4}  # 5% behind: not tied
+    assert speeds.tuned_setting(DESC, _fake_timer(far, calls), ("LATENCY",), (2, 4, 8, 16),
+                                cache_dir=tmp_path / "other") == ("LATENCY", 8)
+
+
 def test_forget_tuning_makes_the_next_extractor_time_again(tmp_path):
     calls: list = []
     rates = {("LATENCY", 1): [10.0], ("LATENCY", 2): [20.0]}
