@@ -87,7 +87,7 @@ def parse(argv):
                         help=f"end-to-end -b values (default {DEFAULT_BATCH_SIZE} and 8)")
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: package default)")
     parser.add_argument("--model-seconds", type=float, default=15.0, help="seconds per model-only timing")
-    parser.add_argument("--rounds", type=int, default=1, help="end-to-end runs per batch size, interleaved "
+    parser.add_argument("--rounds", type=int, default=3, help="end-to-end runs per batch size, interleaved "
                         "with model-only timings (medians; more on a busy machine)")
     parser.add_argument("--keep-tuning", action="store_true",
                         help="use the tuning already in speeds.json (default: tune again in this run)")

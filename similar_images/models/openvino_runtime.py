@@ -12,12 +12,12 @@ Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
 * ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AVX-512 BF16 OpenVINO silently runs
   "fp32" models in bfloat16, which moved EfficientNet-Lite0 features to cosine 0.996
   of PyTorch's; with f32 they match to 0.99999.
-* The performance hint (``LATENCY``: one request on every core; ``THROUGHPUT``:
-  parallel streams, fed by several requests in flight) and the batch size are the fastest
-  of :data:`HINTS` x :data:`BATCH_CANDIDATES`, each timed several times, interleaved, and
-  compared by their medians (:func:`similar_images.models.speeds.tuned_setting`), once per
-  model, precision and machine, and remembered in the cache. On the quiet build machine
-  LATENCY ran INT8 VGG16 about twice as fast as THROUGHPUT.
+* Hint ``THROUGHPUT`` (streams of one thread each) unless ``hint="LATENCY"`` (one request on
+  all cores): decoding shares the cores, and a decode thread preempting one of LATENCY's
+  threads stalls the rest at their next sync (2 cores: VGG16 INT8 end to end 0.90 x model
+  only with LATENCY, 0.95-0.97 with THROUGHPUT; ``benchmarks/README.md``). The batch size is
+  the fastest of :data:`BATCH_CANDIDATES`, timed several times, interleaved, by medians
+  (:func:`similar_images.models.speeds.tuned_setting`), once per model, precision and machine.
 * Compiles go through OpenVINO's compile cache (``CACHE_DIR``, ``<cache>/openvino-compiled``),
   so each model and hint is compiled once per machine.
 * At least two requests even with LATENCY, so the pipeline keeps one queued while the
@@ -55,10 +55,9 @@ __all__ = ["COMPILE_CONFIG", "OpenVINOExtractor", "compile_model", "convert", "c
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8")
-# 1 and 2 left out: the slowest two of every hint in each tuning record on the build machine
-# (VGG16 and EfficientNet-Lite0 INT8, 2026-12-02), and each setting costs the cold start-up 2 s.
-BATCH_CANDIDATES = (4, 8, 16)
+BATCH_CANDIDATES = (4, 8, 16)  # 1 and 2 were the slowest in every tuning record (2026-12-02)
 HINTS = ("LATENCY", "THROUGHPUT")
+TUNED_HINTS = ("THROUGHPUT",)  # the hints the tuning tries when none is given (see the module docstring)
 TIMING_S = 0.5  # seconds per timing; each setting is timed several times (see speeds.tuned_setting)
 
 
@@ -185,10 +184,9 @@ def create_openvino_extractor(
         describe_base: the runtime-independent part of ``describe()`` (name, weights,
             dim, input_size, ...).
         precision: ``"fp32"`` or ``"int8"``.
-        batch_size: images per request; ``None`` times the candidates (with each of
-            :data:`HINTS`, or with ``hint``) once on this machine and remembers the fastest.
-        hint: OpenVINO performance hint, one of :data:`HINTS`; ``None``: measured
-            with the batch size, or ``LATENCY`` when ``batch_size`` is given.
+        batch_size: images per request; ``None`` times the candidates (with
+            :data:`TUNED_HINTS`, or with ``hint``) once on this machine and remembers the fastest.
+        hint: OpenVINO performance hint, one of :data:`HINTS`; ``None``: THROUGHPUT.
         calibration_paths: INT8 only: image files of the collection being indexed; a
             deterministic sample of them calibrates the model and checks it.
         calibration: INT8 only: the ``calibration`` entry of a database's
@@ -268,12 +266,12 @@ def create_openvino_extractor(
             description,
             lambda h, b, first: time_setting(compiled_for(h), _as_given, input_size, b,
                                              min_seconds=TIMING_S, warm_up=first),
-            [hint] if hint else HINTS,
+            [hint] if hint else TUNED_HINTS,
             BATCH_CANDIDATES,
             cache_dir=cache_dir,
         )
         stages["tuning_s"] = round(time.perf_counter() - t0 - compile_s[0], 2)
-    hint = hint or "LATENCY"
+    hint = hint or "THROUGHPUT"
     compiled = compiled_for(hint)
     stages["compile_s"] = round(compile_s[0], 2)
     log.info("%s on OpenVINO %s, %s hint, batch size %d; start-up %s", name, precision, hint, batch_size,
