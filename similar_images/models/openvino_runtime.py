@@ -12,12 +12,11 @@ Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
 * ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AVX-512 BF16 OpenVINO silently runs
   "fp32" models in bfloat16, which moved EfficientNet-Lite0 features to cosine 0.996
   of PyTorch's; with f32 they match to 0.99999.
-* Hint ``THROUGHPUT`` (streams of one thread each) unless ``hint="LATENCY"`` (one request on
-  all cores): decoding shares the cores, and a decode thread preempting one of LATENCY's
-  threads stalls the rest at their next sync (2 cores: VGG16 INT8 end to end 0.90 x model
-  only with LATENCY, 0.95-0.97 with THROUGHPUT; ``benchmarks/README.md``). The batch size is
-  the fastest of :data:`BATCH_CANDIDATES`, timed several times, interleaved, by medians
-  (:func:`similar_images.models.speeds.tuned_setting`), once per model, precision and machine.
+* Hint ``THROUGHPUT`` (streams of one thread each; OpenVINO's hint for batch work) unless
+  ``hint="LATENCY"`` (one request on all cores): A/B runs end to end on the same files found
+  no gain from LATENCY (``benchmarks/README.md``), and timing one hint halves the tuning,
+  a start-up cost. The batch size is the fastest of :data:`BATCH_CANDIDATES`, timed several
+  times, interleaved, by medians (:func:`similar_images.models.speeds.tuned_setting`).
 * Compiles go through OpenVINO's compile cache (``CACHE_DIR``, ``<cache>/openvino-compiled``),
   so each model and hint is compiled once per machine.
 * At least two requests even with LATENCY, so the pipeline keeps one queued while the
