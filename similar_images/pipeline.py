@@ -30,9 +30,8 @@ logger = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
-    """Decoding threads: one per usable core, at least 2, at most 32, so decoding never
-    starves the model (Pillow's decode and resize release the GIL; 640x480 JPEGs cost about
-    2 ms a core each). The run summary's ``input wait`` and decode ms/image check it."""
+    """Decoding threads: one per usable core (2 to 32), so decoding never starves the model (Pillow's
+    decode and resize release the GIL; a 640x480 JPEG costs about 1.5 ms a core); ``input wait`` checks it."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -147,12 +146,11 @@ def embed_stream(chunks: Iterable[Iterator], extractor, *, batch_size: int, prog
     """Embed chunks of ``(name, image or ImageError)`` pairs; one :class:`ChunkResult` per chunk.
 
     Three stages run at once: a preparation thread groups each chunk's good images into
-    batches (never across a chunk's end; for a streaming extractor ``batch_size`` rounded up
-    to whole requests, :func:`request_multiple`) and prepares them (``extractor.prepare``: uint8 to
-    float, layout); the calling thread submits batch ``k + 1`` to the model before it
-    collects batch ``k`` (``extractor.stream()``, OpenVINO's requests in flight), or, for an
-    extractor without ``stream``, calls ``embed`` on one batch while the next is prepared.
-    An error in any stage stops the others and is raised here.
+    batches (never across a chunk's end; ``batch_size`` rounded up to whole requests for a
+    streaming extractor, :func:`request_multiple`) and checks them (``extractor.prepare``);
+    the calling thread keeps ``stream().depth`` batches submitted (OpenVINO's requests in
+    flight) before it collects the oldest, or calls ``embed`` on one batch while the next
+    is prepared. An error in any stage stops the others and is raised here.
     """
     timer = timer if timer is not None else Timer()
     streaming = hasattr(extractor, "stream")
