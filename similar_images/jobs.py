@@ -251,10 +251,10 @@ def time_summary(manifest: dict[str, Any]) -> str | None:
     with the model.
     """
     t = manifest.get("timings", {})
-    if "input_wait_s" not in t or not t.get("images_this_run"):
+    if "decode_cpu_s" not in t or not t.get("images_this_run"):
         return None
     n = t["images_this_run"]
-    cpu = t.get("decode_cpu_s", t["decode_s"])  # manifests before 2026-12 recorded wall time only
+    cpu = t["decode_cpu_s"]
     text = (f"time: model {t['model_s']:.1f} s, input wait {t['input_wait_s']:.1f} s, "
             f"write {t['write_s']:.1f} s of {t['elapsed_s']:.1f} s; in parallel: decode {cpu:.1f} "
             f"CPU s ({1000 * cpu / n:.1f} ms/image; wall {1000 * t['decode_s'] / n:.1f} ms, waited "

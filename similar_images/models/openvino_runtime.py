@@ -249,13 +249,13 @@ def create_openvino_extractor(
     if hint is not None and hint not in HINTS:
         raise ValueError(f"unknown hint {hint!r}; choose one of: {', '.join(HINTS)}")
     compiled_by_hint: dict[str, Any] = {}
-    served = _lazy(lambda: with_uint8_input(model, input_steps))
+    served = with_uint8_input(model, input_steps)
     compile_s = [0.0]
 
     def compiled_for(h: str):
         if h not in compiled_by_hint:
             t0 = time.perf_counter()
-            compiled_by_hint[h] = compile_model(served(), cache_dir=cache_dir, PERFORMANCE_HINT=h)
+            compiled_by_hint[h] = compile_model(served, cache_dir=cache_dir, PERFORMANCE_HINT=h)
             compile_s[0] += time.perf_counter() - t0
         return compiled_by_hint[h]
 
@@ -284,7 +284,7 @@ def create_openvino_extractor(
         input_size=(h, w),
         dim=dim,
         model=model,
-        served_model=served(),
+        served_model=served,
         compiled=compiled,
         preprocess=preprocess,
         batch_size=batch_size,

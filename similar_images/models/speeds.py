@@ -200,7 +200,7 @@ def tuned_setting(
     retimed = timer(best[0], best[1], False)
     samples[best].append(retimed)
     log.info("%s: chose %s hint, batch %d: %.1f images/s (re-timed %.1f, spread %.0f%%, lead %.0f%%)",
-             key, *best, _median(samples[best]), retimed, 100 * spread, 100 * lead)
+             key, *best, _median(samples[best]), retimed, 100 * _spread(samples[best]), 100 * lead)
     extra = {"spread": round(_spread(samples[best]), 3), "lead": round(lead, 3),
              "retimed_images_per_s": round(retimed, 2),
              "timings": {f"{h}/{b}": [round(x, 2) for x in v] for (h, b), v in samples.items()}}

@@ -39,6 +39,7 @@ DIM = 4096
 LAYER = "fc2"
 DEFAULT_MODEL_FILE = "vgg_4096.h5"
 RUNTIMES = ("native", "openvino")
+OPENVINO_INPUT = InputSteps(layout="NHWC", reverse_channels=True, mean=CAFFE_MEAN_BGR)  # preprocess() in-graph
 MAX_BATCH = 64  # images per model call; bounds activation memory (~13 MB per image)
 # (block, convolutions, filters) of VGG16, as in keras.applications.VGG16
 _BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
@@ -156,7 +157,6 @@ def _tensorflow_off_the_gpu() -> None:
         logger.debug("TensorFlow's devices are already initialised")
 
 
-OPENVINO_INPUT = InputSteps(layout="NHWC", reverse_channels=True, mean=CAFFE_MEAN_BGR)  # preprocess() in-graph
 def preprocess(batch: np.ndarray) -> np.ndarray:
     """VGG16's ``preprocess_input``: uint8 RGB ``(n, h, w, 3)`` -> float32 BGR minus the ImageNet mean."""
     from keras.applications import vgg16
