@@ -54,7 +54,7 @@ from similar_images.db.vectors import open_vectors
 
 logger = logging.getLogger(__name__)
 
-SHARDED_TYPES = ("ivfpq", "pca-ivfpq")
+SHARDED_TYPES = ix.IVF_TYPES
 
 
 def shard_ranges(n: int, shards: int) -> list[tuple[int, int]]:

@@ -10,6 +10,8 @@ Index types (:data:`INDEX_TYPES`):
 * ``ivfpq``: the original's index, IVF100 and PQ 16 x 8 bits (6.8 MB for 40,504 x 4096); the default.
 * ``flat``: exact search, the full vectors in the index (16 KB a 4096-d vector).
 * ``pca-ivfpq``: PCA to 256 dimensions, then IVF100,PQ16x8: the smallest (5.6 MB).
+* ``opq-ivfpq``: a learned rotation to 256 dimensions (OPQ), then IVF100,PQ16x8: ranks
+  better alone, so fewer candidates are re-ranked (2.6 MB at 1280-d; slower to train at 4096-d).
 * ``hnsw``: an HNSW graph (32 links) over the full vectors: no training, large;
   removing images re-adds the kept ones.
 
@@ -26,6 +28,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from similar_images.db.files import atomic_path
+from similar_images.db.index_training import (  # noqa: F401 (re-exported: ix.train_index and friends)
+    DEFAULT_TRAIN_SIZE,
+    TRAIN_POINTS_PER_CENTROID,
+    drop_training_state,
+    ivf_of,
+    no_polysemous_training,
+    train_index,
+    training_size,
+)
 from similar_images.db.ranking import exact_search, normalize, rerank, row_norms  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -34,17 +45,15 @@ INDEX_TYPES: dict[str, str] = {
     "ivfpq": "IVF{nlist},PQ16x{nbits}",
     "flat": "Flat",
     "pca-ivfpq": "PCA{pca},IVF{nlist},PQ16x{nbits}",
+    "opq-ivfpq": "OPQ16_{pca},IVF{nlist},PQ16x{nbits}",
     "hnsw": "HNSW32",
 }
 DEFAULT_INDEX_TYPE = "ivfpq"
+IVF_TYPES = ("ivfpq", "pca-ivfpq", "opq-ivfpq")  # trained: inverted lists of PQ codes
 DEFAULT_NLIST = 100
 MIN_TRAIN_VECTORS = 1000  # below this a trained index is not worth it: exact search is instant
 # Faiss' k-means wants at least 39 training points per centroid (and samples down to 256).
 POINTS_PER_CENTROID = 39
-# Per centroid of each k-means (IVF lists, PQ 2**nbits): trains as well as all the vectors
-# do, in a fraction of the time (benchmarks/build_index.py --train-table).
-TRAIN_POINTS_PER_CENTROID = 64
-DEFAULT_TRAIN_SIZE = 50_000  # an upper bound on the sample (--train-size)
 DEFAULT_NPROBE = 16
 DEFAULT_EF_SEARCH = 128
 DEFAULT_POOL_FACTOR = 10  # candidates re-ranked per result when the manifest records none (recall.py)
@@ -100,15 +109,6 @@ def plan_index(index_type: str, n: int, dim: int, *, nlist: int = DEFAULT_NLIST)
     return IndexPlan(index_type, spec, note)
 
 
-def train_sample(vectors, size: int, *, seed: int = 0) -> np.ndarray:
-    """Up to ``size`` rows of ``vectors`` (sorted random rows), normalised."""
-    n = len(vectors)
-    if n <= size:
-        return normalize(vectors)
-    rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
-    return normalize(vectors[rows])
-
-
 def new_index(plan: IndexPlan, dim: int):
     """An empty index of ``plan.spec`` (inner product), without polysemous training."""
     import faiss
@@ -116,74 +116,6 @@ def new_index(plan: IndexPlan, dim: int):
     index = faiss.index_factory(dim, plan.spec, faiss.METRIC_INNER_PRODUCT)
     no_polysemous_training(index)
     return index
-
-
-def no_polysemous_training(index) -> None:
-    """Turn off an IVF-PQ index's polysemous training (nested in a PCA too).
-
-    Faiss' factory turns it on; it reorders each PQ codebook for Hamming filtering
-    that these searches never use (the original's ``IndexIVFPQ`` left it off). Same
-    codebooks, same results; training took 55 times longer with it.
-    """
-    ivf = _ivf_of(index)
-    if hasattr(ivf, "do_polysemous_training"):
-        ivf.do_polysemous_training = False
-
-
-def _ivf_of(index):
-    """The IVF part of ``index`` (downcast), or None."""
-    import faiss
-    try:
-        return faiss.downcast_index(faiss.extract_index_ivf(index))
-    except RuntimeError:  # not an IVF index
-        return None
-
-
-def largest_kmeans(index) -> int:
-    """Centroids of the largest k-means ``index`` trains: its IVF lists or PQ ``2**nbits`` (0: none)."""
-    ivf = _ivf_of(index)
-    if ivf is None:
-        return 0
-    pq = getattr(ivf, "pq", None)
-    return max(int(ivf.nlist), int(pq.ksub) if pq is not None else 0)
-
-
-def training_size(index, n: int, cap: int = DEFAULT_TRAIN_SIZE,
-                  points_per_centroid: int = TRAIN_POINTS_PER_CENTROID) -> int:
-    """How many of ``n`` vectors train ``index``: ``points_per_centroid`` per centroid of its
-    largest k-means, at most ``cap`` and ``n`` (IVF100,PQ16x8: 64 x 256 = 16,384)."""
-    centroids = largest_kmeans(index)
-    want = points_per_centroid * centroids if centroids else cap
-    return max(1, min(n, cap, want))
-
-
-def train_index(index, vectors, *, train_size: int = DEFAULT_TRAIN_SIZE, seed: int = 0,
-                points_per_centroid: int = TRAIN_POINTS_PER_CENTROID) -> int:
-    """Train ``index`` on a bounded random sample of ``vectors`` (:func:`training_size`, at
-    most ``train_size``); return the sample size."""
-    if index.is_trained:
-        return 0
-    size = training_size(index, len(vectors), train_size, points_per_centroid)
-    sample = train_sample(vectors, size, seed=seed)  # (t, d) normalised
-    if (ivf := _ivf_of(index)) is not None:  # the lists' k-means: 6,400 points for 100 (Faiss subsamples, seeded)
-        ivf.cp.max_points_per_centroid = points_per_centroid
-    index.train(sample)
-    return len(sample)
-
-
-
-def drop_training_state(index) -> None:
-    """Free what only training needs: a PCA keeps its full ``d x d`` covariance
-    eigenvectors (64 MB at 4096-d) though applying it needs only the first rows."""
-    import faiss
-
-    if not isinstance(index, faiss.IndexPreTransform):
-        index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexPreTransform):
-        for i in range(index.chain.size()):
-            transform = faiss.downcast_VectorTransform(index.chain.at(i))
-            if isinstance(transform, faiss.PCAMatrix):
-                transform.PCAMat.resize(0)
 
 
 def add_vectors(index, vectors, *, show_progress: bool = False) -> None:
@@ -240,7 +172,7 @@ def build_index(
 
 
 def default_search_params(index_type: str) -> dict[str, int]:
-    if index_type in ("ivfpq", "pca-ivfpq"):
+    if index_type in IVF_TYPES:
         return {"nprobe": DEFAULT_NPROBE}
     if index_type == "hnsw":
         return {"efSearch": DEFAULT_EF_SEARCH}

@@ -56,7 +56,7 @@ def test_a_shard_reads_only_its_slice():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index_type", ["ivfpq", "pca-ivfpq"])
+@pytest.mark.parametrize("index_type", ["ivfpq", "pca-ivfpq", "opq-ivfpq"])
 def test_sharded_build_equals_one_process_build(tmp_path, local_ray, index_type):  # noqa: F811
     vectors = clustered_vectors(5000, 512, seed=2)
     save_vectors(tmp_path / "v.npy", vectors, {"model": {"name": "synthetic"},

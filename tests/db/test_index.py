@@ -31,6 +31,8 @@ def test_plan_keeps_the_original_settings_for_a_large_collection():
     plan = ix.plan_index("ivfpq", 40_504, 4096)
     assert plan.spec == "IVF100,PQ16x8" and plan.note is None
     assert ix.plan_index("pca-ivfpq", 40_504, 4096).spec == "PCA256,IVF100,PQ16x8"
+    assert ix.plan_index("opq-ivfpq", 40_504, 1280).spec == "OPQ16_256,IVF100,PQ16x8"
+    assert ix.plan_index("opq-ivfpq", 40_504, 64).spec == "OPQ16_64,IVF100,PQ16x8"  # no wider than the vectors
 
 
 def test_plan_falls_back_for_small_collections_and_says_so():
@@ -42,7 +44,7 @@ def test_plan_falls_back_for_small_collections_and_says_so():
 
 
 def test_unknown_index_type_lists_the_choices():
-    with pytest.raises(ValueError, match="choose one of: ivfpq, flat, pca-ivfpq, hnsw"):
+    with pytest.raises(ValueError, match="choose one of: ivfpq, flat, pca-ivfpq, opq-ivfpq, hnsw"):
         ix.plan_index("annoy", 10_000, 64)
 
 
@@ -92,7 +94,7 @@ def test_every_index_type_builds_and_finds_exact_duplicates(collection, index_ty
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("index_type", ["ivfpq", "pca-ivfpq"])
+@pytest.mark.parametrize("index_type", ["ivfpq", "pca-ivfpq", "opq-ivfpq"])
 def test_rerank_brings_recall_at_10_above_095(index_type):
     vectors = clustered_vectors(2000, 64, seed=5)
     rng = np.random.default_rng(1)
