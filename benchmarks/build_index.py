@@ -76,7 +76,8 @@ def held_out_recall(index_path: Path, vectors, queries, exact, manifest: dict, k
     return float(recall_of_ids(vectors, queries, found, exact, k).mean())
 
 
-def bench_dim(dim: int, folder: Path, args) -> dict:
+def bench_dim(dim: int, folder: Path, args) -> list[dict]:
+    """The original's build, then ours for each ``--types``, on the same vectors: one row per type."""
     data, gen_s = timed(clustered_vectors, args.n + args.queries, dim, seed=args.seed)
     vectors_path = folder / f"v{dim}.npy"
     save_vectors(vectors_path, data[: args.n], {"model": {"name": f"synthetic-{dim}"},
@@ -87,16 +88,20 @@ def bench_dim(dim: int, folder: Path, args) -> dict:
     _, exact = ranking.exact_search(vectors, queries, args.k)
     print(f"  {args.n} x {dim}: data in {gen_s:.1f} s; timing the original's build ...", flush=True)
     _, original_s = timed(original_build, vectors_path, folder / f"original{dim}.index")
-    print(f"  original {original_s:.1f} s; timing ours ...", flush=True)
-    manifest, ours_s = timed(build_index_files, vectors_path, folder / f"ours{dim}.index", show_progress=False,
-                             force=True)
-    recall = held_out_recall(folder / f"ours{dim}.index", vectors, queries, exact, manifest, args.k)
-    row = {"dim": dim, "original_s": original_s, "ours_s": ours_s, "ratio": ours_s / original_s,
-           "spec": manifest["spec"], "train_size": manifest["train_size"], "pool": manifest["pool_factor"],
-           "recall": recall, "build_recall": manifest["recall"][f"recall_at_{args.k}"]}
+    rows = []
+    for index_type in args.types:
+        print(f"  original {original_s:.1f} s; timing ours ({index_type}) ...", flush=True)
+        index_path = folder / f"ours{dim}-{index_type}.index"
+        manifest, ours_s = timed(build_index_files, vectors_path, index_path, index_type=index_type,
+                                 show_progress=False, force=True)
+        recall = held_out_recall(index_path, vectors, queries, exact, manifest, args.k)
+        rows.append({"dim": dim, "type": index_type, "original_s": original_s, "ours_s": ours_s,
+                     "ratio": ours_s / original_s, "spec": manifest["spec"], "train_size": manifest["train_size"],
+                     "pool": manifest["pool_factor"], "recall": recall,
+                     "build_recall": manifest["recall"][f"recall_at_{args.k}"]})
     if args.train_table:
-        row["train_table"] = train_table(vectors, queries, exact, args)
-    return row
+        rows[0]["train_table"] = train_table(vectors, queries, exact, args)
+    return rows
 
 
 def train_table(vectors, queries, exact, args) -> list[dict]:
@@ -124,7 +129,7 @@ def report(rows, args) -> str:
     for r in rows:
         ok = r["ratio"] <= GOAL_RATIO and r["recall"] >= GOAL_RECALL
         lines.append(f"goal (ours <= {GOAL_RATIO} x original at recall@{args.k} >= {GOAL_RECALL}) at "
-                     f"{args.n} x {r['dim']}: {'MET' if ok else 'NOT MET'} "
+                     f"{args.n} x {r['dim']}, {r['type']}: {'MET' if ok else 'NOT MET'} "
                      f"(ratio {r['ratio']:.2f}, recall {r['recall']:.3f})")
     for r in rows:
         if r.get("train_table"):
@@ -143,6 +148,8 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=200, help="held-out query vectors")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--types", type=lambda s: [ix.check_index_type(t) for t in s.split(",") if t],
+                        default=[ix.DEFAULT_INDEX_TYPE], help="our index types to build (default: the default)")
     parser.add_argument("--train-table", action="store_true", help="also recall@k against training size")
     parser.add_argument("--per-centroid", type=lambda s: [int(x) for x in s.split(",")], default=[39, 64, 128, 256],
                         help="training points per centroid for --train-table")
@@ -160,7 +167,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for dim in (int(x) for x in args.dims.split(",") if x):
-            rows.append(bench_dim(dim, Path(tmp), args))
+            rows += bench_dim(dim, Path(tmp), args)
     print(f"\n{started}, {args.n} vectors, {args.queries} held-out queries\n")
     print(report(rows, args))
     print(f"machine after: {machine_line()}")
