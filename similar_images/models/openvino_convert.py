@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import time
 import warnings
@@ -45,3 +47,10 @@ def _convert(ov, native, example: np.ndarray, shape: list[int]):
 
 def _is_torch(native) -> bool:
     return any(cls.__module__.startswith("torch") for cls in type(native).__mro__)
+
+
+def convert_native(native, preprocess: Callable[[np.ndarray], np.ndarray], input_size: tuple[int, int]):
+    """:func:`convert` of ``native``, or of the network a loader (a function or partial
+    returning it) gives: the network is then loaded only when a conversion is needed."""
+    loader = inspect.isfunction(native) or isinstance(native, functools.partial)
+    return convert(native() if loader else native, preprocess, input_size)

@@ -12,11 +12,11 @@ Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
 * ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AVX-512 BF16 OpenVINO silently runs
   "fp32" models in bfloat16, which moved EfficientNet-Lite0 features to cosine 0.996
   of PyTorch's; with f32 they match to 0.99999.
-* Hint ``THROUGHPUT`` (streams of one thread each; OpenVINO's hint for batch work) unless
-  ``hint="LATENCY"`` (one request on all cores): A/B runs end to end on the same files found
-  no gain from LATENCY (``benchmarks/README.md``), and timing one hint halves the tuning,
-  a start-up cost. The batch size is the fastest of :data:`BATCH_CANDIDATES`, timed several
-  times, interleaved, by medians (:func:`similar_images.models.speeds.tuned_setting`).
+* Hint ``THROUGHPUT`` (streams of one thread each) for extraction unless ``hint="LATENCY"``
+  (one request on all cores): A/B runs end to end found no gain from LATENCY, and one hint
+  halves the tuning. Queries (``embed`` of fewer images than the streams hold) run on a
+  LATENCY compile: 1.5-2x faster there. The batch size is the fastest of
+  :data:`BATCH_CANDIDATES`, timed by interleaved medians (``speeds.tuned_setting``).
 * Compiles go through OpenVINO's compile cache (``CACHE_DIR``, ``<cache>/openvino-compiled``),
   so each model and hint is compiled once per machine.
 * At least two requests even with LATENCY, so the pipeline keeps one queued while the
@@ -28,7 +28,6 @@ Choices, measured on a 2-core AVX-512 VNNI machine (``benchmarks/README.md``):
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from similar_images.models.int8_cache import converted_model
-from similar_images.models.openvino_convert import convert
+from similar_images.models.openvino_convert import convert, convert_native
 from similar_images.models.openvino_input import InputSteps, uint8_batch, with_uint8_input
 from similar_images.models.openvino_requests import (
     COMPILE_CONFIG,
@@ -92,6 +91,7 @@ class OpenVINOExtractor:
         model,
         served_model,
         compiled,
+        compile_for: Callable[[str], Any],
         preprocess: Callable[[np.ndarray], np.ndarray],
         batch_size: int,
         hint: str,
@@ -113,6 +113,7 @@ class OpenVINOExtractor:
         self.model = model
         self.served_model = served_model
         self.compiled = compiled
+        self._compile_for = compile_for
         self._requests = requests_for(compiled)
         self.preprocess = preprocess
         self._description = description
@@ -125,8 +126,13 @@ class OpenVINOExtractor:
         return uint8_batch(batch, self.input_size)
 
     def compile_for(self, hint: str):
-        """``served_model`` compiled with another performance hint (benchmarks compare hints)."""
-        return compile_model(self.served_model, PERFORMANCE_HINT=hint)
+        """``served_model`` compiled with ``hint`` (once, in the extractor's compile cache)."""
+        return self._compile_for(hint)
+
+    @property
+    def images_in_flight(self) -> int:
+        """Images the tuned requests hold at once: ``embed`` of fewer runs on the LATENCY compile."""
+        return len(self._requests) * self.batch_size
 
     def stream(self) -> RequestStream:
         """A :class:`~similar_images.models.openvino_requests.RequestStream` on this model's
@@ -135,10 +141,19 @@ class OpenVINOExtractor:
         return RequestStream(self._requests, self.batch_size)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """``(n, h, w, 3)`` uint8 RGB -> ``(n, dim)`` float32 raw features."""
+        """``(n, h, w, 3)`` uint8 RGB -> ``(n, dim)`` float32 raw features. One thread at a time.
+
+        Fewer images than the tuned requests hold (:attr:`images_in_flight`: a query, a
+        service's few) run as one request on all cores (the LATENCY compile, made on first
+        use): the THROUGHPUT streams would leave cores idle, and a VGG16 INT8 query took 38 ms
+        on them against 26 ms (benchmarks/README.md, "Search indexes").
+        """
         prepared = self.prepare(batch)
         if len(prepared) == 0:
             return np.zeros((0, self.dim), np.float32)
+        if len(prepared) < self.images_in_flight:
+            out = self.compile_for("LATENCY")(prepared)[0]
+            return np.asarray(out, dtype=np.float32).reshape(len(prepared), self.dim)
         stream = self.stream()
         stream.submit(prepared)
         return stream.collect().reshape(len(prepared), self.dim)
@@ -215,8 +230,9 @@ def create_openvino_extractor(
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     h, w = input_size
     description = {**describe_base, "runtime": "openvino", "precision": precision}
-    fp32_model = _lazy(lambda: converted_model(name, describe_base, lambda: convert(
-        native() if _is_loader(native) else native, preprocess, input_size), cache_dir=cache_dir))
+    # functools.cache: converted (or loaded from the cache) at most once, and only when needed
+    fp32_model = functools.cache(lambda: converted_model(
+        name, describe_base, lambda: convert_native(native, preprocess, input_size), cache_dir=cache_dir))
     fidelity, calibrated, stages = None, False, {}
     if precision == "int8":
         int8 = quantize.int8_model(
@@ -286,6 +302,7 @@ def create_openvino_extractor(
         model=model,
         served_model=served,
         compiled=compiled,
+        compile_for=compiled_for,
         preprocess=preprocess,
         batch_size=batch_size,
         hint=hint,
@@ -299,20 +316,3 @@ def create_openvino_extractor(
 
 def _as_given(batch: np.ndarray) -> np.ndarray:
     return batch  # uint8: the compiled model preprocesses in its graph
-
-
-def _lazy(make: Callable[[], Any]) -> Callable[[], Any]:
-    """``make`` called at most once, on first use (conversion is skipped on a cache hit)."""
-    box: list[Any] = []
-
-    def get():
-        if not box:
-            box.append(make())
-        return box[0]
-
-    return get
-
-
-def _is_loader(native) -> bool:
-    """A function or partial that returns the network (loaded only when conversion is needed)."""
-    return inspect.isfunction(native) or isinstance(native, functools.partial)

@@ -152,6 +152,26 @@ def test_openvino_fp32_matches_pytorch(batch, cache):
         ov.embed(batch[:, :100])
 
 
+def test_queries_run_on_the_latency_compile_and_batches_on_the_streams(batch, cache):
+    """Fewer images than the tuned requests hold (a query) run as one request on all cores;
+    the vectors are the streams' vectors, and the LATENCY compile is made once."""
+    ov = get_extractor("efficientnet-lite0", runtime="openvino", batch_size=4, hint="THROUGHPUT", cache_dir=cache)
+    assert ov.images_in_flight >= 2 * 4  # at least two requests of 4
+    hints = []
+    compile_for = ov.compile_for
+    ov.compile_for = lambda hint: hints.append(hint) or compile_for(hint)
+    query = ov.embed(batch[:3])  # (3, 1280)
+    assert hints == ["LATENCY"]
+    stream = ov.stream()
+    stream.submit(ov.prepare(batch[:3]))
+    assert _cosines(query, stream.collect()).min() >= 0.9999
+    hints.clear()
+    many = ov.embed(batch[: ov.images_in_flight])
+    assert hints == [] and many.shape == (ov.images_in_flight, 1280)
+    assert _cosines(many[:3], query).min() >= 0.9999
+    assert compile_for("LATENCY") is compile_for("LATENCY")  # compiled once
+
+
 @pytest.mark.slow
 def test_openvino_fp32_matches_tensorflow_vgg16(batch, cache):
     native = get_extractor("vgg16", weights="none")
