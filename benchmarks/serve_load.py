@@ -59,6 +59,8 @@ def parse_args(argv=None):
 
 
 def photos(image_dir: str, limit: int = 32) -> list[bytes]:
+    if not Path(image_dir).is_dir():
+        sys.exit(f"no photo folder {image_dir}: run `similar-images demo` first, or pass --image-dir")
     files = sorted(p for p in Path(image_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:limit]
     if not files:
         sys.exit(f"no JPEG photos in {image_dir}: run `similar-images demo` first")
