@@ -173,6 +173,13 @@ def test_resume_refuses_another_model_or_file_list(tmp_path):
 
     with pytest.raises(SimilarImagesError, match="made with model .*weights=none.*not .*weights=other"):
         run_extraction(file_list, folder, output, OtherWeights(), batch_size=2, resume=True)
+
+    class OnCuda(PixelExtractor):  # describes itself as the models do on a GPU
+        def describe(self):
+            return {**super().describe(), "device": "cuda"}
+
+    with pytest.raises(SimilarImagesError, match="made on device cpu, this run uses cuda; resume with --device cpu"):
+        run_extraction(file_list, folder, output, OnCuda(), batch_size=2, resume=True)
     file_list.write_text("\n".join(names[:-1]) + "\n")
     with pytest.raises(SimilarImagesError, match="different file list"):
         run_extraction(file_list, folder, output, PixelExtractor(), batch_size=2, resume=True)

@@ -164,6 +164,12 @@ def check_compatible(saved: dict[str, Any], wanted: dict[str, Any], where: Path)
             "use --force without --resume to start over"
         )
     if _normal(saved.get("model")) != _normal(wanted["model"]):
+        if _only_device_differs(saved.get("model"), wanted["model"]):
+            was = _device(saved["model"])
+            raise DatabaseError(
+                f"cannot resume: {where} was made on device {was}, this run uses {_device(wanted['model'])}; "
+                f"resume with --device {was}, or use --force without --resume to start over"
+            )
         raise DatabaseError(
             f"cannot resume: {where} was made with model {_short(saved.get('model'))}, "
             f"not {_short(wanted['model'])}; use --force without --resume to start over"
@@ -180,4 +186,15 @@ def _normal(obj: Any) -> Any:
 def _short(model: Any) -> str:
     if not isinstance(model, dict):
         return repr(model)
-    return ", ".join(f"{k}={model.get(k)}" for k in ("name", "weights", "runtime", "precision") if k in model)
+    return ", ".join(f"{k}={model.get(k)}" for k in ("name", "weights", "runtime", "precision", "device") if k in model)
+
+
+def _device(model: dict[str, Any]) -> str:
+    return str(model.get("device", "cpu"))  # CPU descriptions carry no device (models.devices.describe_device)
+
+
+def _only_device_differs(saved: Any, wanted: dict[str, Any]) -> bool:
+    if not isinstance(saved, dict):
+        return False
+    without = lambda model: _normal({k: v for k, v in model.items() if k != "device"})  # noqa: E731
+    return without(saved) == without(wanted)
