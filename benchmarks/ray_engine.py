@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from _machine import machine_info
-from extract_throughput import make_jpegs
+from _photos import photo_collection
 
 N_VECTORS, DIM = 40_504, 4096
 
@@ -48,7 +48,7 @@ def bench_extract(folder: Path, count: int, model: str, batch_size: int) -> dict
     from similar_images.features import get_extractor
 
     (folder / "images").mkdir(parents=True)
-    names = make_jpegs(folder / "images", count)
+    names = photo_collection(folder / "images", count, show_progress=False)
     (folder / "files.txt").write_text("\n".join(names) + "\n")
     extractor = get_extractor(model)
     extractor.embed(np.zeros((2, *extractor.input_size, 3), np.uint8))  # warm

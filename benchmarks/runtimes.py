@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from extract_throughput import make_jpegs  # noqa: E402  (benchmarks/ is not a package)
+from _photos import photo_collection  # noqa: E402  (benchmarks/ is not a package)
 
 COCO_IMAGES = 40504
 SETTINGS = (("native", "fp32"), ("openvino", "fp32"), ("openvino", "int8"))
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp_name)
         folder = tmp / "images"
         folder.mkdir()
-        names = write_collection(folder, show_progress=False) + make_jpegs(folder, args.images)
+        names = write_collection(folder, show_progress=False) + photo_collection(folder, args.images, show_progress=False)
         decoded = np.stack([load_for_model(folder / n, (224, 224)) for n in names[-args.min_images:]])
         for model in args.models.split(","):
             print(f"{model}:", flush=True)
