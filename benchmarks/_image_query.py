@@ -61,6 +61,7 @@ def _time_image_query(photo: Path, vectors: Path, index_type: str, folder: Path,
     index = folder / f"{index_type}.faiss.index"
     build_index_files(vectors, index, index_type=index_type, force=True, show_progress=False)
     db = SimilarImages.open(vectors, index, extractor=extractor, trust=True)
+    db.warm()  # the model and the row norms, as a service warms up
     size = tuple(db.extractor.input_size)
     decode, forward, whole = [], [], []
     for round_ in range(args.rounds + 3):  # 3 warm-up rounds

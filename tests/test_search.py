@@ -39,6 +39,25 @@ def ivfpq_db(tmp_path_factory):
     return SimilarImages.open(vectors, folder / "db.faiss.index")
 
 
+def test_warm_computes_the_norms_once_and_searches_the_same(ivfpq_db, monkeypatch):
+    from similar_images.db import index as ix
+
+    db = SimilarImages.open(ivfpq_db.database.vectors_path, ivfpq_db.database.index_path)
+    queries = np.asarray(db.database.vectors[:20]) * 1.1 + 0.01  # near, not on, stored vectors
+    cold_scores, cold_ids = db.search_vectors(queries, 10)
+    assert db.database.known_norms is None  # a single search makes no pass over the whole file
+    db.warm(model=False)
+    norms = db.database.known_norms
+    np.testing.assert_allclose(norms, np.linalg.norm(np.asarray(db.database.vectors), axis=1), rtol=1e-6)
+    passed = []
+    real = ix.search_reranked
+    monkeypatch.setattr(ix, "search_reranked", lambda *a, **kw: passed.append(kw["norms"]) or real(*a, **kw))
+    warm_scores, warm_ids = db.search_vectors(queries, 10)
+    assert passed and passed[0] is norms  # the re-ranking reads each candidate row once
+    assert (warm_ids == cold_ids).mean() > 0.99  # only exact ties may swap
+    np.testing.assert_allclose(warm_scores, cold_scores, atol=1e-6)
+
+
 def test_open_without_files_names_the_missing_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DatabaseError, match="ms_coco_file_list.txt.saved_predictions.npy"):

@@ -152,10 +152,11 @@ class Database:
         return int(self.manifest["count"])
 
     def norms(self) -> np.ndarray:
-        """``(count,)`` float32 row norms, computed once per open."""
-        if self._norms is None:
-            self._norms = ix.row_norms(self.vectors)
+        """``(count,)`` float32 row norms, computed once per open (one pass over the vectors file)."""
+        self._norms = ix.row_norms(self.vectors) if self._norms is None else self._norms
         return self._norms
+
+    known_norms = property(lambda self: self._norms, doc="The row norms if :meth:`norms` computed them, else None.")
 
     def verify(self, *, deep: bool = True) -> None:
         """Re-check everything; with ``deep``, hash the vectors and index files again (no stamps)."""

@@ -67,12 +67,12 @@ class Engine:
     # --- start ---------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Load the model and run it once, so the first client does not pay for it."""
-        height, width = tuple(self.db.extractor.input_size)
+        """Load the model and run it once, and compute the row norms, so the first client does
+        not pay for them (:meth:`SimilarImages.warm`)."""
         started = time.perf_counter()
         with self.model_lock:
-            self.db.extractor.embed(np.zeros((1, height, width, 3), dtype=np.uint8))
-        log.info("model warmed up in %.2f s", time.perf_counter() - started)
+            self.db.warm()
+        log.info("model and norms warmed up in %.2f s", time.perf_counter() - started)
 
     def describe(self) -> dict:
         db = self.db
@@ -160,6 +160,7 @@ class Engine:
             writer = self._writer()
             with self.model_lock:
                 report = writer.add(paths, show_progress=False)
+            writer.warm(model=False)  # the new rows' norms, before queries see this state
             self.db = writer
         ids = {name: i for i, name in enumerate(writer.names)}
         return {"added": [{"id": ids[n], "name": n} for n in report.added],
@@ -174,6 +175,7 @@ class Engine:
             name = self.db.names[image_id]
             writer = self._writer()
             removed = writer.remove([name])
+            writer.warm(model=False)
             self.db = writer
         return {"removed": removed, "count": len(writer)}
 

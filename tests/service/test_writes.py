@@ -61,6 +61,7 @@ def test_an_added_upload_is_stored_under_its_hash_and_found(writer, tiny_files):
     hits = writer.post("/api/search", files={"image": ("q.png", image_bytes(20), "image/png")}, headers=AUTH).json()
     assert hits["results"][0]["id"] == 12 and hits["results"][0]["score"] == pytest.approx(1.0, abs=1e-5)
     assert len(SimilarImages.open(vectors, index)) == 13  # committed on disk
+    assert writer.engine.db.database.known_norms.shape == (13,)  # the new state is warm: norms of every row
     again = add(writer, image_bytes(20)).json()
     assert again["added"] == [] and again["already_present"][0]["id"] == 12 and again["count"] == 13
 
