@@ -61,6 +61,7 @@ def open_database(
         say(f"{index} not found: searching the vectors exactly (slower on large collections).")
         index = None
     db = SimilarImages.open(vectors=vectors, index=index, image_dir=image_dir)
+    db.warm(model=False)  # a notebook asks many queries: the row norms once (the model on first use)
     say(f"Searching {len(db):,} images of {vectors} (model {db.model.get('name', '?')}) {_how(db)}.")
     return db
 
@@ -118,5 +119,6 @@ def _open_demo(workdir: Path, say) -> Any:
         say("Building the sample database once (offline photos, EfficientNet-Lite0) ...")
         run_demo(workdir)
     db = SimilarImages.open(vectors=paths.vectors, index=paths.index, image_dir=paths.photos)
+    db.warm(model=False)
     say(f"Searching {len(db):,} sample images of {paths.vectors} (model {db.model.get('name', '?')}) {_how(db)}.")
     return db
