@@ -281,7 +281,10 @@ class SimilarImages:
 
     def _reopen(self) -> None:
         # the writer stamped the files it wrote, so this re-open does not re-hash them
+        warm = self._db.known_norms is not None
         self._db = Database.open(self._db.vectors_path, self._db.index_path)
+        if warm:  # stay as warm as before the change
+            self._db.norms()
 
 
 def _as_source(q):

@@ -58,6 +58,17 @@ def test_warm_computes_the_norms_once_and_searches_the_same(ivfpq_db, monkeypatc
     np.testing.assert_allclose(warm_scores, cold_scores, atol=1e-6)
 
 
+def test_a_warm_database_stays_warm_after_a_change(tiny_db):
+    vectors, index, image_dir = tiny_db
+    db = SimilarImages.open(vectors, index, image_dir=image_dir)
+    db.warm(model=False)
+    db.remove(["img000.png"])
+    assert db.database.known_norms.shape == (len(db),) == (11,)
+    cold = SimilarImages.open(vectors, index, image_dir=image_dir)
+    cold.remove(["img001.png"])
+    assert cold.database.known_norms is None  # a single change makes no pass over the file
+
+
 def test_open_without_files_names_the_missing_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DatabaseError, match="ms_coco_file_list.txt.saved_predictions.npy"):
