@@ -111,7 +111,7 @@ def bench_index(name, builder, vectors, queries, exact, folder: Path, args) -> d
     raw_single, raw_batched = latency(lambda q: ix.search(index, q, k), lambda q: ix.search(index, q, k),
                                       queries, args.repeats)
     return {
-        "dim": vectors.shape[1], "type": name, "spec": info["spec"], "note": info["note"], "build_s": build_s,
+        "n": len(vectors), "dim": vectors.shape[1], "type": name, "spec": info["spec"], "note": info["note"], "build_s": build_s,
         "train_size": info["train_size"], "bytes": path.stat().st_size,
         "r1": recall_of_ids(vectors, queries, reranked, exact, 1).mean(),
         "r10": recall_of_ids(vectors, queries, reranked, exact, k).mean(),
@@ -126,7 +126,8 @@ def bench_exact(vectors, queries, args) -> dict:
     norms = ranking.row_norms(vectors)
     search = lambda q: ranking.exact_search(vectors, q, args.k, norms=norms)  # noqa: E731
     single, batched = latency(search, search, queries, max(1, args.repeats // 3))
-    return {"dim": vectors.shape[1], "type": "exact (no index)", "spec": "NumPy on the memory map", "note": None,
+    return {"n": len(vectors), "dim": vectors.shape[1], "type": "exact (no index)", "spec": "NumPy on the memory map",
+            "note": None,
             "build_s": 0.0, "train_size": 0, "bytes": 0, "r1": 1.0, "r10": 1.0, "r1_raw": 1.0, "r10_raw": 1.0,
             "ms_single": single, "ms_batched": batched, "ms_single_raw": single, "ms_batched_raw": batched,
             "ms_single_numpy": single, "params": {}, "pool": "-"}
@@ -148,28 +149,27 @@ def table(rows, args) -> str:
     return "\n".join(lines)
 
 
-def synthetic_data(dim: int, args) -> tuple[np.ndarray, str]:
+def synthetic_data(dim: int, args) -> tuple[np.ndarray, int, str]:
     """``--n`` collection vectors then ``--queries`` held-out ones, from the same distribution."""
     data, gen_s = timed(clustered_vectors, args.n + args.queries, dim, seed=args.seed)
-    return data, f"{args.n} x {dim} synthetic vectors + {args.queries} held-out queries ({gen_s:.1f} s to generate)"
+    return data, args.n, f"{args.n} x {dim} synthetic vectors + {args.queries} held-out queries ({gen_s:.1f} s to generate)"
 
 
-def file_data(path: Path, args) -> tuple[np.ndarray, str]:
+def file_data(path: Path, args) -> tuple[np.ndarray, int, str]:
     """A real vectors file, ``--queries`` random rows moved to the end as held-out queries (new photos)."""
     vectors = open_vectors(path)
     rows = np.random.default_rng(args.seed).permutation(len(vectors))
     kept, held_out = np.sort(rows[args.queries:]), np.sort(rows[: args.queries])
     data = np.concatenate([vectors[kept], vectors[held_out]]).astype(np.float32)  # (n + q, d)
-    args.n = len(kept)
-    return data, f"{args.n} x {vectors.shape[1]} vectors of {path.name} + {args.queries} of its rows held out"
+    return data, len(kept), f"{len(kept)} x {vectors.shape[1]} vectors of {path.name} + {args.queries} of its rows held out"
 
 
-def bench_dim(data: np.ndarray, what: str, folder: Path, args) -> list[dict]:
+def bench_dim(data: np.ndarray, n: int, what: str, folder: Path, args) -> list[dict]:
+    """Every index of ``--types`` and ``--specs`` over ``data[:n]``, queried with the rows after ``n``."""
     dim = data.shape[1]
     print(f"data: {what}", flush=True)
-    save_vectors(folder / f"v{dim}.npy", data[: args.n], {"model": {"name": "synthetic"},
-                                                          "names": [str(i) for i in range(args.n)]})
-    queries = np.array(data[args.n:])  # (q, d)
+    save_vectors(folder / f"v{dim}.npy", data[:n], {"model": {"name": "synthetic"}, "names": [str(i) for i in range(n)]})
+    queries = np.array(data[n:])  # (q, d)
     del data
     vectors = open_vectors(folder / f"v{dim}.npy")  # (n, d) memory map, as the search API reads it
     _, exact = ranking.exact_search(vectors, queries, args.k)
@@ -221,7 +221,7 @@ def main(argv=None) -> int:
         if r["type"] == ix.DEFAULT_INDEX_TYPE:
             ok = r["ms_single"] <= GOAL_SINGLE_MS and r["r10"] >= GOAL_RECALL
             print(f"goal (single query <= {GOAL_SINGLE_MS} ms median at recall@{args.k} >= {GOAL_RECALL}) at "
-                  f"{args.n} x {r['dim']}: {'MET' if ok else 'NOT MET'} ({r['ms_single']:.2f} ms, {r['r10']:.3f})")
+                  f"{r['n']} x {r['dim']}: {'MET' if ok else 'NOT MET'} ({r['ms_single']:.2f} ms, {r['r10']:.3f})")
     for image in images:
         print(image["summary"])
         ok = image["ratio"] <= GOAL_IMAGE_RATIO

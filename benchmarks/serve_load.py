@@ -80,8 +80,7 @@ def in_process(args, uploads: list[bytes]) -> dict:
     from similar_images.search import SimilarImages
 
     db = SimilarImages.open(args.vectors, args.index, image_dir=args.image_dir)
-    height, width = tuple(db.extractor.input_size)
-    db.extractor.embed(np.zeros((1, height, width, 3), dtype=np.uint8))  # as Engine.warm_up
+    db.warm()  # in the main thread, as Engine.warm_up: the model run once, the row norms computed
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(_in_process, db, args, uploads).result()
 

@@ -194,7 +194,8 @@ def _device(model: dict[str, Any]) -> str:
 
 
 def _only_device_differs(saved: Any, wanted: dict[str, Any]) -> bool:
-    if not isinstance(saved, dict):
-        return False
-    without = lambda model: _normal({k: v for k, v in model.items() if k != "device"})  # noqa: E731
-    return without(saved) == without(wanted)
+    return isinstance(saved, dict) and _without_device(saved) == _without_device(wanted)
+
+
+def _without_device(model: dict[str, Any]) -> Any:
+    return _normal({k: v for k, v in model.items() if k != "device"})

@@ -153,7 +153,8 @@ class Database:
 
     def norms(self) -> np.ndarray:
         """``(count,)`` float32 row norms, computed once per open (one pass over the vectors file)."""
-        self._norms = ix.row_norms(self.vectors) if self._norms is None else self._norms
+        if self._norms is None:
+            self._norms = ix.row_norms(self.vectors)
         return self._norms
 
     known_norms = property(lambda self: self._norms, doc="The row norms if :meth:`norms` computed them, else None.")

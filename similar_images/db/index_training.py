@@ -91,8 +91,10 @@ def train_index(index, vectors, *, train_size: int = DEFAULT_TRAIN_SIZE, seed: i
 
 def bound_opq_training(index) -> None:
     """Cap the OPQ rotation's training (rounds, first PQ iterations, points) of ``index``, if it has one."""
+    import faiss
+
     for transform in _transforms_of(index):
-        if isinstance(transform, _faiss().OPQMatrix):
+        if isinstance(transform, faiss.OPQMatrix):
             transform.niter = OPQ_ROUNDS
             transform.niter_pq_0 = OPQ_FIRST_PQ_ITERATIONS
             transform.max_train_points = OPQ_TRAIN_POINTS
@@ -100,7 +102,8 @@ def bound_opq_training(index) -> None:
 
 def _transforms_of(index) -> list:
     """The vector transforms (downcast) an ``IndexPreTransform`` applies first; [] for other indexes."""
-    faiss = _faiss()
+    import faiss
+
     if not isinstance(index, faiss.IndexPreTransform):
         index = faiss.downcast_index(index)
     if not isinstance(index, faiss.IndexPreTransform):
@@ -108,16 +111,11 @@ def _transforms_of(index) -> list:
     return [faiss.downcast_VectorTransform(index.chain.at(i)) for i in range(index.chain.size())]
 
 
-def _faiss():
-    import faiss
-
-    return faiss
-
-
-
 def drop_training_state(index) -> None:
     """Free what only training needs: a PCA keeps its full ``d x d`` covariance
     eigenvectors (64 MB at 4096-d) though applying it needs only the first rows."""
+    import faiss
+
     for transform in _transforms_of(index):
-        if isinstance(transform, _faiss().PCAMatrix):
+        if isinstance(transform, faiss.PCAMatrix):
             transform.PCAMat.resize(0)
