@@ -21,6 +21,7 @@ def create_app(engine: Engine, *, warm_up: bool = True):
     from fastapi.staticfiles import StaticFiles
 
     from similar_images.service import limits, routes
+    from similar_images.service.docs import install_docs
 
     config: ServiceConfig = engine.config
 
@@ -36,13 +37,15 @@ def create_app(engine: Engine, *, warm_up: bool = True):
             await engine.batcher.stop()
             log.info("stopped: the batcher is drained and the model thread joined")
 
-    app = FastAPI(title="similar-images", version="0.1.0", lifespan=lifespan,
+    # FastAPI's own docs pages load Swagger UI from a CDN: ours serve it from a package (docs.py)
+    app = FastAPI(title="similar-images", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Upload a photo (or give an id or URL): get the most similar images.")
     app.state.engine = engine
     install_error_handlers(app)
     app.include_router(routes.router)
     if config.allow_writes:
         app.include_router(routes.write_router)
+    install_docs(app)  # mounts /static/docs before /static, which would otherwise answer for it
     app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
     # Added last = outermost: headers, size cap, CORS, token, time limit.
     app.add_middleware(limits.TimeLimit, seconds=config.request_timeout)

@@ -16,6 +16,7 @@ import anyio
 from PIL import Image
 
 from similar_images.errors import ImageError
+from similar_images.service.docs import DOCS_PATHS, DOCS_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,6 @@ class SecurityHeaders:
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"no-referrer"),
     )
-    # the Swagger page at /docs loads FastAPI's bundled assets from a CDN; it keeps its own
     PAGE_POLICY = (b"content-security-policy",
                    b"default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
                    b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -203,9 +203,7 @@ class SecurityHeaders:
 
         async def with_headers(message):
             if message["type"] == "http.response.start":
-                extra = list(self.HEADERS)
-                if not path.startswith("/docs"):
-                    extra.append(self.PAGE_POLICY)
+                extra = [*self.HEADERS, DOCS_POLICY if path in DOCS_PATHS else self.PAGE_POLICY]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 

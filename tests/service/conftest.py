@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+from pathlib import Path
 
 import pytest
 from _index_data import TinyExtractor, tiny_flat_database
@@ -12,6 +14,25 @@ from similar_images.search import SimilarImages
 from similar_images.service.app import create_app
 from similar_images.service.config import ServiceConfig
 from similar_images.service.engine import Engine
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium driven by Playwright (the browser tests)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} missing: run scripts/install-browser.sh")
+        pytest.skip(f"{CHROMIUM} missing: run scripts/install-browser.sh (CI runs this test)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

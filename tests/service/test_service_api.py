@@ -161,7 +161,11 @@ def test_openapi_and_docs(client):
             "/api/stats"} <= set(spec["paths"])
     content = spec["paths"]["/api/search"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(content)
-    assert client.get("/docs").status_code == 200
+    for page, asset in [("/docs", "/static/docs/swagger-ui-bundle.js"), ("/redoc", "/static/docs/redoc.standalone.js")]:
+        html = client.get(page)
+        assert html.status_code == 200 and asset in html.text
+        assert "cdn" not in html.text.lower() and "fonts.googleapis" not in html.text  # nothing from outside
+        assert client.get(asset).status_code == 200
 
 
 def test_duplicates_of_an_id(client):
