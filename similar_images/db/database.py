@@ -127,7 +127,7 @@ class Database:
             check_index_checksum(db.index_path, db.index_manifest, deep=not trust, fresh=fresh)
             db.index = ix.read_index(db.index_path)
             check_index_object(db.index_path, db.index, manifest)
-            ix.set_search_params(db.index, db.index_manifest.get("search_params", {}))
+            ix.set_search_params(db.index, db.index_manifest.get("search_params", {}), manifest_path(db.index_path))
         return db
 
     @property
@@ -248,6 +248,7 @@ def read_index_manifest(index_path: Path) -> dict[str, Any]:
                    {k: t for k, t in OPTIONAL_INDEX_FIELDS.items() if k in manifest})
     if manifest.get("pool_factor", 1) < 1:
         raise DatabaseError(f"{path}: field 'pool_factor' must be at least 1, got {manifest['pool_factor']}")
+    ix.check_search_params(manifest.get("search_params", {}), path)
     return manifest
 
 

@@ -20,9 +20,11 @@ Measurements: ``benchmarks/search.py``, ``build_index.py`` and ``benchmarks/READ
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
+import re
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -179,13 +181,58 @@ def default_search_params(index_type: str) -> dict[str, int]:
     return {}
 
 
-def set_search_params(index, params: dict[str, Any]) -> None:
-    """Apply ``{"nprobe": 16}`` / ``{"efSearch": 128}`` to ``index`` (nested ones too)."""
+# The search parameters an index manifest may hold, each a whole number >= 1.
+SEARCH_PARAMS = ("nprobe", "efSearch")
+
+
+def check_search_params(params: Any, where: str | os.PathLike) -> None:
+    """Refuse search parameters Faiss would reject (or take silently, like ``nprobe: 0``).
+
+    Raises:
+        DatabaseError: naming ``where`` (the manifest), the field and the bad value.
+    """
+    from similar_images.errors import DatabaseError
+
+    for name, value in (params.items() if isinstance(params, dict) else ()):
+        if name not in SEARCH_PARAMS:
+            raise DatabaseError(f"{where}: field 'search_params' has unknown parameter {name!r} "
+                                f"(known: {', '.join(SEARCH_PARAMS)})")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DatabaseError(f"{where}: field 'search_params': {name!r} must be a whole number >= 1, "
+                                f"got {value!r}")
+
+
+def set_search_params(index, params: dict[str, Any], where: str | os.PathLike | None = None) -> None:
+    """Apply ``{"nprobe": 16}`` / ``{"efSearch": 128}`` to ``index`` (nested ones too).
+
+    Raises:
+        DatabaseError: Faiss refuses a parameter for this kind of index (``nprobe`` on
+            HNSW); the message names ``where`` (the manifest) and the field.
+    """
     import faiss
+
+    from similar_images.errors import DatabaseError
 
     space = faiss.ParameterSpace()
     for name, value in params.items():
-        space.set_index_parameter(index, name, value)
+        try:
+            space.set_index_parameter(index, name, value)
+        except RuntimeError as exc:
+            kind = type(faiss.downcast_index(index)).__name__
+            raise DatabaseError(f"{where or 'index'}: field 'search_params': Faiss cannot set {name}={value!r} "
+                                f"on this index ({kind}: {_faiss_reason(exc)})") from None
+
+
+def _faiss_reason(exc: BaseException) -> str:
+    """The reason in a Faiss error, without its C++ signature, source line and failed check.
+
+    ``Error in void faiss::write_index(...) at impl/index_write.cpp:499: Error: 'ret == n' failed:
+    write error in x: 1 != 2 (No space left on device)`` -> ``write error in x: 1 != 2 (No space ...)``.
+    """
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+    text = re.split(r"\.(?:cpp|h):\d+: ", text)[-1]
+    text = re.sub(r"^Error: '.*?' failed: ", "", text)
+    return re.sub(r"^[\w:]+::\w+:\s*", "", text).strip()
 
 
 def search(index, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,17 +271,34 @@ def index_dimension(index) -> int:
 
 def write_index(index, path: str | os.PathLike) -> None:
     """Write ``index`` to ``path`` atomically (temporary file, then rename)."""
-    import faiss
-
     with atomic_path(path) as tmp:
-        faiss.write_index(index, str(tmp))
+        write_index_to(index, tmp)
 
 
 def write_index_to(index, path: str | os.PathLike) -> None:
-    """Write ``index`` to exactly ``path`` (the caller handles atomicity)."""
+    """Write ``index`` to exactly ``path`` (the caller handles atomicity).
+
+    Raises:
+        OSError: Faiss could not write (it raises RuntimeError with the C library's
+            message, such as "No space left on device"); the errno is recovered from
+            that message where it can be, so callers report a full disk as one. It
+            carries no file name: ``path`` is usually a staged file, and the caller
+            names the final one.
+    """
     import faiss
 
-    faiss.write_index(index, str(path))
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as exc:
+        reason = _faiss_reason(exc)
+        # Faiss ends its message with strerror: "... (No space left on device)" or ": No such file ..."
+        code = next((c for c, text in _ERRNO_TEXTS.items() if reason.endswith((f"({text})", f": {text}"))), None)
+        if code is None:
+            raise OSError(errno.EIO, f"Faiss could not write the index ({reason})") from None
+        raise OSError(code, os.strerror(code)) from None
+
+
+_ERRNO_TEXTS = {code: os.strerror(code) for code in errno.errorcode}  # ENOSPC -> "No space left on device"
 
 
 def read_index(path: str | os.PathLike):

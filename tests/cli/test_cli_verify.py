@@ -164,3 +164,46 @@ def test_a_malformed_journal_is_one_line_naming_it(db):
         f"error: {journal}: malformed entry 0 in field 'renames'; nothing was changed"]
     verdicts = run("verify", "--vectors", str(vectors))
     assert verdicts.exit_code == 1 and f"BAD  {journal}: malformed entry 0" in verdicts.output
+
+
+# The exact error faiss 1.x raises when write() fails on a full disk (seen by writing to /dev/full).
+FAISS_DISK_FULL = ("Error in void faiss::write_index(const Index*, IOWriter*, int) at /project/faiss/impl/"
+                   "index_write.cpp:499: Error: 'ret == (size * 4)' failed: write error in x: 4051 != 16000 "
+                   "(No space left on device)")
+
+
+def test_faiss_full_disk_while_writing_the_index_is_one_line_and_nothing_changed(db, monkeypatch):
+    import faiss
+
+    vectors, index = db
+    before = index.read_bytes(), manifest_path(index).read_bytes()
+
+    def full(*_a):
+        raise RuntimeError(FAISS_DISK_FULL)
+
+    monkeypatch.setattr(faiss, "write_index", full)
+    result = run("build", "-i", str(vectors), "-o", str(index), "--index-type", "flat", "--force", "--no-progress")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: {index}: disk full while writing a change of db.npy; nothing was changed")
+    monkeypatch.undo()
+    assert (index.read_bytes(), manifest_path(index).read_bytes()) == before
+    assert run("search", "--vectors", str(vectors), "--index", str(index), "--id", "0").exit_code == 0
+
+
+@pytest.mark.parametrize("params, says", [
+    ({"nprobe": -5}, "field 'search_params': 'nprobe' must be a whole number >= 1, got -5"),
+    ({"nprobe": "8"}, "field 'search_params': 'nprobe' must be a whole number >= 1, got '8'"),
+    ({"nprob": 8}, "field 'search_params' has unknown parameter 'nprob' (known: nprobe, efSearch)"),
+    # valid in itself, but a flat index has no lists to probe: Faiss refuses, we name the field
+    ({"nprobe": 8}, "field 'search_params': Faiss cannot set nprobe=8 on this index (IndexFlatIP: "
+                    "could not set parameter nprobe)"),
+])
+def test_bad_search_params_in_the_index_manifest_are_one_line_naming_file_and_field(db, params, says):
+    vectors, index = db
+    manifest = json.loads(manifest_path(index).read_text())
+    manifest["search_params"] = params
+    manifest_path(index).write_text(json.dumps(manifest))
+    result = run("search", "--vectors", str(vectors), "--index", str(index), "--id", "0")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"error: {manifest_path(index)}: {says}"]
