@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from similar_images.db.checkpoint import Checkpoint, check_compatible, partial_dir
-from similar_images.db.files import read_file_list, sha256_lines
 from similar_images.db.inputs import check_names
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import SimilarImagesError
+from similar_images.fileio.files import read_file_list, sha256_lines
 from similar_images.pipeline import Timer
 
 logger = logging.getLogger(__name__)

@@ -118,7 +118,7 @@ def copy_database(source: Path, target: Path, names=("db.npy", "db.faiss.index")
     """Copy database files and their manifests from ``source`` into ``target``: the copied paths."""
     import shutil
 
-    from similar_images.db.files import manifest_path
+    from similar_images.fileio.files import manifest_path
 
     for name in names:
         for path in (source / name, manifest_path(source / name)):

@@ -11,10 +11,10 @@ from _extract_data import AWKWARD, BAD, SMALL_CAP, PixelExtractor, make_collecti
 from PIL import Image
 
 from similar_images.db.checkpoint import partial_dir
-from similar_images.db.files import sha256_lines
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import SimilarImagesError
 from similar_images.extract import extract_vectors, run_extraction
+from similar_images.fileio.files import sha256_lines
 from similar_images.images import load_for_model
 from similar_images.jobs import extraction_summary, validate_job
 

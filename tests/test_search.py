@@ -248,7 +248,7 @@ def test_removed_images_never_appear(tiny_db):
 def test_the_pool_factor_recorded_by_the_build_is_used(tiny_db):
     import json
 
-    from similar_images.db.files import manifest_path
+    from similar_images.fileio.files import manifest_path
 
     vectors, index, _ = tiny_db
     manifest = json.loads(manifest_path(index).read_text())

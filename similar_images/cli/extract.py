@@ -151,7 +151,7 @@ def runtime_options(runtime: str, precision: str, filename_list: str, img_dir: s
         return {}
     options = {"runtime": runtime, "precision": precision, "show_progress": show_progress}
     if precision == "int8":
-        from similar_images.db.files import read_file_list
+        from similar_images.fileio.files import read_file_list
         from similar_images.pipeline import resolve
 
         names = read_file_list(filename_list)
@@ -164,7 +164,7 @@ def runtime_options(runtime: str, precision: str, filename_list: str, img_dir: s
 def speed_hint(filename_list: str, model: str, runtime: str, precision: str) -> None:
     """Before a long run, name the faster runtime/precision options measured on this machine;
     before a short INT8 one, say when its start-up is not paid back (and what fp32 would take)."""
-    from similar_images.db.files import read_file_list
+    from similar_images.fileio.files import read_file_list
     from similar_images.models.int8_costs import int8_advice
     from similar_images.models.speeds import runtime_hint
 

@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 
 from similar_images.db.database import COCO_FILE_LIST
-from similar_images.db.files import (
+from similar_images.db.vectors import load_vectors_manifest, save_vectors
+from similar_images.errors import DatabaseError, SimilarImagesError
+from similar_images.fileio.files import (
     manifest_path,
     read_file_list,
     read_json,
     sha256_lines,
 )
-from similar_images.db.vectors import load_vectors_manifest, save_vectors
-from similar_images.errors import DatabaseError, SimilarImagesError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from similar_images.db.database import (
     now_iso,
     require_vectors,
 )
-from similar_images.db.files import manifest_path, write_json_to
+from similar_images.fileio.files import manifest_path, write_json_to
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ import numpy as np
 from similar_images.db import index as ix
 from similar_images.db import journal
 from similar_images.db.database import Database, index_manifest_for, now_iso, require_vectors
-from similar_images.db.files import manifest_path, sha256_lines, write_json_to
 from similar_images.db.vectors import resolve_image_dir, write_vectors_file
 from similar_images.errors import DatabaseError
+from similar_images.fileio.files import manifest_path, sha256_lines, write_json_to
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from similar_images.db.files import read_json, write_bytes_atomic, write_json_atomic
 from similar_images.errors import DatabaseError
+from similar_images.fileio.files import read_json, write_bytes_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

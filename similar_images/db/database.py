@@ -30,10 +30,10 @@ import numpy as np
 
 from similar_images.db import index as ix
 from similar_images.db import journal
-from similar_images.db.files import manifest_path, read_json, sha256_file, sha256_lines
 from similar_images.db.integrity import check_content, check_file_sha, require_fields
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import DatabaseError
+from similar_images.fileio.files import manifest_path, read_json, sha256_file, sha256_lines
 
 log = logging.getLogger(__name__)
 

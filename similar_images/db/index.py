@@ -29,7 +29,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from similar_images.db.files import atomic_path
 from similar_images.db.index_training import (  # noqa: F401 (re-exported: ix.train_index and friends)
     DEFAULT_TRAIN_SIZE,
     TRAIN_POINTS_PER_CENTROID,
@@ -40,6 +39,7 @@ from similar_images.db.index_training import (  # noqa: F401 (re-exported: ix.tr
     training_size,
 )
 from similar_images.db.ranking import exact_search, normalize, rerank, row_norms  # noqa: F401 (re-exported)
+from similar_images.fileio.files import atomic_path
 
 log = logging.getLogger(__name__)
 

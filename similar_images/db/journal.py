@@ -29,10 +29,10 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from similar_images.db.files import fsync_dir, read_json, sha256_file, write_json_atomic
 from similar_images.db.integrity import write_stamp
 from similar_images.db.locks import holds_lock, lock_path, reader_lock, writer_lock
 from similar_images.errors import DatabaseError
+from similar_images.fileio.files import fsync_dir, read_json, sha256_file, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class Stage:
 
 def database_files(base: Path, others: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
     """The files one change of database ``base`` may touch (for the clean-up of leftovers)."""
-    from similar_images.db.files import manifest_path
+    from similar_images.fileio.files import manifest_path
 
     finals = [base, manifest_path(base), journal_path(base)]
     for other in others:

@@ -4,7 +4,7 @@ Layout of a vectors file ``V`` (for example ``ms_coco_file_list.txt.saved_predic
 
 * ``V``: a ``.npy`` array, float32, shape ``(count, dimension)``, raw model outputs
   (not normalised), row ``i`` belongs to ``manifest["names"][i]``.
-* ``V.manifest.json``: see :func:`~similar_images.db.files.manifest_path`; holds the model
+* ``V.manifest.json``: see :func:`~similar_images.fileio.files.manifest_path`; holds the model
   description, the row-aligned names, the skipped files with reasons, checksums and timings.
 """
 
@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 
 from similar_images.db import journal
-from similar_images.db.files import (
+from similar_images.db.integrity import check_npy_structure, read_npy_header, require_fields
+from similar_images.errors import DatabaseError
+from similar_images.fileio.files import (
     HashingWriter,
     manifest_path,
     read_json,
     sha256_lines,
     write_json_to,
 )
-from similar_images.db.integrity import check_npy_structure, read_npy_header, require_fields
-from similar_images.errors import DatabaseError
 
 
 def write_vectors_file(path: Path, shape: tuple[int, int], chunks) -> str:

@@ -25,10 +25,10 @@ from similar_images.db.database import (
     read_index_manifest,
     require_vectors,
 )
-from similar_images.db.files import manifest_path
 from similar_images.db.integrity import check_content
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import DatabaseError
+from similar_images.fileio.files import manifest_path
 
 log = logging.getLogger(__name__)
 

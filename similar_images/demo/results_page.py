@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
-from similar_images.db.files import atomic_path, write_bytes_atomic
 from similar_images.errors import ImageError
+from similar_images.fileio.files import atomic_path, write_bytes_atomic
 from similar_images.thumbnails import placeholder_jpeg, thumbnail_jpeg
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from similar_images.db.files import read_file_list, write_bytes_atomic
 from similar_images.demo import sample_photos
 from similar_images.demo.results_page import (
     ShownResult,
@@ -34,6 +33,7 @@ from similar_images.demo.results_page import (
     write_results_html,
 )
 from similar_images.errors import ImageError
+from similar_images.fileio.files import read_file_list, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from similar_images import edits as photo_edits
-from similar_images.db.files import atomic_path
+from similar_images.fileio.files import atomic_path
 
 log = logging.getLogger(__name__)
 

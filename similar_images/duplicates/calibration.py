@@ -173,7 +173,7 @@ def plot_curves(path: str | os.PathLike, results: dict[str, Calibration], *, tit
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from similar_images.db.files import atomic_path
+    from similar_images.fileio.files import atomic_path
 
     columns = min(2, len(results))
     rows = -(-len(results) // columns)

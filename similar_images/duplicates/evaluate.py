@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from similar_images.db.files import write_json_atomic
 from similar_images.duplicates import calibration
 from similar_images.duplicates import groups as grouping
+from similar_images.fileio.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import logging
 import os
 from pathlib import Path
 
-from similar_images.db.files import write_bytes_atomic
 from similar_images.errors import ImageError
+from similar_images.fileio.files import write_bytes_atomic
 from similar_images.thumbnails import placeholder_jpeg, thumbnail_jpeg
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from similar_images.db.files import write_bytes_atomic
+from similar_images.fileio.files import write_bytes_atomic
 
 CSV_COLUMNS = ("group", "member", "name", "id", "score", "suggestion", "identical", "width", "height", "bytes")
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from similar_images.db.files import read_json
 from similar_images.errors import DatabaseError
 from similar_images.evaluation import metrics
 from similar_images.evaluation.report import (
@@ -30,6 +29,7 @@ from similar_images.evaluation.report import (
     describe_database,
     ranked_ids,
 )
+from similar_images.fileio.files import read_json
 
 logger = logging.getLogger(__name__)
 

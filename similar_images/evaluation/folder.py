@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from similar_images.db.files import (
+from similar_images.db.index import INDEX_TYPES
+from similar_images.db.vectors import load_vectors_manifest
+from similar_images.errors import SimilarImagesError
+from similar_images.evaluation.systems import SystemSpec, open_spec
+from similar_images.fileio.files import (
     manifest_path,
     read_file_list,
     sha256_lines,
     write_bytes_atomic,
 )
-from similar_images.db.index import INDEX_TYPES
-from similar_images.db.vectors import load_vectors_manifest
-from similar_images.errors import SimilarImagesError
-from similar_images.evaluation.systems import SystemSpec, open_spec
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from similar_images.db.files import atomic_path, write_json_atomic
+from similar_images.fileio.files import atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

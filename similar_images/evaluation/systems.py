@@ -21,9 +21,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from similar_images.db.files import manifest_path
 from similar_images.db.index import INDEX_TYPES
 from similar_images.db.vectors import load_vectors_manifest
+from similar_images.fileio.files import manifest_path
 
 logger = logging.getLogger(__name__)
 

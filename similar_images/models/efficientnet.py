@@ -146,7 +146,7 @@ def _weights_id(weights: str | os.PathLike, seed: int) -> str:
         return f"pretrained:{weights_file().name}"
     if weights == "none":
         return f"none(seed={seed})"
-    from similar_images.db.files import sha256_file
+    from similar_images.fileio.files import sha256_file
 
     try:
         return f"file:sha256={sha256_file(weights)[:16]}"

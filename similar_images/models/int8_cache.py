@@ -78,7 +78,7 @@ def sample_record(sample, sizes: tuple[int, int]) -> dict[str, Any]:
 
 
 def _members(report: Path, sizes: tuple[int, int] | None) -> list[list[str]] | None:
-    from similar_images.db.files import read_json
+    from similar_images.fileio.files import read_json
 
     try:
         record = read_json(report).get("sample", {})
@@ -110,7 +110,7 @@ def load_folder(folder: Path):
     """``(openvino.Model, report)`` of a saved INT8 model folder."""
     import openvino as ov
 
-    from similar_images.db.files import read_json
+    from similar_images.fileio.files import read_json
 
     try:
         model, report = ov.Core().read_model(folder / "model.xml"), read_json(folder / "report.json")
@@ -125,7 +125,7 @@ def save_folder(folder: Path, model, report: dict[str, Any]) -> None:
     """Write model + report into a temporary folder, then rename it into place."""
     import openvino as ov
 
-    from similar_images.db.files import write_json_atomic
+    from similar_images.fileio.files import write_json_atomic
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

@@ -17,7 +17,7 @@ import json
 import logging
 from typing import Any
 
-from similar_images.db.files import read_json, write_json_atomic
+from similar_images.fileio.files import read_json, write_json_atomic
 from similar_images.models.speeds import cache_root, config_key, machine, measured
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ def load_model(path: Path, *, hint: str = ""):
 def save_model_atomic(model, path: Path) -> None:
     """Save a Keras model under a temporary name with the same suffix, then rename.
 
-    (Keras picks the format from the suffix, so :func:`similar_images.db.files.atomic_path`,
+    (Keras picks the format from the suffix, so :func:`similar_images.fileio.files.atomic_path`,
     whose temporary names end in ``.tmp``, cannot be used.)
     """
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -187,7 +187,7 @@ def _collection_model(name, describe_base, settings, paths, sizes, *, cache_dir)
     reused = reusable_folder(candidates(folder.parent / model_key(name, describe_base, settings)), paths, sizes)
     if reused is None:
         return sample
-    from similar_images.db.files import read_json
+    from similar_images.fileio.files import read_json
 
     identity = read_json(reused / "report.json")["identity"]
     return reused, {"sample_sha256": identity["sample_sha256"], "settings": settings}, (
@@ -195,7 +195,7 @@ def _collection_model(name, describe_base, settings, paths, sizes, *, cache_dir)
 
 
 def _check_folder_identity(folder: Path, identity: dict[str, Any]) -> None:
-    from similar_images.db.files import read_json
+    from similar_images.fileio.files import read_json
 
     saved = read_json(folder / "report.json").get("identity", {})
     if saved.get("sample_sha256") != identity["sample_sha256"]:

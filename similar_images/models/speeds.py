@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from similar_images.db.files import read_json, write_json_atomic
+from similar_images.fileio.files import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 

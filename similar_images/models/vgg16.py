@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from similar_images.db.files import sha256_file
 from similar_images.errors import ModelError
+from similar_images.fileio.files import sha256_file
 from similar_images.models import keras_io
 from similar_images.models.devices import describe_device, resolve_device
 from similar_images.models.openvino_input import InputSteps

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from similar_images.db.files import atomic_path
 from similar_images.errors import ImageError
+from similar_images.fileio.files import atomic_path
 from similar_images.search import SimilarImages
 from similar_images.service import urls
 from similar_images.service.batcher import MicroBatcher

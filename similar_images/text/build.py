@@ -19,9 +19,9 @@ from similar_images.db import index as ix
 from similar_images.db.build import build_index_files
 from similar_images.db.checkpoint import Checkpoint, ChunkResult
 from similar_images.db.database import default_index_path
-from similar_images.db.files import sha256_file, sha256_lines
 from similar_images.db.vectors import load_vectors_manifest, save_vectors
 from similar_images.errors import DatabaseError
+from similar_images.fileio.files import sha256_file, sha256_lines
 from similar_images.models import minilm
 from similar_images.runner import run_chunks
 from similar_images.text.texts import read_texts

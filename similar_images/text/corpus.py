@@ -21,8 +21,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from similar_images.db.files import atomic_path, fsync_dir
 from similar_images.errors import SimilarImagesError
+from similar_images.fileio.files import atomic_path, fsync_dir
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from similar_images.cli import main
 from similar_images.db.build import build_index_files
-from similar_images.db.files import manifest_path
 from similar_images.db.integrity import read_npy_header
+from similar_images.fileio.files import manifest_path
 
 N, DIM = 120, 8
 
@@ -140,7 +140,7 @@ def test_disk_full_in_a_command_is_one_line(db, monkeypatch):
 
 def test_verify_of_non_finite_values_written_by_hand(db):
     vectors, _ = db
-    from similar_images.db.files import sha256_file
+    from similar_images.fileio.files import sha256_file
 
     data = bytearray(vectors.read_bytes())
     offset = read_npy_header(vectors)[2]

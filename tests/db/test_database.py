@@ -19,10 +19,10 @@ from similar_images.db import journal
 from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
 from similar_images.db.database import Database, default_index_path
-from similar_images.db.files import manifest_path, sha256_lines
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import DatabaseError
 from similar_images.evaluation.synthetic import clustered_vectors
+from similar_images.fileio.files import manifest_path, sha256_lines
 
 N, DIM = 1200, 32
 
@@ -196,7 +196,8 @@ def test_roll_forward_finishes_a_committed_change(tmp_path):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
-    from similar_images.db import files, index as ix
+    from similar_images.db import index as ix
+    from similar_images.fileio import files
     from similar_images.db.changes import add_rows, remove_rows
 
     point, op, vectors_path, index_path = sys.argv[1:5]

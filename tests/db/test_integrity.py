@@ -15,10 +15,10 @@ from similar_images.db import integrity
 from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
 from similar_images.db.database import Database
-from similar_images.db.files import manifest_path, sha256_lines
 from similar_images.db.vectors import save_vectors
 from similar_images.db.verify import repair, verify_database
 from similar_images.errors import DatabaseError
+from similar_images.fileio.files import manifest_path, sha256_lines
 
 N, DIM = 200, 16
 
@@ -119,7 +119,7 @@ def test_a_nan_row_with_a_matching_checksum_is_reported_by_row(db):
 
 
 def integrity_sha(path: Path) -> str:
-    from similar_images.db.files import sha256_file
+    from similar_images.fileio.files import sha256_file
 
     return sha256_file(path)
 

@@ -17,9 +17,9 @@ from similar_images.db import journal
 from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
 from similar_images.db.database import Database
-from similar_images.db.files import manifest_path, write_json_atomic
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import DatabaseError
+from similar_images.fileio.files import manifest_path, write_json_atomic
 
 N, DIM = 80, 8
 

@@ -10,8 +10,8 @@ import pytest
 
 from similar_images.db import journal
 from similar_images.db.database import Database
-from similar_images.db.files import manifest_path, write_json_atomic
 from similar_images.db.vectors import load_vectors_manifest, open_vectors, save_vectors
+from similar_images.fileio.files import manifest_path, write_json_atomic
 
 MODEL = {"name": "test", "weights": "none", "dim": 4}
 

@@ -267,8 +267,8 @@ def test_build_refuses_existing_files_and_reuses_finished_vectors(built):
 
 @pytest.mark.slow
 def test_image_databases_and_other_models_are_refused(tmp_path, built):
-    from similar_images.db.files import manifest_path
     from similar_images.db.vectors import load_vectors_manifest, save_vectors
+    from similar_images.fileio.files import manifest_path
     from similar_images.text.database import TextDatabase
 
     rng = np.random.default_rng(0)
