@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from similar_images.errors import ModelError
+from similar_images.models.torch_compat import ensure_torchvision_importable
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def _bundled_model_dir() -> tuple[str, str] | None:
 @functools.lru_cache(maxsize=2)
 def _load_model(source: str, device: str):
     """Load a SentenceTransformer once per process (encoders of the same model share it)."""
+    ensure_torchvision_importable()  # transformers imports torchvision when it is installed
     from sentence_transformers import SentenceTransformer
 
     started = time.perf_counter()
@@ -118,6 +120,7 @@ class TextEncoder:
 
     def describe(self) -> dict[str, Any]:
         """What identifies the vectors this model makes (recorded in manifests)."""
+        ensure_torchvision_importable()
         import sentence_transformers
 
         return {

@@ -101,6 +101,9 @@ def open_text_database(vectors: str | os.PathLike = "tweets.csv.saved_prediction
 def _quiet_model_loading() -> None:
     """No "Loading weights" bar in the notebook: the search's own output is what matters."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from similar_images.models.torch_compat import ensure_torchvision_importable
+
+    ensure_torchvision_importable()  # transformers imports torchvision when it is installed
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:
