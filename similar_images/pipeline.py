@@ -24,7 +24,7 @@ import numpy as np
 
 from similar_images.db.checkpoint import ChunkResult
 from similar_images.errors import ImageError
-from similar_images.images import load_for_model
+from similar_images.images import Size, fit_of, load_for_model
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def resolve(name: str, image_root: str | os.PathLike | None) -> str:
     return str(Path(image_root) / name)
 
 
-def decode_one(name: str, image_root, size: tuple[int, int]) -> np.ndarray | ImageError:
+def decode_one(name: str, image_root, size: Size) -> np.ndarray | ImageError:
     """Load one image for the model; a failure is returned, never raised."""
     try:
         return load_for_model(resolve(name, image_root), size)
@@ -117,7 +117,7 @@ def embed_chunks(
     if batch_size < 1 or workers < 1:
         raise ValueError(f"batch_size and workers must be at least 1, got {batch_size} and {workers}")
     timer = timer if timer is not None else Timer()
-    size = tuple(extractor.input_size)
+    size = fit_of(extractor)  # a plain resize, or a CLIP model's resize and crop
 
     def decode(name: str):
         start, cpu = time.perf_counter(), time.thread_time()

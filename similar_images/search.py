@@ -31,7 +31,7 @@ from similar_images.db.database import COCO_VECTORS, Database
 from similar_images.db.vectors import resolve_image_dir
 from similar_images.errors import ModelError
 from similar_images.features import check_extractor, extractor_for
-from similar_images.images import load_for_model
+from similar_images.images import fit_of, load_for_model
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class SimilarImages:
         Raises:
             ImageError: the image cannot be loaded.
         """
-        return load_for_model(_as_source(source), tuple(self.extractor.input_size))
+        return load_for_model(_as_source(source), fit_of(self.extractor))
 
     def _as_vector(self, q) -> np.ndarray | None:
         if isinstance(q, (bool, np.bool_)):

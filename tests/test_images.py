@@ -353,3 +353,24 @@ def test_url_connection_refused():
 def test_resize_policy_is_documented():
     assert images.RESAMPLE == Image.Resampling.BILINEAR
     assert "aspect ratio" in images.__doc__
+
+
+def test_fit_keeps_the_aspect_ratio_and_crops_the_centre():
+    # 300x200 (w x h): left third red, middle green, right third blue. The shorter side goes
+    # to 224 (336x224), then the centre 224x224 is cut: 56 columns of red and of blue are lost.
+    pixels = np.zeros((200, 300, 3), np.uint8)
+    pixels[:, :100, 0] = pixels[:, 100:200, 1] = pixels[:, 200:, 2] = 255
+    fit = images.Fit((224, 224), 224)
+    out = to_model_input(Image.fromarray(pixels), fit)
+    assert out.shape == (224, 224, 3)
+    assert out[112, 112].tolist() == [0, 255, 0]
+    assert (out[:, :10, 0] > 200).all() and (out[:, -10:, 2] > 200).all()  # red and blue edges kept
+    green_columns = int((out[112, :, 1] > 128).sum())
+    assert 105 <= green_columns <= 119  # 100 of 300 columns at 336/300: 112 of 224 (red and blue: 56 each)
+    plain = to_model_input(Image.fromarray(pixels), (224, 224))  # squashed: a third each
+    assert 70 <= int((plain[112, :, 1] > 128).sum()) <= 80
+    assert images.fit_of(type("M", (), {"fit": fit, "input_size": (224, 224)})()) == fit
+    assert images.fit_of(type("M", (), {"input_size": (32, 48)})()) == (32, 48)
+    assert prepare_batch([], fit).shape == (0, 224, 224, 3)
+    with pytest.raises(ValueError, match="smaller than the crop"):
+        images.Fit((224, 224), 200)

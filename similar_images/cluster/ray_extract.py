@@ -39,6 +39,7 @@ from similar_images.cluster.recipes import ExtractorRecipe
 from similar_images.cluster.session import quiet_data_context, ray_session
 from similar_images.db.checkpoint import Checkpoint
 from similar_images.errors import ImageError, SimilarImagesError
+from similar_images.images import Size, fit_of, prepare_batch
 from similar_images.jobs import commit_job, finished_run, open_job
 from similar_images.pipeline import Timer, decode_one, embed_decoded, progress_bar
 
@@ -51,7 +52,7 @@ CPUS_PER_DECODE = 0.5
 RAY_WRAPPERS = ("ray.", "UserCodeException", "RayTaskError", "RayDataUserCodeException")
 
 
-def decode_chunk(row: dict[str, Any], *, image_root: str, size: tuple[int, int]) -> dict[str, Any]:
+def decode_chunk(row: dict[str, Any], *, image_root: str, size: Size) -> dict[str, Any]:
     """Decode task: one chunk's names to ``(m, h, w, 3)`` uint8 images and the failures."""
     names = list(row["names"])
     images, errors = [], []
@@ -61,7 +62,7 @@ def decode_chunk(row: dict[str, Any], *, image_root: str, size: tuple[int, int])
             errors.append([position, str(result), result.reason])
         else:
             images.append(result)
-    stacked = np.stack(images) if images else np.zeros((0, size[0], size[1], 3), np.uint8)
+    stacked = np.stack(images) if images else prepare_batch([], size)
     # failures as JSON: a ragged list column would be pickled by Ray Data
     return {"chunk": row["chunk"], "names": names, "errors": json.dumps(errors), "images": stacked}
 
@@ -215,7 +216,7 @@ def _dataset(chunks, pending, state, image_dir, output, recipe, extractor, *, ac
     quiet_data_context()
     items = [{"chunk": i, "names": list(chunks[i])} for i in pending]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map(decode_chunk, fn_kwargs={"image_root": str(image_dir), "size": tuple(extractor.input_size)},
+    ds = ds.map(decode_chunk, fn_kwargs={"image_root": str(image_dir), "size": fit_of(extractor)},
                 num_cpus=CPUS_PER_DECODE)
     ds = ds.map_batches(EmbedActor, fn_constructor_kwargs={"recipe": recipe, "output": str(output),
                                                            "batch_size": state["batch_size"]},

@@ -101,13 +101,12 @@ def truth(names: list[str]) -> np.ndarray:
 
 def embed_files(folder: str | os.PathLike, names: list[str], extractor, *, batch_size: int = 32) -> np.ndarray:
     """``(n, d)`` float32 vectors of the files, decoded as the extraction decodes them."""
-    from similar_images.images import load_image, to_model_input
+    from similar_images.images import fit_of, load_for_model
 
-    size = tuple(extractor.input_size)
+    size = fit_of(extractor)
     parts = []
     for start in range(0, len(names), batch_size):
-        batch = [to_model_input(load_image(Path(folder) / n, target_size=size), size)
-                 for n in names[start:start + batch_size]]
+        batch = [load_for_model(Path(folder) / n, size) for n in names[start:start + batch_size]]
         parts.append(np.asarray(extractor.embed(np.stack(batch)), dtype=np.float32))
     return np.concatenate(parts)
 

@@ -1,44 +1,20 @@
-"""Open and decode images: paths, http(s) URLs, raw bytes or PIL images to RGB arrays.
-
-Pure preprocessing, no model: :func:`load_image` returns an RGB ``PIL.Image`` with its
-EXIF orientation applied, :func:`to_model_input` resizes it to a model's input.
-
-Resize policy: a plain resize to the model input (``224 x 224`` for VGG16), aspect ratio
-not kept, as Keras' ``load_img(target_size=...)`` did in the original demo, but with
-Pillow's antialiased bilinear filter instead of nearest neighbour (see :data:`RESAMPLE`).
-
-Every failure raises :class:`~similar_images.errors.ImageError` with a one-line
-message naming the source and saying why, and a stable ``reason`` code.
-"""
+"""Decode an image source (path, URL, bytes, PIL image) to an RGB ``PIL.Image`` with its EXIF
+orientation applied; every failure is an :class:`~similar_images.errors.ImageError`."""
 
 from __future__ import annotations
 
-import http.client
 import io
-import logging
 import os
-import socket
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from similar_images.errors import ImageError
-
-logger = logging.getLogger(__name__)
+from similar_images.images.urls import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, fetch_url
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
 
-DEFAULT_TIMEOUT = 10.0  # seconds, for URLs: the longest wait for any one read
-DEFAULT_DEADLINE = 20.0  # seconds, for URLs: the whole download, however the server drips it
-DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # size cap for URL downloads
-RESAMPLE = Image.Resampling.BILINEAR  # antialiased when shrinking
-_URL_SCHEMES = ("http", "https")
 _ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 _EXIF_ORIENTATION_TAG = 0x0112
 
@@ -83,104 +59,6 @@ def load_image(
         data = fetch_url(text, timeout=timeout, max_bytes=max_bytes, deadline=deadline)
         return _decode(io.BytesIO(data), text, target_size)
     return _decode_file(Path(text), target_size)
-
-
-def to_model_input(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB image to a model's input (aspect ratio not kept).
-
-    Args:
-        image: an RGB image, as :func:`load_image` returns.
-        size: ``(height, width)`` of the model input.
-
-    Returns:
-        ``(height, width, 3)`` uint8 RGB array.
-    """
-    height, width = size
-    if image.mode != "RGB":
-        image = to_rgb(image)
-    if image.size != (width, height):
-        image = image.resize((width, height), RESAMPLE)
-    return np.asarray(image, dtype=np.uint8)  # (h, w, 3) uint8
-
-
-def load_for_model(source: Source, size: tuple[int, int], **options) -> np.ndarray:
-    """:func:`load_image` then :func:`to_model_input`: ``(h, w, 3)`` uint8 RGB."""
-    return to_model_input(load_image(source, target_size=size, **options), size)
-
-
-def prepare_batch(images: Sequence[Image.Image], size: tuple[int, int]) -> np.ndarray:
-    """Stack images resized to ``size`` into one batch: ``(n, h, w, 3)`` uint8 RGB."""
-    if not images:
-        return np.zeros((0, size[0], size[1], 3), dtype=np.uint8)
-    return np.stack([to_model_input(image, size) for image in images])
-
-
-# --- URLs -----------------------------------------------------------------------------
-
-
-class _SafeRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects to http(s) only (urllib would follow one to ftp://)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urlsplit(newurl).scheme.lower() not in _URL_SCHEMES:
-            raise ImageError(f"{req.full_url}: redirect to a refused URL {newurl}", "refused url")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES,
-              deadline: float = DEFAULT_DEADLINE) -> bytes:
-    """Download ``url`` (http(s) only), at most ``max_bytes``; ``timeout`` bounds each wait for
-    the server, ``deadline`` the whole download (so a dripping server cannot hold a query).
-
-    Raises:
-        ImageError: "refused url", "http error" (including redirect loops), "timeout" or "too large".
-    """
-    if urlsplit(url).scheme.lower() not in _URL_SCHEMES:
-        raise ImageError(f"{url}: refused URL (only http and https are allowed)", "refused url")
-    opener = urllib.request.build_opener(_SafeRedirects)
-    request = urllib.request.Request(url, headers={"User-Agent": "similar-images"})
-    end = time.monotonic() + deadline
-    try:
-        with opener.open(request, timeout=min(timeout, deadline)) as response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise ImageError(f"{url}: too large ({int(length)} bytes, limit {max_bytes})", "too large")
-            return _read_capped(response, url, max_bytes, end=end, timeout=timeout, deadline=deadline)
-    except urllib.error.HTTPError as exc:
-        if 300 <= exc.code < 400:
-            raise ImageError(f"{url}: too many redirects (a redirect loop?)", "http error") from None
-        raise ImageError(f"{url}: HTTP error {exc.code} {str(exc.reason).splitlines()[0]}", "http error") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, (socket.timeout, TimeoutError)):
-            raise ImageError(f"{url}: timed out after {timeout:g} s", "timeout") from None
-        raise ImageError(f"{url}: cannot connect ({exc.reason})", "http error") from None
-    except TimeoutError:
-        raise ImageError(f"{url}: timed out after {timeout:g} s", "timeout") from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, malformed URL, bad chunking
-        detail = str(exc).splitlines()[0] if str(exc) else repr(exc)
-        raise ImageError(f"{url}: download failed ({detail})", "http error") from None
-
-
-def _read_capped(response, url: str, max_bytes: int, *, end: float, timeout: float, deadline: float) -> bytes:
-    chunks, total, late = [], 0, ImageError(f"{url}: not downloaded within the {deadline:g} s deadline", "timeout")
-    sock = getattr(getattr(response.fp, "raw", None), "_sock", None)
-    while (left := end - time.monotonic()) > 0:
-        if sock is not None:
-            sock.settimeout(max(min(timeout, left), 0.001))
-        try:
-            chunk = response.read1(64 * 1024)  # what has arrived: a drip cannot stretch one read
-        except TimeoutError as exc:  # the deadline's, when it cut this wait short
-            raise (late if left < timeout else exc) from None
-        if not chunk:
-            return b"".join(chunks)
-        total += len(chunk)
-        if total > max_bytes:
-            raise ImageError(f"{url}: too large (more than {max_bytes} bytes)", "too large")
-        chunks.append(chunk)
-    raise late
-
-
-# --- decoding -------------------------------------------------------------------------
 
 
 def _decode_file(path: Path, target_size: tuple[int, int] | None) -> Image.Image:
@@ -317,4 +195,3 @@ def _describe_unknown(stream) -> str:
 def _exc_text(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
