@@ -32,7 +32,8 @@ def demo(workdir, query, photo, photos, k, model, weights, rebuild, list_photos,
     matplotlib plus edited copies (crops, flips, resizes, recompressions, rotations, tone)
     into WORKDIR, extracts their vectors and indexes them; later runs reuse them. The
     query is a held-out edit of one photo: its edited copies should rank first.
-    Results are printed and written to WORKDIR/results.html and results.png.
+    Results are printed and written to WORKDIR/results.html and results.png
+    (query-results.html and .png for --query, so the sample's stay).
     """
     setup_logging(verbose)
     from similar_images.demo import sample_photos

@@ -16,14 +16,17 @@ from similar_images.cli.options import database_options, open_from_options
               help="Also search for the image with this id (no model run); repeatable.")
 @click.option("-k", default=8, show_default=True, type=click.IntRange(min=1), help="Results per query.")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print one JSON document: [{"query", "results": [{"id", "path", "file", "score"}]}].')
+              help='Print one JSON document: [{"query", "no_close_match", "results": [{"id", "path", "file", "score", '
+                   '"verdict"}]}].')
 @click.option("--no-rerank", is_flag=True, help="Show the index's approximate scores (no exact re-ranking).")
 @database_options("image", device=True)
 def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir, device, verbose):
     """Print the K images most similar to each IMAGE (file path or http(s) URL).
 
     The model loads once for all queries. Scores are cosine similarities (1.0: the
-    same image). Exit code 1 if any query failed (the others are still answered).
+    same image), each with a verdict (same photo, similar, unrelated) where the model's
+    scores were measured (docs/search.md). Exit code 1 if any query failed (the others
+    are still answered).
     """
     setup_logging(verbose)
     from similar_images.errors import ImageError, SimilarImagesError
@@ -44,16 +47,25 @@ def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir,
         found = db.search(queries, k=k, rerank=not no_rerank) if queries else []
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    answers = [{"query": label, "results": [{"id": r.id, "path": r.path, "file": str(db.image_path(r)),
-                                             "score": float(r.score)} for r in hits]}
+    from similar_images.models.score_bands import NO_CLOSE_MATCH, bands_for, no_close_match, verdict
+
+    bands = bands_for(db.model)  # None for a model whose scores were never measured: no verdicts
+    # scores rounded to 6 places: float32 cosines print as 1.0000001192092896 otherwise
+    answers = [{"query": label, "no_close_match": no_close_match([r.score for r in hits], bands),
+                "results": [{"id": r.id, "path": r.path, "file": str(db.image_path(r)), "score": round(float(r.score), 6),
+                             "verdict": verdict(round(float(r.score), 6), bands)} for r in hits]}
                for label, hits in zip(labels, found)]
     if as_json:
         click.echo(json.dumps(answers + failed, indent=1))
     else:
+        width = max((len(hit["verdict"] or "") for a in answers for hit in a["results"]), default=0)
         for answer in answers:
             click.echo(f"{answer['query']}:")
+            if answer["no_close_match"]:
+                click.echo(f"  ({NO_CLOSE_MATCH}: even the first result is unrelated)")
             for rank, hit in enumerate(answer["results"], 1):
-                click.echo(f"  {rank:2d}. {hit['score']:.4f}  {hit['file']}")
+                label = f"  {hit['verdict'] or '':<{width}}" if width else ""
+                click.echo(f"  {rank:2d}. {hit['score']:.4f}{label}  {hit['file']}")
     for item in failed:
         click.echo(f"error: {item['error']}", err=True)
     if failed:

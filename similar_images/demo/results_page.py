@@ -38,6 +38,8 @@ class ShownResult(NamedTuple):
         path: where the image file is.
         score: cosine similarity.
         marked: highlight it (for example: an edited copy of the query photo).
+        verdict: what the score means for the model ("same photo", "similar",
+            "unrelated"; ``similar_images.models.score_bands``), None if unmeasured.
     """
 
     rank: int
@@ -45,6 +47,7 @@ class ShownResult(NamedTuple):
     path: Path
     score: float
     marked: bool = False
+    verdict: str | None = None
 
 
 def _thumbnail(path: str | os.PathLike, size: int) -> bytes:
@@ -68,6 +71,7 @@ figure.query { border-color: #3465a4; }
 img { display: block; max-width: 180px; max-height: 180px; margin: auto; }
 figcaption { font-size: 13px; margin-top: 4px; word-break: break-all; }
 .score { font-weight: bold; }
+.verdict { color: #555; }
 """
 
 
@@ -90,8 +94,9 @@ def results_html(
     cards = []
     for r in results:
         label = f" &middot; {html.escape(mark_label)}" if r.marked else ""
+        said = f' <span class="verdict">{html.escape(r.verdict)}</span>' if r.verdict else ""
         caption = (
-            f'#{r.rank} <span class="score">{r.score:.3f}</span>{label}<br>{html.escape(r.name)}'
+            f'#{r.rank} <span class="score">{r.score:.3f}</span>{said}{label}<br>{html.escape(r.name)}'
         )
         cards.append(_figure(_thumbnail(r.path, THUMB), caption, "marked" if r.marked else ""))
     query_card = _figure(_thumbnail(query, THUMB), f"query<br>{html.escape(Path(query).name)}", "query")
@@ -139,7 +144,8 @@ def contact_sheet(
     if title:
         draw.text((pad, 8), title, fill="black", font=font)
     cells = [(query, "query", Path(query).name, (52, 101, 164))] + [
-        (r.path, f"#{r.rank}  {r.score:.3f}", r.name, MARK_COLOUR if r.marked else (200, 200, 200))
+        (r.path, f"#{r.rank}  {r.score:.3f}" + (f"  {r.verdict}" if r.verdict else ""), r.name,
+         MARK_COLOUR if r.marked else (200, 200, 200))
         for r in results
     ]
     for i, (image_path, line1, line2, frame) in enumerate(cells):

@@ -11,7 +11,8 @@
   (+ manifest): the database, built with the extraction and index code the COCO
   database uses.
 * ``query/<photo>__query.jpg``: a held-out edit of one photo (not in the database).
-* ``results.html`` and ``results.png``: the ranked results with thumbnails and scores.
+* ``results.html`` and ``results.png``: the ranked results with thumbnails and scores
+  (``query-results.html`` and ``.png`` for a query of your own, ``--query``).
 
 A second run reuses the database and only searches; ``rebuild=True`` starts over.
 """
@@ -27,6 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from similar_images.demo import sample_photos
+from similar_images.demo.report import (  # noqa: F401 - the printing helpers, re-exported for the CLI
+    NO_CLOSE_MATCH_LINE,
+    format_results,
+    next_steps,
+    no_close_match,
+    shown_path,
+    verdict,
+)
 from similar_images.demo.results_page import (
     ShownResult,
     write_contact_sheet,
@@ -211,11 +220,15 @@ def run_demo(
         query_photo: str | None = photo
     else:
         query_path, query_photo = Path(query), None
+    from similar_images.models import score_bands
+
     db = _open(paths, extractor)
     found = _timed(timings, "search", lambda: db.search(str(query_path), k=k))
+    bands = score_bands.bands_for(db.model)
     results = [
         ShownResult(rank, r.path, Path(db.image_path(r)), float(r.score),
-                    marked=query_photo is not None and sample_photos.group_of(r.path) == query_photo)
+                    marked=query_photo is not None and sample_photos.group_of(r.path) == query_photo,
+                    verdict=score_bands.verdict(float(r.score), bands))
         for rank, r in enumerate(found, start=1)
     ]
     copies = sum(sample_photos.group_of(name) == query_photo for name in db.names) if query_photo else 0
@@ -237,74 +250,10 @@ def _write_pages(run: DemoRun) -> None:
     notes = [f"Query {run.query.name}: " + (
         f"a held-out edit of the sample photo '{run.query_photo}'; green frames mark its edited copies."
         if run.query_photo else "your image.")]
-    run.html = write_results_html(run.workdir / "results.html", run.query, run.results, title=title,
-                                  notes=notes, mark_label="same photo")
-    run.png = write_contact_sheet(run.workdir / "results.png", run.query, run.results, title=title)
-
-
-# --- what the command prints --------------------------------------------------------------
-
-
-def format_results(run: DemoRun) -> str:
-    """The ranked results as a text table, with a one-line verdict for sample queries."""
-    width = max([len(r.name) for r in run.results] + [5])
-    lines = [f"{'rank':>4}  {'score':>6}  {'image':<{width}}"]
-    for r in run.results:
-        lines.append(f"{r.rank:>4}  {r.score:>6.3f}  {r.name:<{width}}" + ("  * same photo" if r.marked else ""))
-    if run.query_photo is not None:
-        lines.append(verdict(run))
-    return "\n".join(lines)
-
-
-def verdict(run: DemoRun) -> str:
-    """Whether the images of the query photo rank above every other photo, said truly."""
-    marked = [r.rank for r in run.results if r.marked]
-    others = [r for r in run.results if not r.marked]
-    name = f"'{run.query_photo}'"
-    if not marked:
-        return f"No image of {name} in the top {len(run.results)}: something is wrong."
-    if others and min(r.rank for r in others) < max(marked):
-        return f"Some other photos rank above images of {name}: something is wrong."
-    best_other = f"; the best other photo scores {others[0].score:.3f}" if others else ""
-    if len(marked) < run.copies and not others:
-        return (f"All {len(run.results)} results are images of {name} (the database holds {run.copies}; "
-                f"-k {run.copies + 1} shows them all and the best other photo).")
-    return f"All {len(marked)} images of {name} in the database rank first (1-{max(marked)}){best_other}."
-
-
-def next_steps(run: DemoRun, *, serve_available: bool | None = None) -> str:
-    """The exact commands to go on with the database this run made."""
-    import importlib.util
-    import shlex
-
-    vectors = shlex.quote(shown_path(run.vectors)) if run.vectors else "VECTORS"
-    if serve_available is None:
-        serve_available = importlib.util.find_spec("similar_images.service") is not None
-    lines = [
-        "Next steps:",
-        f"  * Look at the results: {shown_path(run.html)}  (picture: {shown_path(run.png)})",
-        "  * Search the sample database with any photo:",
-        f"      similar-images search PHOTO.jpg --vectors {vectors}",
-    ]
-    if run.query_photo is not None:
-        lines.append("    or see the whole demo for your photo: similar-images demo --query PHOTO.jpg")
-    lines += [
-        "  * Browse it in the notebook: jupyter notebook \"Similar image.ipynb\"  (as root: add --allow-root)",
-    ]
-    if serve_available:
-        lines.append(f"  * Serve it as a web page: make serve  (or: similar-images serve --vectors {vectors})")
-    lines += [
-        "  * Index your own photos: similar-images extract -l LIST.txt -d FOLDER --model efficientnet-lite0 "
-        "-o mine.npy, then similar-images build -i mine.npy  (docs/extraction.md)",
-    ]
-    return "\n".join(lines)
-
-
-def shown_path(path) -> str:
-    """A path as a user types it: relative to the current folder when inside it."""
-    if path is None:
-        return "?"
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    if no_close_match(run):
+        notes.append(NO_CLOSE_MATCH_LINE.format(score=run.results[0].score))
+    # a user's own query (--query) gets its own pages: the sample query's stay as they were
+    stem = "results" if run.query_photo else "query-results"
+    run.html = write_results_html(run.workdir / f"{stem}.html", run.query, run.results, title=title,
+                                  notes=notes, mark_label="copy of the query photo")
+    run.png = write_contact_sheet(run.workdir / f"{stem}.png", run.query, run.results, title=title)

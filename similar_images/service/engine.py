@@ -74,6 +74,13 @@ class Engine:
             self.db.warm()
         log.info("model and norms warmed up in %.2f s", time.perf_counter() - started)
 
+    @property
+    def bands(self):
+        """What the model's scores mean (None: unmeasured, no verdicts); ``models.score_bands``."""
+        from similar_images.models.score_bands import bands_for
+
+        return bands_for(self.db.model)
+
     def describe(self) -> dict:
         db = self.db
         return {"count": len(db), "model": db.model.get("name"), "model_description": db.model,

@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from similar_images.errors import ImageError
+from similar_images.models.score_bands import no_close_match, verdict
 from similar_images.service.engine import Engine, Found
 from similar_images.service.schemas import (
     ERRORS,
@@ -145,17 +146,18 @@ async def _submit(engine: Engine, prepared, k: int) -> Found:
 
 
 def _answer(engine: Engine, query: dict, results, decode_s: float, found: Found) -> dict:
-    hits = _hits(results)
+    bands = engine.bands
     timings = {"decode_ms": round(decode_s * 1000, 2), "model_ms": round(found.model_s * 1000, 2),
                "search_ms": round(found.search_s * 1000, 2), "total_ms": 0.0, "batch_size": found.batch_size}
-    return {"query": query, "results": hits, "timings": timings}
+    return {"query": query, "results": _hits(results, bands),
+            "no_close_match": no_close_match([r.score for r in results], bands), "timings": timings}
 
 
-def _hits(results) -> list[dict]:
-    # Full-precision scores, as the CLI's JSON: rounding is for tables.
-    return [{"id": r.id, "name": r.path, "score": float(r.score),
+def _hits(results, bands) -> list[dict]:
+    # 6 decimals, as the CLI's JSON: float32 cosines otherwise print as 1.0000001192092896
+    return [{"id": r.id, "name": r.path, "score": score, "verdict": verdict(score, bands),
              "thumbnail_url": f"/api/images/{r.id}/thumbnail", "image_url": f"/api/images/{r.id}"}
-            for r in results]
+            for r, score in ((r, round(float(r.score), 6)) for r in results)]
 
 
 def parse_k(value, engine: Engine) -> int:
@@ -205,7 +207,7 @@ async def duplicates(image_id: int, request: Request, threshold: float | None = 
                      k: int | None = None):
     engine = engine_of(request)
     results, cosine = await call(engine.duplicates, image_id, threshold, parse_k(k, engine))
-    return {"id": image_id, "threshold": cosine, "results": _hits(results)}
+    return {"id": image_id, "threshold": cosine, "results": _hits(results, engine.bands)}
 
 
 @router.get("/api/health", response_model=Health, responses=ERRORS, summary="Is it up, and what does it serve")

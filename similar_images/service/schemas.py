@@ -12,7 +12,9 @@ class ErrorBody(BaseModel):
 class Hit(BaseModel):
     id: int
     name: str
-    score: float
+    score: float = Field(description="Cosine similarity, 6 decimals (1.0: the same image).")
+    verdict: str | None = Field(description='What the score means for this model: "same photo", "similar" or '
+                                            '"unrelated"; null when the model\'s scores were never measured.')
     thumbnail_url: str
     image_url: str
 
@@ -36,6 +38,8 @@ class Timings(BaseModel):
 class SearchResponse(BaseModel):
     query: Query
     results: list[Hit]
+    no_close_match: bool | None = Field(description="True when even the first result is unrelated (no close match "
+                                                    "in this collection); null without verdicts.")
     timings: Timings
 
 

@@ -141,7 +141,21 @@ def test_verdict_says_whether_copies_come_first():
     assert demo.verdict(_run_stub([True, True, True], copies=7)) == (
         "All 3 results are images of 'chelsea' (the database holds 7; -k 8 shows them all and the best other photo).")
     table = demo.format_results(_run_stub([True, False]))
-    assert "img0.jpg  * same photo" in table and table.splitlines()[2].rstrip().endswith("img1.jpg")
+    assert table.splitlines()[1].endswith("img0.jpg  *") and table.splitlines()[2].endswith("img1.jpg")
+    assert "(*: an edited copy of the query photo)" in table
+
+
+def test_the_table_says_what_each_score_means():
+    results = [ShownResult(1, "a.jpg", Path("a.jpg"), 0.30, verdict="unrelated"),
+               ShownResult(2, "b.jpg", Path("b.jpg"), 0.20, verdict="unrelated")]
+    own = demo.DemoRun(Path("w"), Path("q.jpg"), None, results, 10, False)
+    table = demo.format_results(own).splitlines()
+    assert table[0].split() == ["rank", "score", "verdict", "image"]
+    assert table[1].split() == ["1", "0.300", "unrelated", "a.jpg"]
+    assert table[-1] == "No close match in this collection: even the first result (0.300) is unrelated."
+    close = demo.DemoRun(Path("w"), Path("q.jpg"), None, [results[0]._replace(score=0.7, verdict="same photo")], 10,
+                         False)
+    assert "No close match" not in demo.format_results(close)
 
 
 def test_bad_arguments_fail_before_loading_a_model(tmp_path, monkeypatch):
@@ -231,7 +245,8 @@ def test_cli_prints_results_and_next_steps(built):
     assert result.exit_code == 0, result.output
     out = result.output
     assert "Reused the sample database: 35 images" in out
-    assert out.count("* same photo") == COPIES
+    assert sum(line.endswith("  *") for line in out.splitlines()) == COPIES
+    assert out.count("same photo") == COPIES  # the verdict of each copy; the others are unrelated
     assert "rocket__crop.jpg" in out and "All 7 images of 'rocket' in the database rank first" in out
     assert 'jupyter notebook "Similar image.ipynb"' in out and "--allow-root" in out
     assert str(workdir / "results.html") in out
@@ -241,6 +256,32 @@ def test_cli_prints_results_and_next_steps(built):
     own = CliRunner().invoke(main, ["demo", "--workdir", str(workdir), "--photos", ",".join(DEMO_PHOTOS),
                                     "--query", str(workdir / "photos" / "coffee.jpg"), "--no-progress"])
     assert own.exit_code == 0 and "--query PHOTO" not in own.output  # no suggestion to do what was done
+    assert str(workdir / "query-results.html") in own.output  # the sample query's pages stay
+
+
+@pytest.mark.slow
+def test_an_unrelated_photo_finds_no_close_match(built, tmp_path):
+    """A scanned page of text (scikit-image's) searched among the demo's photos."""
+    from skimage import data
+
+    page = tmp_path / "page.png"
+    Image.fromarray(data.page()).convert("RGB").save(page)
+    vectors = demo.DemoPaths(built[0], "efficientnet-lite0").vectors
+    table = CliRunner().invoke(main, ["search", str(page), "--vectors", str(vectors), "-k", "3"])
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert "no close match in this collection" in lines[1]
+    assert all(" unrelated " in line for line in lines[2:5])
+    as_json = CliRunner().invoke(main, ["search", str(page), "--vectors", str(vectors), "-k", "3", "--json"])
+    answer = __import__("json").loads(as_json.output)[0]
+    assert answer["no_close_match"] is True and {r["verdict"] for r in answer["results"]} == {"unrelated"}
+    copy = CliRunner().invoke(main, ["search", str(built[0] / "photos" / "coffee__flip.jpg"), "--vectors",
+                                     str(vectors), "-k", "8", "--json"])
+    hits = __import__("json").loads(copy.output)[0]
+    assert hits["no_close_match"] is False and hits["results"][0]["score"] == 1.0  # rounded: not 1.0000001
+    assert [r["verdict"] for r in hits["results"]] == ["same photo"] * COPIES + ["unrelated"]
+    run = demo.run_demo(built[0], query=page, photos=DEMO_PHOTOS, k=3, show_progress=False)
+    assert run.html.name == "query-results.html" and "No close match in this collection" in run.html.read_text()
 
 
 @pytest.mark.slow

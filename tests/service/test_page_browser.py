@@ -167,3 +167,19 @@ def test_with_a_token_the_page_asks_for_it(open_page):
     page.get_by_role("button", name="Random image").click()
     wait_results(page, 12)  # thumbnails fetched with the token, shown from blob: URLs
     assert page.locator("#results img").first.get_attribute("src").startswith("blob:")
+
+
+def test_each_result_says_what_its_score_means(open_page, monkeypatch):
+    from similar_images.models import score_bands
+
+    monkeypatch.setitem(score_bands.MEASURED, ("tiny", "none"), score_bands.Bands(same_photo=0.999, similar=0.999))
+    page, _ = open_page("/?id=4")
+    wait_results(page, 12)
+    verdicts = page.locator("#results .verdict").all_inner_texts()
+    assert verdicts == ["same photo"] + ["unrelated"] * 11
+    assert page.locator("#results .result").first.get_attribute("aria-label").endswith(", same photo")
+    assert page.locator("#no-match").is_hidden()
+    monkeypatch.setitem(score_bands.MEASURED, ("tiny", "none"), score_bands.Bands(same_photo=1.5, similar=1.2))
+    page.locator("#results .result").nth(1).click()
+    page.locator("#no-match").wait_for()
+    assert "No close match in this collection" in page.locator("#no-match").inner_text()

@@ -26,6 +26,23 @@ def test_an_uploaded_image_of_the_collection_finds_itself_first(client):
     assert body["timings"]["batch_size"] == 1 and body["timings"]["total_ms"] > 0
 
 
+def test_each_hit_says_what_its_score_means(client, monkeypatch):
+    from similar_images.models import score_bands
+
+    unmeasured = upload(client, image_bytes(3), k=3).json()  # the tiny test model: no verdicts
+    assert unmeasured["no_close_match"] is None and all(h["verdict"] is None for h in unmeasured["results"])
+    assert all(h["score"] == round(h["score"], 6) for h in unmeasured["results"])  # no 1.0000001192092896
+    scores = [h["score"] for h in client.post("/api/search", json={"id": 3, "k": 12}).json()["results"]]
+    bands = score_bands.Bands(same_photo=0.999, similar=scores[5])  # 1 same photo, 4 similar, 7 unrelated
+    monkeypatch.setitem(score_bands.MEASURED, ("tiny", "none"), bands)
+    body = client.post("/api/search", json={"id": 3, "k": 12}).json()
+    assert body["no_close_match"] is False and body["results"][0]["verdict"] == "same photo"
+    expected = [score_bands.verdict(h["score"], bands) for h in body["results"]]
+    assert [h["verdict"] for h in body["results"]] == expected and {"similar", "unrelated"} <= set(expected)
+    monkeypatch.setitem(score_bands.MEASURED, ("tiny", "none"), score_bands.Bands(same_photo=1.5, similar=1.2))
+    assert client.post("/api/search", json={"id": 3}).json()["no_close_match"] is True
+
+
 def test_the_api_answers_as_the_in_process_search(client):
     db = client.engine.db
     expected = db.search(image_bytes(7), k=5)

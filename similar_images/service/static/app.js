@@ -76,13 +76,20 @@ async function render(answer, queryPreview) {
     button.type = "button";
     button.className = "result";
     button.dataset.id = hit.id;
-    button.setAttribute("aria-label", "Search from " + hit.name + ", score " + hit.score.toFixed(3));
+    button.setAttribute("aria-label", "Search from " + hit.name + ", score " + hit.score.toFixed(3) +
+      (hit.verdict ? ", " + hit.verdict : ""));
     const img = document.createElement("img");
     img.alt = hit.name;
     img.src = await imageUrl(hit.thumbnail_url);
     const score = document.createElement("span");
     score.className = "score";
     score.textContent = hit.score.toFixed(3);
+    if (hit.verdict) {  // what the score means for this model (null: never measured)
+      const verdict = document.createElement("span");
+      verdict.className = "verdict verdict-" + hit.verdict.replace(/ /g, "-");
+      verdict.textContent = hit.verdict;
+      score.append(" ", verdict);
+    }
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = hit.name;
@@ -92,6 +99,7 @@ async function render(answer, queryPreview) {
     list.append(item);
   }
   $("results-title").hidden = false;
+  $("no-match").hidden = !answer.no_close_match;
   const t = answer.timings;
   $("timings").textContent = answer.results.length + " results in " + t.total_ms.toFixed(0) + " ms (decode " +
     t.decode_ms.toFixed(0) + ", model " + t.model_ms.toFixed(0) + ", search " + t.search_ms.toFixed(1) + ")";
