@@ -19,11 +19,12 @@ class DuplicatesView:
             self._fail("search from a database image first (Random image, or a result's More like this)")
             return []
         name = str(self.db.names[image_id]) if hasattr(self.db, "names") else f"#{image_id}"
-        results = self._run(f"{name} (duplicates)", lambda: self._db_thumb(image_id, 2 * self.thumb_size),
+        results = self._run(name, lambda: self._db_thumb(image_id, 2 * self.thumb_size),
                             lambda k: duplicates_of(self.db, image_id, threshold=self.duplicate_threshold,
-                                                    k=max(self.k_choice.options)))
+                                                    k=max(self.k_choice.options)), prefix="duplicates of")
         if self.error is None:
-            found = f"{len(results)} near-duplicate(s)" if results else "no near-duplicates"
+            found = (f"{len(results)} near-duplicate{'s' if len(results) > 1 else ''}" if results
+                     else "no near-duplicates")
             self.status.value = f"<span style='color:#1a7f37'>{found}</span> of {html.escape(name)}"
         return results
 

@@ -28,6 +28,7 @@ import ipywidgets as w
 from similar_images.errors import ImageError, SimilarImagesError
 from similar_images.thumbnails import placeholder_jpeg, thumbnail_jpeg
 from similar_images.ui.duplicates_view import DuplicatesView
+from similar_images.ui.results_view import ResultsView
 from similar_images.ui.styles import IMAGE_APP_STYLE
 from similar_images.ui.styles import caption as _caption
 
@@ -39,14 +40,14 @@ K_CHOICES = (4, 8, 12, 16, 24, 32)
 _URL_REPEAT_S = 2.0
 
 
-class SimilarImagesApp(DuplicatesView):
+class SimilarImagesApp(DuplicatesView, ResultsView):
     """Widgets that query ``db`` and show the query image and a grid of results.
 
     Args:
         db: an open database (:class:`~similar_images.search.SimilarImages`).
         k: how many results to show at first; the user can change it.
         thumb_size: longest side of a result thumbnail, in pixels.
-        columns: results per row.
+        columns: most results per row (fewer on a narrow screen).
         url_timeout: seconds allowed to fetch an image URL.
         seed: seed of the "Random image" choice (None: a different pick each run).
         duplicate_threshold: lowest cosine the "Duplicates" view shows, or ``"auto"``
@@ -97,6 +98,7 @@ class SimilarImagesApp(DuplicatesView):
         """
         name = str(self.db.names[image_id]) if hasattr(self.db, "names") else f"#{image_id}"
         self.url_box.value = ""  # the query is no longer the URL in the box
+        self.upload.value = ()  # nor the file uploaded last (a new upload of it searches again)
         results = self._run(name, lambda: self._db_thumb(image_id, 2 * self.thumb_size),
                             lambda k: self.db.search(int(image_id), k=k))
         self._set_query_id(int(image_id) if self.error is None else self._query_id)
@@ -153,7 +155,8 @@ class SimilarImagesApp(DuplicatesView):
         self._set_query_id(None if self.error is None else self._query_id)
         return results
 
-    def _run(self, label: str, thumb: Callable[[], bytes], query: Callable[[int], list]) -> list:
+    def _run(self, label: str, thumb: Callable[[], bytes], query: Callable[[int], list], *,
+             prefix: str = "query:") -> list:
         """Show the query's ``thumb()`` and the results of ``query(k)``; report failures."""
         done = self._guarded(f"Searching from {label} …", lambda: (thumb(), query(self.k)))
         if done is None:
@@ -162,7 +165,7 @@ class SimilarImagesApp(DuplicatesView):
         self._last_query = query
         self._show(results, seconds)
         self.query_image.value = query_thumb
-        self.query_label.value = _caption(label, "query:")
+        self.query_label.value = _caption(label, prefix)
         return results
 
     def _rerun(self, change) -> None:
@@ -200,48 +203,6 @@ class SimilarImagesApp(DuplicatesView):
 
     # --- showing things ------------------------------------------------------------
 
-    def _show(self, results: list, seconds: float) -> None:
-        self.error = None
-        self._mark_stale(False)
-        self.results = list(results)
-        for cell in self.grid.children:
-            cell.close()
-        self.result_buttons, self._missing = [], []
-        cells = [self._cell(rank, r) for rank, r in enumerate(self.results, 1)]
-        self.grid.children = cells
-        found = f"{len(self.results)} most similar images" if self.results else "no results"
-        self.status.value = f"<span style='color:#1a7f37'>{found}</span> ({seconds:.2f} s)"
-        if self._missing:  # one note, not a warning per thumbnail
-            self.status.value += html.escape(
-                f"; {len(self._missing)} image file(s) not found, e.g. {self._missing[0]}")
-
-    def _db_thumb(self, image_id: int, size: int) -> bytes:
-        """Thumbnail of a database image; a placeholder if its file is gone."""
-        try:
-            return thumbnail_jpeg(self.db.image_path(image_id), size=size)
-        except SimilarImagesError as exc:
-            logger.debug("no thumbnail: %s", exc)
-            self._missing.append(str(self.db.image_path(image_id)))
-            return placeholder_jpeg("image missing", size=size)
-
-    def _cell(self, rank: int, result) -> w.VBox:
-        thumb = self._db_thumb(result.id, self.thumb_size)
-        button = w.Button(description="More like this", icon="search",
-                          tooltip=f"Search from {result.path}",
-                          layout=w.Layout(width="auto"))
-        button.on_click(lambda _b, image_id=result.id: self.search_id(image_id))
-        self.result_buttons.append(button)
-        return w.VBox(
-            [
-                w.Image(value=thumb, format="jpeg", layout=w.Layout(max_width="100%")),
-                w.HTML(_caption(str(result.path), f"#{rank}")),
-                w.HTML(f"score <b>{result.score:.3f}</b>"),
-                button,
-            ],
-            layout=w.Layout(width=f"{self.thumb_size + 16}px", align_items="center",
-                            padding="4px", border="1px solid #ddd"),
-        )
-
     def _set_busy(self, busy: bool, message: str = "") -> None:
         self.busy = busy
         for control in (self.random_button, self.upload, self.url_box, self.url_button,
@@ -257,19 +218,16 @@ class SimilarImagesApp(DuplicatesView):
         self.status.value = f"<span style='color:#b42318'>error: {html.escape(self.error)}</span>"
         self._mark_stale(bool(self.results))  # what is shown is not the answer to this input
 
-    def _mark_stale(self, stale: bool) -> None:
-        for widget in (self.grid, self.query_image, self.query_label):
-            (widget.add_class if stale else widget.remove_class)("similar-images-stale")
-
     # --- layout --------------------------------------------------------------------
 
     def _build(self, k: int, columns: int) -> None:
-        self.random_button = w.Button(description="Random image", icon="random")
+        auto = {"layout": w.Layout(width="auto")}  # buttons as wide as their label: one row at 1280 px
+        self.random_button = w.Button(description="Random image", icon="random", **auto)
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="Upload")
         self.url_box = w.Text(placeholder="https://… image URL, then Enter",
-                              continuous_update=False, layout=w.Layout(width="380px"))
-        self.url_button = w.Button(description="Search URL", icon="search")
-        self.duplicates_button = w.Button(description="Duplicates", icon="clone", disabled=True,
+                              continuous_update=False, layout=w.Layout(width="260px"))
+        self.url_button = w.Button(description="Search URL", icon="search", **auto)
+        self.duplicates_button = w.Button(description="Duplicates", icon="clone", disabled=True, **auto,
                                           tooltip="Near-duplicates of the query (a database image)")
         options = sorted(set(K_CHOICES) | {k})
         self.k_choice = w.Dropdown(options=options, value=k, description="results",
@@ -280,7 +238,9 @@ class SimilarImagesApp(DuplicatesView):
                                    format="jpeg")
         self.query_label = w.HTML("")
         self.grid = w.GridBox(layout=w.Layout(
-            grid_template_columns=f"repeat({columns}, {self.thumb_size + 24}px)",
+            # as many columns as fit (one on a phone), at most `columns`
+            grid_template_columns=f"repeat(auto-fill, {self.thumb_size + 24}px)", width="100%",
+            max_width=f"{columns * (self.thumb_size + 32)}px",
             grid_gap="8px"))
 
         self.random_button.on_click(lambda _b: self.search_random())
@@ -293,19 +253,22 @@ class SimilarImagesApp(DuplicatesView):
         controls = w.HBox([self.random_button, self.upload, self.url_box, self.url_button,
                            self.k_choice, self.duplicates_button], layout=w.Layout(flex_flow="row wrap"))
         query = w.VBox([self.query_label, self.query_image])
-        self._root = w.VBox([w.HTML(IMAGE_APP_STYLE), controls, self.status, w.HBox([query, self.grid])])
+        answer = w.HBox([query, self.grid], layout=w.Layout(flex_flow="row wrap", grid_gap="8px"))  # wraps on a phone
+        self._root = w.VBox([w.HTML(IMAGE_APP_STYLE), controls, self.status, answer])
         # class names the browser test (and custom CSS) can find
         for widget, name in ((self._root, "app"), (self.grid, "results"),
-                             (self.query_image, "query-image"), (self.status, "status")):
+                             (self.query_image, "query-image"), (self.query_label, "query-label"),
+                             (self.status, "status")):
             widget.add_class(f"similar-images-{name}")
 
     def _on_upload(self, change) -> None:
         files = change["new"]
-        if not files:  # the reset below
+        if not files:  # cleared by another query
             return
         item = files[0]
         self.search_upload(bytes(item["content"]), name=item.get("name") or "uploaded image")
-        self.upload.value = ()  # so the same file can be uploaded again
+        # The value stays (the button reads "Upload (1)"); the next random, id or URL query clears
+        # it, so the same file uploaded again after one of those searches again.
 
     def _on_url_enter(self, change) -> None:
         if change["new"].strip():

@@ -5,6 +5,7 @@ import html
 IMAGE_APP_STYLE = """<style>
 .similar-images-caption {display: block; max-width: 176px; font-size: 12px; white-space: nowrap;
   overflow: hidden; text-overflow: ellipsis}
+.similar-images-query-label .similar-images-caption {max-width: 320px}
 .similar-images-stale {opacity: 0.35}
 .similar-images-spinner {display: inline-block; width: 0.8em; height: 0.8em; vertical-align: -0.1em;
   border: 2px solid #888; border-top-color: transparent; border-radius: 50%;

@@ -44,7 +44,8 @@ def _names(results):
 
 
 def _check_grid(app, k):
-    """The grid shows k cells, each with a small JPEG thumbnail, a name, a score and a button."""
+    """The grid shows k cells, each with a small JPEG thumbnail, a name, a score (with its
+    verdict: EfficientNet-Lite0's scores are measured) and a button."""
     assert len(app.grid.children) == k == len(app.result_buttons)
     for cell, result in zip(app.grid.children, app.results):
         thumb, name, score, button = cell.children
@@ -52,6 +53,7 @@ def _check_grid(app, k):
         assert img.format == "JPEG" and max(img.size) <= app.thumb_size
         assert result.path.split("/")[-1][-20:] in name.value
         assert f"{result.score:.3f}" in score.value
+        assert score.value.endswith(("same photo", "similar", "unrelated"))
         assert button.description == "More like this" and not button.disabled
         assert "similar-images-caption" in name.value  # one even line, cut with an ellipsis
 
@@ -79,7 +81,9 @@ def test_upload_through_the_file_upload_widget(app, db, db_files):
         "last_modified": datetime.datetime.now(datetime.UTC),
     },)
     assert app.results[0].path == name
-    assert app.upload.value == ()  # cleared, so the same file can be uploaded again
+    assert len(app.upload.value) == 1  # the button reads "Upload (1)", not "Upload (0)"
+    app.search_random()
+    assert app.upload.value == ()  # another query clears it, so the same file can be uploaded again
 
 
 def test_url_on_enter_and_search_button(app, db, http_root):
@@ -271,3 +275,23 @@ def test_results_are_dimmed_after_an_error_and_restored_by_a_success(app, db):
     assert all("similar-images-stale" in w._dom_classes for w in (app.grid, app.query_image))
     app.search_id(2)
     assert app.error is None and "similar-images-stale" not in app.grid._dom_classes
+
+
+def test_an_unrelated_photo_finds_no_close_match(app):
+    from skimage import data
+
+    page = io.BytesIO()
+    Image.fromarray(data.page()).convert("RGB").save(page, format="PNG")  # a scanned page of text
+    results = app.search_upload(page.getvalue(), name="page.png")
+    assert results and app.error is None
+    assert "no close match in this collection" in app.status.value
+    assert all(cell.children[2].value.endswith("unrelated") for cell in app.grid.children)
+    app.search_id(0)
+    assert "no close match" not in app.status.value and app.grid.children[0].children[2].value.endswith("same photo")
+
+
+def test_the_grid_wraps_on_a_narrow_screen(app):
+    """Columns as many as fit, at most `columns`; the query and the grid wrap (390 px phones)."""
+    assert app.grid.layout.grid_template_columns.startswith("repeat(auto-fill,")
+    assert app.widget.children[-1].layout.flex_flow == "row wrap"
+    assert app.random_button.layout.width == "auto" and app.duplicates_button.layout.width == "auto"

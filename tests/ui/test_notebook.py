@@ -69,3 +69,16 @@ def _check_results(nb) -> None:
     assert len(scores) == 8
     images = [m for m in state.values() if m["model_name"] == "ImageModel"]
     assert len(images) >= 9  # the query and eight results
+
+
+def test_the_intro_names_the_buttons_as_they_are_labelled(db):
+    from similar_images.ui.image_app import SimilarImagesApp
+
+    intro = nbformat.read(NOTEBOOK, as_version=4).cells[0].source
+    app = SimilarImagesApp(db, k=4, seed=0)
+    app.search_random()
+    controls = [app.random_button, app.upload, app.url_button, app.duplicates_button, app.k_choice,
+                app.result_buttons[0]]
+    named = [f"**{control.description}**" for control in controls]
+    assert all(name in intro for name in named), [name for name in named if name not in intro]
+    assert "**Search**" not in intro  # no button is labelled that
