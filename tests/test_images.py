@@ -343,7 +343,7 @@ def test_url_total_deadline_stops_a_dripping_server(server):
 
 def test_url_redirect_loop_is_one_line(server):
     error = expect_error(f"{server}/loop", "http error")
-    assert str(error) == f"{server}/loop: too many redirects (a redirect loop?)"
+    assert str(error) == f"{server}/loop: redirect loop: {server}/loop -> {server}/loop"
 
 
 def test_url_connection_refused():

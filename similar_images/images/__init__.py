@@ -2,7 +2,9 @@
 
 Pure preprocessing, no model: :func:`load_image` (``decode.py``) returns an RGB
 ``PIL.Image`` with its EXIF orientation applied, :func:`to_model_input` (``fit.py``) fits it
-to a model's input; ``urls.py`` downloads http(s) sources.
+to a model's input; ``fetch.py`` downloads http(s) sources under one deadline (for the
+CLI, the notebook and the service alike), ``addresses.py`` says which URLs and addresses
+a fetch may reach.
 
 Resize policy: a plain resize to the model input (``224 x 224`` for VGG16), aspect ratio
 not kept, as Keras' ``load_img(target_size=...)`` did in the original demo, but with
@@ -15,8 +17,8 @@ message naming the source and saying why, and a stable ``reason`` code.
 """
 
 from similar_images.images.decode import Source, load_image, to_rgb
+from similar_images.images.fetch import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, fetch_url
 from similar_images.images.fit import RESAMPLE, Fit, Size, fit_of, load_for_model, prepare_batch, to_model_input
-from similar_images.images.urls import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, fetch_url
 
 __all__ = ["DEFAULT_DEADLINE", "DEFAULT_MAX_BYTES", "DEFAULT_TIMEOUT", "RESAMPLE", "Fit", "Size", "Source",
            "fetch_url", "fit_of", "load_for_model", "load_image", "prepare_batch", "to_model_input", "to_rgb"]

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from similar_images.errors import ImageError
-from similar_images.images.urls import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, fetch_url
+from similar_images.images.fetch import fetch_url
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
 
@@ -23,9 +23,9 @@ def load_image(
     source: Source,
     *,
     target_size: tuple[int, int] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    deadline: float = DEFAULT_DEADLINE,
+    timeout: float | None = None,
+    max_bytes: int | None = None,
+    deadline: float | None = None,
 ) -> Image.Image:
     """Load an image as RGB with its EXIF orientation applied.
 
@@ -36,9 +36,11 @@ def load_image(
             decoding hint: JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8)
             that keeps both sides at least this large, which is much faster. The image
             is not resized here.
-        timeout: seconds to wait for a URL's server (connect and each read).
-        max_bytes: largest download accepted from a URL.
-        deadline: seconds for a URL's whole download.
+        timeout: longest silence accepted from a URL's server, in seconds (None:
+            :data:`~similar_images.images.fetch.DEFAULT_TIMEOUT`).
+        max_bytes: largest download accepted from a URL (None: ``DEFAULT_MAX_BYTES``).
+        deadline: seconds for a URL's whole fetch: connect, headers, body and redirects
+            (None: ``DEFAULT_DEADLINE``).
 
     Returns:
         An RGB image (``mode == "RGB"``), fully loaded.

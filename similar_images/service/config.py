@@ -22,7 +22,9 @@ class ServiceConfig:
         allow_urls: accept ``{"url": ...}`` queries.
         allow_private_urls: also fetch URLs whose host resolves to a private, loopback,
             link-local, ... address (intranets, tests).
-        url_timeout: seconds for each connect/read of a URL fetch.
+        url_timeout: longest silence accepted from a URL's server (connect, any read), seconds.
+        url_deadline: seconds for a whole URL fetch: connects, headers, body, redirects.
+        max_url_fetches: URL fetches running at once (one thread each); more requests wait.
         url_max_bytes: largest URL download.
         max_redirects: redirects followed, each checked again.
         allow_writes: expose ``POST /api/images`` and ``DELETE /api/images/{id}``.
@@ -40,6 +42,8 @@ class ServiceConfig:
     allow_urls: bool = False
     allow_private_urls: bool = False
     url_timeout: float = 10.0
+    url_deadline: float = 20.0
+    max_url_fetches: int = 8
     url_max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_redirects: int = 3
     allow_writes: bool = False
@@ -55,12 +59,13 @@ class ServiceConfig:
             raise ValueError("--allow-writes needs --token: writes always need the token")
         if self.allow_private_urls and not self.allow_urls:
             raise ValueError("--allow-private-urls needs --allow-urls")
-        for name in ("max_upload_bytes", "max_pixels", "url_max_bytes", "max_k", "default_k", "batch_size"):
+        for name in ("max_upload_bytes", "max_pixels", "url_max_bytes", "max_k", "default_k", "batch_size",
+                     "max_url_fetches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 1 <= self.default_k <= self.max_k:
             raise ValueError(f"default_k must be between 1 and max_k ({self.max_k}), got {self.default_k}")
-        if self.request_timeout <= 0 or self.url_timeout <= 0 or self.batch_wait_ms < 0:
+        if min(self.request_timeout, self.url_timeout, self.url_deadline) <= 0 or self.batch_wait_ms < 0:
             raise ValueError("timeouts must be positive and batch_wait_ms not negative")
         if self.max_redirects < 0:
             raise ValueError(f"max_redirects must not be negative, got {self.max_redirects}")

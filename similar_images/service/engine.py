@@ -18,6 +18,7 @@ import numpy as np
 
 from similar_images.errors import ImageError
 from similar_images.fileio.files import atomic_path
+from similar_images.images.fetch import FetchPolicy
 from similar_images.search import SimilarImages
 from similar_images.service import urls
 from similar_images.service.batcher import MicroBatcher
@@ -61,8 +62,9 @@ class Engine:
         self.write_lock = threading.Lock()  # one write at a time
         self.batcher = MicroBatcher(self._search_batch, max_batch=config.batch_size,
                                     max_wait_s=config.batch_wait_ms / 1000)
-        self.fetch_policy = urls.FetchPolicy(allow_private=config.allow_private_urls, timeout=config.url_timeout,
-                                             max_bytes=config.url_max_bytes, max_redirects=config.max_redirects)
+        self.urls = urls.UrlFetcher(FetchPolicy(allow_private=config.allow_private_urls, timeout=config.url_timeout,
+                                                deadline=config.url_deadline, max_bytes=config.url_max_bytes,
+                                                max_redirects=config.max_redirects), config.max_url_fetches)
 
     # --- start ---------------------------------------------------------------------
 
@@ -96,9 +98,9 @@ class Engine:
         pixels = self.db.load_query(data)  # the one query path: decoded as extraction decodes
         return Prepared(pixels, width, height, time.perf_counter() - started)
 
-    def fetch(self, url: str) -> bytes:
-        """Download ``url`` with the address checks of :mod:`.urls`."""
-        return urls.fetch(url, self.fetch_policy)
+    async def fetch(self, url: str) -> bytes:
+        """Download ``url`` with the address checks and the one deadline of :mod:`.urls`."""
+        return await self.urls.fetch(url)
 
     def _search_batch(self, items: list[tuple[Prepared, int]]) -> list:
         db = self.db  # one state for the whole batch

@@ -123,7 +123,10 @@ async def _search_url(engine: Engine, url, k: int) -> dict:
         raise HTTPException(422, "url: a non-empty string")
     with engine.batcher.expect():
         started = time.perf_counter()
-        data = await call(engine.fetch, url)
+        try:
+            data = await engine.fetch(url)  # its own bounded threads, not the shared pool
+        except ImageError as exc:
+            raise HTTPException(_STATUS.get(exc.reason, 400), str(exc)) from None
         prepared = await call(engine.prepare, data)
     found = await _submit(engine, prepared, k)
     return _answer(engine, {"kind": "url", "url": url, "width": prepared.width, "height": prepared.height},
@@ -181,6 +184,8 @@ async def _json_object(request: Request) -> dict:
         body = await request.json()
     except ValueError:
         raise HTTPException(422, "body: not valid JSON") from None
+    except RecursionError:  # json's C parser recurses once per nesting level: '[' * 100000 overflows it
+        raise HTTPException(422, "body: JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise HTTPException(422, "body: a JSON object")
     return body

@@ -7,7 +7,6 @@ connection to something other than 127.0.0.1 / ::1.
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import threading
 import time
@@ -16,7 +15,8 @@ import pytest
 from _service_data import image_bytes
 
 from similar_images.errors import ImageError
-from similar_images.service import urls
+from similar_images.images import addresses
+from similar_images.images import fetch as fetching
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("address,kind", REFUSED)
 def test_each_refused_address_class_is_named(address, kind):
-    reason = urls.refused_reason(address)
+    reason = addresses.refused_reason(address)
     assert reason is not None
     if kind != "private" or not address.startswith("64:"):
         assert kind in reason
@@ -93,7 +93,7 @@ def test_each_refused_address_class_is_named(address, kind):
 
 @pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2001:4860:4860::8888"])
 def test_public_addresses_pass(address):
-    assert urls.refused_reason(address) is None
+    assert addresses.refused_reason(address) is None
 
 
 @pytest.mark.parametrize("address,kind", REFUSED)
@@ -156,12 +156,14 @@ def pinned_to(monkeypatch):
     asked for the checked public address and connects to the test server instead."""
     asked = []
 
-    def install(server: LoopbackServer):
-        def open_connection(scheme, host, address, port, timeout):
-            asked.append((host, address, port))
-            return http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    real = fetching.open_connection
 
-        monkeypatch.setattr(urls, "open_connection", open_connection)
+    def install(server: LoopbackServer):
+        def open_connection(scheme, host, address, port, deadline):
+            asked.append((host, address, port))
+            return real("http", host, "127.0.0.1", server.port, deadline)
+
+        monkeypatch.setattr(fetching, "open_connection", open_connection)
         return asked
 
     return install
@@ -267,4 +269,4 @@ def test_fetch_refuses_without_a_resolver_call_for_bad_schemes(monkeypatch):
 
     monkeypatch.setattr("socket.getaddrinfo", no_lookup)
     with pytest.raises(ImageError, match="only http and https"):
-        urls.fetch("file:///etc/passwd", urls.FetchPolicy())
+        fetching.fetch("file:///etc/passwd", fetching.FetchPolicy())
