@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from _hostile_servers import HostileServer
+from _hostile_servers import HostileServer, redirect
 from _live import live_server
 from _service_data import image_bytes
 
@@ -22,7 +22,9 @@ SLACK = 2.0  # "ends within the deadline + 2 s"
 
 @pytest.fixture(scope="module")
 def hostile():
-    with HostileServer(drip_s=1.0, routes={"/pattern.png": _ok(image_bytes(3))}) as server:
+    routes = {"/pattern.png": _ok(image_bytes(3)), "/no-location": redirect(None),
+              "/to-file": redirect("file:///etc/passwd"), "/loop": redirect("/loop")}
+    with HostileServer(drip_s=1.0, routes=routes) as server:
         yield server
 
 
@@ -100,6 +102,18 @@ def test_a_request_that_times_out_ends_its_fetch_thread(make_client, hostile):
         time.sleep(0.05)
     assert not any(t.name == "url-fetch" for t in threading.enumerate())
     assert client.engine.urls.running == 0
+
+
+@pytest.mark.parametrize("path, status, says", [
+    ("/no-location", 502, "HTTP 302 redirect without a Location header"),
+    ("/to-file", 400, "refused URL: HTTP 302 redirect to a file: URL (file:///etc/passwd); only http and https are allowed"),
+    ("/loop", 502, "redirect loop: {url} -> {url}"),
+])
+def test_redirect_errors_say_what_happened(make_client, hostile, path, status, says):
+    url = hostile.url(path)
+    response = make_client(**url_config()).post("/api/search", json={"url": url})
+    assert response.status_code == status
+    assert response.json() == {"error": says.format(url=url)}
 
 
 # --- credentials: refused before any lookup -------------------------------------------------
