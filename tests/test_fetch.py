@@ -50,7 +50,7 @@ def test_an_endless_fast_body_is_cut_by_the_byte_cap(hostile):
 
 def test_the_silence_timeout_still_ends_a_stalled_server_first(hostile):
     error, elapsed = timed_failure(lambda: fetch_url(hostile.url("/stall"), timeout=0.5, deadline=10))
-    assert error.reason == "timeout" and str(error).endswith("timed out: the server sent nothing for 0.5 s")
+    assert error.reason == "timeout" and str(error).endswith("timed out: no answer from the server for 0.5 s")
     assert elapsed < 0.5 + SLACK
 
 

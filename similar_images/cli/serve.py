@@ -30,6 +30,10 @@ def demo_database() -> tuple[Path, Path, Path]:
 @click.option("--allow-urls", is_flag=True, help="Accept URL queries (public addresses only).")
 @click.option("--allow-private-urls", is_flag=True,
               help="With --allow-urls: also fetch from private/loopback addresses (intranets, tests).")
+@click.option("--url-deadline", default=20.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds for a whole URL fetch: connect, headers, body, redirects (504 after).")
+@click.option("--max-url-fetches", default=8, show_default=True, type=click.IntRange(min=1),
+              help="URL fetches running at once (one thread each); more queries wait.")
 @click.option("--allow-writes", is_flag=True, help="Enable POST/DELETE /api/images (needs --token).")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this origin by CORS; repeatable.")
 @click.option("--request-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
@@ -39,9 +43,9 @@ def demo_database() -> tuple[Path, Path, Path]:
 @click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
               help="How long a batch waits for queries already being decoded.")
 @database_options("image", device=True)
-def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_private_urls, allow_writes,
-          cors_origins, request_timeout, batch_size, batch_wait_ms, vectors, index, exact, image_dir, device,
-          verbose):
+def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_private_urls, url_deadline,
+          max_url_fetches, allow_writes, cors_origins, request_timeout, batch_size, batch_wait_ms, vectors, index,
+          exact, image_dir, device, verbose):
     """Serve the search over HTTP, with a web page at http://HOST:PORT/.
 
     The API is described at /docs and /openapi.json. Without COCO files in the current
@@ -65,7 +69,8 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
     try:
         config = ServiceConfig(token=token, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                                max_pixels=max_pixels or DEFAULT_MAX_PIXELS, allow_urls=allow_urls,
-                               allow_private_urls=allow_private_urls, allow_writes=allow_writes,
+                               allow_private_urls=allow_private_urls, url_deadline=url_deadline,
+                               max_url_fetches=max_url_fetches, allow_writes=allow_writes,
                                cors_origins=tuple(cors_origins), request_timeout=request_timeout,
                                batch_size=batch_size, batch_wait_ms=batch_wait_ms)
     except ValueError as exc:

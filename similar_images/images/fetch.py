@@ -111,7 +111,7 @@ class Deadline:
             return ImageError("cancelled: the request ended before the download", "timeout")
         if isinstance(exc, DeadlinePassed) or self.passed():
             return ImageError(f"not downloaded within the {self.seconds:g} s deadline", "timeout")
-        return ImageError(f"timed out: the server sent nothing for {self.timeout:g} s", "timeout")
+        return ImageError(f"timed out: no answer from the server for {self.timeout:g} s", "timeout")
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -37,13 +37,14 @@ def test_serve_passes_its_options_to_the_service(tiny_files, captured):
     vectors, index, image_dir = tiny_files
     result = CliRunner().invoke(main, ["serve", "--vectors", str(vectors), "--index", str(index), "--port", "8123",
                                        "--token", "t0k", "--allow-writes", "--allow-urls", "--max-upload-mb", "2",
-                                       "--cors-origin", "https://a.example", "--batch-size", "4"])
+                                       "--cors-origin", "https://a.example", "--batch-size", "4",
+                                       "--url-deadline", "7.5", "--max-url-fetches", "3"])
     assert result.exit_code == 0, result.output
     db, config, kwargs = captured[0]
     assert len(db) == 12 and kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
     assert config.token == "t0k" and config.allow_writes and config.allow_urls and not config.allow_private_urls
     assert config.max_upload_bytes == 2 * 1024 * 1024 and config.cors_origins == ("https://a.example",)
-    assert config.batch_size == 4
+    assert config.batch_size == 4 and config.url_deadline == 7.5 and config.max_url_fetches == 3
 
 
 def test_writes_without_a_token_are_a_usage_error(tiny_files, captured):
