@@ -126,6 +126,8 @@ def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "au
         options["weights"] = weights
     if model.get("runtime") not in (None, "native"):
         options["runtime"] = model["runtime"]
+        if model["runtime"] == "openvino":  # queries run on the LATENCY compile: skip the batch one
+            options["lazy_compile"] = True
     if model.get("precision") not in (None, "fp32"):
         # The very model that made the vectors: the database's copy, else the cache.
         options.update(precision=model["precision"], calibration=model.get("calibration"))

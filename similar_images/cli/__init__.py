@@ -81,6 +81,22 @@ COMMANDS: dict[str, str] = {
     "verify": "similar_images.cli.verify:verify",
 }
 
+# What `similar-images --help` says of each command, whole (Click would cut the docstrings'
+# first sentences with "..." to fit), without importing the command modules.
+SUMMARIES: dict[str, str] = {
+    "extract": "Extract a feature vector for every image of a file list.",
+    "build": "Build the Faiss index that `search` uses.",
+    "search": "The images most similar to each IMAGE (file or URL), with what each score means.",
+    "add": "Add image files, or every image in given folders, to a database.",
+    "remove": "Remove images, by path or by name as in the manifest.",
+    "demo": "Build a sample database from offline photos, search it, show the results.",
+    "text": "Search short texts (tweets) by meaning.",
+    "evaluate": "How good are a database's results? Reports as text, JSON and PNG.",
+    "serve": "Serve the search over HTTP: a web page, a JSON API and its docs.",
+    "duplicates": "Group the near-duplicate and byte-identical images of a database.",
+    "verify": "Check every file of a database: checksums, values, and that they belong together.",
+}
+
 # Set by -v (``setup_logging``): the top-level handler then shows the traceback.
 _VERBOSE = [False]
 
@@ -91,6 +107,12 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SUMMARIES.get(name) or self.get_command(ctx, name).get_short_help_str(limit=200))
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)

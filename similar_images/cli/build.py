@@ -71,4 +71,6 @@ def build(input_vectors, output_filename, dimension, index_type, nlist, train_si
             manifest = build_index_files(input_vectors, output_filename, **options)
     except (SimilarImagesError, ValueError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(build_summary(manifest, output_filename))
+    lines = build_summary(manifest, output_filename).splitlines()
+    # the pool choice speaks to us, not to users: -v shows it
+    click.echo("\n".join(line for line in lines if verbose or not line.startswith("re-ranking pool:")))

@@ -16,7 +16,7 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
 
 @click.command(name="extract", cls=Command)
 @click.option("-l", "--filename_list", "--filename-list", "filename_list", default=DEFAULT_FILE_LIST,
-              show_default=True, type=click.Path(dir_okay=False),
+              show_default=True, type=click.Path(),
               help="Text file with one image path a line, relative to --img_dir.")
 @click.option("-d", "--img_dir", "--img-dir", "img_dir", default=DEFAULT_IMG_DIR, show_default=True,
               type=click.Path(), help="Folder holding the images.")
@@ -77,6 +77,7 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
     from similar_images.features import get_extractor
     from similar_images.jobs import extraction_summary, finished_run, time_summary, validate_job
 
+    check_paths(filename_list, img_dir)
     output = output_filename or f"{filename_list}.saved_predictions.npy"
     try:
         if resume and not force and (done := finished_run(filename_list, output)) is not None:
@@ -125,11 +126,30 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
         raise click.ClickException(str(exc)) from None
     click.echo(f"{extraction_summary(manifest)}; vectors in {output}")
     if (breakdown := time_summary(manifest)) is not None:
-        click.echo(breakdown)
+        if verbose:  # where the time went: for tuning, not for every run
+            click.echo(breakdown)
+        elif "more --workers may help" in breakdown:
+            click.echo("note: the model often waited for decoded images; more --workers may help (-v: timings)")
+    click.echo(f"next: similar-images build -i {output}   (the index that `similar-images search` uses)")
     if engine == "ray":
         timings = manifest["timings"]
         click.echo(f"ray: {timings['nodes']} node(s), {timings['actors']} model actor(s), "
                    f"{timings['model_s']:.1f} actor-seconds in the model")
+
+
+def check_paths(filename_list: str, img_dir: str) -> None:
+    """A folder given as the list, or a missing image folder: one line saying what to give."""
+    from pathlib import Path
+
+    if Path(filename_list).is_dir():
+        raise click.ClickException(
+            f"-l {filename_list} is a folder; -l takes a text file of image paths, one a line, relative to -d. "
+            f"For every image of a folder: similar-images add {filename_list} (into an existing database), or list "
+            f"them: (cd {filename_list} && find . -type f -iname '*.jpg') > list.txt, then -l list.txt "
+            f"-d {filename_list}")
+    if Path(filename_list).is_file() and not Path(img_dir).is_dir():  # a missing list is said first, by the job
+        raise click.ClickException(f"image folder {img_dir} not found: give the folder the list's paths are relative to "
+                               f"with -d/--img_dir (default: {DEFAULT_IMG_DIR})")
 
 
 def model_options(model: str, **given) -> dict:

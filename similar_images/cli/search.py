@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -33,9 +34,19 @@ def search(images, ids, k, as_json, no_rerank, vectors, index, exact, image_dir,
 
     if not images and not ids:
         raise click.UsageError("give at least one IMAGE or --id")
+    # A missing file is said before the model loads (seconds): only real files and URLs go on.
+    failed = [{"query": image, "error": f"{image}: not found"} for image in images
+              if "://" not in image and not Path(image).is_file()]
+    images = [image for image in images if image not in {item["query"] for item in failed}]
+    if failed and not images and not ids:
+        if as_json:
+            click.echo(json.dumps(failed, indent=1))
+        for item in failed:
+            click.echo(f"error: {item['error']}", err=True)
+        raise click.exceptions.Exit(1)
     try:
         db = open_from_options("image", vectors, index, exact, image_dir, device=device)
-        queries, labels, failed = [], [], []
+        queries, labels = [], []
         for image in images:
             try:
                 queries.append(db.load_query(image))  # decoded as extraction decodes

@@ -47,8 +47,8 @@ from similar_images.models.openvino_requests import (
     time_setting,
 )
 
-__all__ = ["COMPILE_CONFIG", "OpenVINOExtractor", "compile_model", "convert", "create_openvino_extractor",
-           "run_requests", "time_setting"]
+__all__ = ["COMPILE_CONFIG", "OpenVINOExtractor", "compile_model", "convert", "create_openvino_extractor", "run_requests",
+           "time_setting"]
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,21 @@ class OpenVINOExtractor:
         self.calibrated = calibrated
         self.model_folder = model_folder  # INT8: the folder holding the quantised model; None for fp32
         self.startup_s = dict(startup_s or {})  # seconds per start-up stage in this process
-        self.model = model
-        self.served_model = served_model
-        self.compiled = compiled
-        self._compile_for = compile_for
-        self._requests = requests_for(compiled)
-        self.preprocess = preprocess
-        self._description = description
+        self.model, self.served_model, self.preprocess = model, served_model, preprocess
+        self._compile_for, self._description = compile_for, description
+        self._compiled, self._request_list = compiled, None  # compiled None: made on the first stream
+
+    @property
+    def compiled(self):
+        if self._compiled is None:  # a query extractor (lazy_compile): its queries never need it
+            self._compiled = self._compile_for(self.hint)
+        return self._compiled
+
+    @property
+    def _requests(self) -> list:
+        if self._request_list is None:
+            self._request_list = requests_for(self.compiled)
+        return self._request_list
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
         """``(n, h, w, 3)`` uint8 RGB, checked, as the compiled model's input (thread-safe).
@@ -151,7 +159,7 @@ class OpenVINOExtractor:
         prepared = self.prepare(batch)
         if len(prepared) == 0:
             return np.zeros((0, self.dim), np.float32)
-        if len(prepared) < self.images_in_flight:
+        if len(prepared) < 2 * self.batch_size or len(prepared) < self.images_in_flight:  # 2: requests_for's least
             out = self.compile_for("LATENCY")(prepared)[0]
             return np.asarray(out, dtype=np.float32).reshape(len(prepared), self.dim)
         stream = self.stream()
@@ -183,6 +191,7 @@ def create_openvino_extractor(
     cache_dir=None,
     model_folder=None,
     show_progress: bool = True,
+    lazy_compile: bool = False,
 ) -> OpenVINOExtractor:
     """Convert ``native`` to OpenVINO (fp32, or INT8 after calibration) and wrap it.
 
@@ -218,6 +227,8 @@ def create_openvino_extractor(
         model_folder: INT8 only: a database's own copy of its quantised model, used
             before the cache (a database that travels needs no cache).
         show_progress: progress bars (the INT8 fidelity report is printed to stderr always).
+        lazy_compile: compile the ``hint`` model on its first batch stream, not now: a
+            query extractor's few images run on the LATENCY compile only (CLI searches).
 
     Raises:
         ValueError: unknown precision, or INT8 options that do not fit together.
@@ -287,32 +298,19 @@ def create_openvino_extractor(
         )
         stages["tuning_s"] = round(time.perf_counter() - t0 - compile_s[0], 2)
     hint = hint or "THROUGHPUT"
-    compiled = compiled_for(hint)
+    compiled = None if lazy_compile else compiled_for(hint)
     stages["compile_s"] = round(compile_s[0], 2)
     log.info("%s on OpenVINO %s, %s hint, batch size %d; start-up %s", name, precision, hint, batch_size,
              ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in stages.items()))
-    if calibrated or precision == "fp32":
+    if (calibrated or precision == "fp32") and not lazy_compile:  # a query's start-up is not an extraction's
         from similar_images.models.int8_costs import record_startup
 
         record_startup(name, precision, stages, cache_dir=cache_dir)
     return OpenVINOExtractor(
-        name=name,
-        input_size=(h, w),
-        dim=dim,
-        model=model,
-        served_model=served,
-        compiled=compiled,
-        compile_for=compiled_for,
-        preprocess=preprocess,
-        batch_size=batch_size,
-        hint=hint,
-        description=description,
-        fidelity=fidelity,
-        calibrated=calibrated,
-        model_folder=model_folder,
-        startup_s=stages,
+        name=name, input_size=(h, w), dim=dim, model=model, served_model=served, compiled=compiled,
+        compile_for=compiled_for, preprocess=preprocess, batch_size=batch_size, hint=hint, description=description,
+        fidelity=fidelity, calibrated=calibrated, model_folder=model_folder, startup_s=stages,
     )
-
 
 def _as_given(batch: np.ndarray) -> np.ndarray:
     return batch  # uint8: the compiled model preprocesses in its graph

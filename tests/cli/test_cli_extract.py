@@ -52,7 +52,12 @@ def test_missing_file_list(tmp_path, no_model):
 def test_missing_image_folder(tmp_path, no_model):
     file_list, _, _ = make_collection(tmp_path, bad=False)
     line = one_line_error(run_cli("-l", file_list, "-d", tmp_path / "nowhere"))
-    assert "image folder" in line and "nowhere not found" in line
+    assert "image folder" in line and "nowhere not found" in line and "-d/--img_dir" in line
+
+
+def test_a_folder_given_as_the_list_points_to_what_takes_folders(tmp_path, no_model):
+    line = one_line_error(run_cli("-l", tmp_path, "-d", tmp_path))
+    assert line.startswith(f"error: -l {tmp_path} is a folder") and f"similar-images add {tmp_path}" in line
 
 
 def test_unwritable_output(tmp_path, no_model):
@@ -102,6 +107,11 @@ def test_runs_with_the_model_and_options_asked_for(tmp_path, monkeypatch):
     assert load_vectors_manifest(output)["names"] == names and len(open_vectors(output)) == len(names)
     assert f"done {len(names)}, skipped 0" in result.output and str(output) in result.output
     assert "no interrupted run" not in result.output
+    assert f"next: similar-images build -i {output}" in result.output  # the next step, said
+    assert "time: model" not in result.output  # the timings are for -v
+    verbose = run_cli("-l", file_list, "-d", folder, "--weights", "none", "-m", tmp_path / "m.h5", "--force",
+                      "--no-progress", "-v")
+    assert verbose.exit_code == 0 and "time: model" in verbose.output
 
 
 def test_resume_with_nothing_to_resume_says_so(tmp_path, monkeypatch):

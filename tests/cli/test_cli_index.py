@@ -103,6 +103,21 @@ def test_search_images_text_output_and_a_failed_query(tiny_db):
                                                                              "error": "nowhere.png: not found"}
 
 
+def test_a_missing_file_is_said_before_the_model_loads(tiny_db, monkeypatch):
+    import similar_images.features as features
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded for a file that does not exist")
+
+    monkeypatch.setattr(features, "get_extractor", no_model)
+    result = run("search", "nowhere.png", "gone/photo.jpg")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == ["error: nowhere.png: not found", "error: gone/photo.jpg: not found"]
+    as_json = run("search", "nowhere.png", "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout) == [{"query": "nowhere.png",
+                                                                     "error": "nowhere.png: not found"}]
+
+
 def test_search_usage_errors(tiny_db, tmp_path):
     assert run("search").exit_code == 2
     assert run("search", "--id", "1", "-k", "0").exit_code == 2

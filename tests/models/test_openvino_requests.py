@@ -186,3 +186,26 @@ def test_forget_tuning_makes_the_next_extractor_time_again(tmp_path):
     assert not speeds.forget_tuning("m", "openvino", "int8", cache_dir=tmp_path)
     speeds.tuned_setting(DESC, _fake_timer(rates, calls), ("LATENCY",), (1, 2), cache_dir=tmp_path)
     assert len(calls) == 2 * timed
+
+
+def test_a_query_extractor_compiles_its_batch_model_only_when_a_stream_needs_it():
+    """lazy_compile (queries, features.extractor_for): a few images run on the LATENCY compile;
+    the THROUGHPUT one is made on the first batch stream, never for a CLI query."""
+    from similar_images.models.openvino_runtime import OpenVINOExtractor
+
+    compiled = []
+
+    class Latency:
+        def __call__(self, batch):
+            return [np.ones((len(batch), 4), np.float32)]
+
+    def compile_for(hint):
+        compiled.append(hint)
+        return Latency() if hint == "LATENCY" else FakeCompiled(2)
+
+    extractor = OpenVINOExtractor(name="fake", input_size=(2, 2), dim=4, model=None, served_model=None, compiled=None,
+                                  compile_for=compile_for, preprocess=None, batch_size=4, hint="THROUGHPUT",
+                                  description={})
+    assert extractor.embed(np.zeros((1, 2, 2, 3), np.uint8)).shape == (1, 4)
+    assert compiled == ["LATENCY"]
+    assert extractor.images_in_flight == 2 * 4 and compiled == ["LATENCY", "THROUGHPUT"]  # made when asked for
