@@ -9,6 +9,7 @@ interface, so a new model is one module in ``similar_images/models/`` plus one l
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -70,6 +71,7 @@ class StreamingExtractor(FeatureExtractor, Protocol):
 MODELS: dict[str, str] = {
     "vgg16": "similar_images.models.vgg16:create",
     "efficientnet-lite0": "similar_images.models.efficientnet:create",
+    "clip-vit-b-32": "similar_images.models.clip:clip_vit_b_32",
 }
 
 DEFAULT_MODEL = "vgg16"
@@ -120,8 +122,10 @@ def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "au
     if weights.startswith("none(seed=") and weights.endswith(")"):
         options.update(weights="none", seed=int(weights[len("none(seed="):-1]))
     elif weights.startswith("file:"):
-        raise ModelError(f"the vectors were made with weights from a file ({weights[5:]}); "
-                         "pass extractor=get_extractor(..., weights=PATH) to search with images")
+        if not os.path.isfile(model.get("weights_file") or ""):  # recorded by CLIP models
+            raise ModelError(f"the vectors were made with weights from a file ({weights[5:]}) that is not "
+                             "here; pass extractor=get_extractor(..., weights=PATH) to search with images")
+        options["weights"] = model["weights_file"]  # check_extractor compares its sha256
     elif weights:
         options["weights"] = weights
     if model.get("runtime") not in (None, "native"):
@@ -136,6 +140,25 @@ def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "au
     extractor = get_extractor(model.get("name", "?"), **options)
     check_extractor(extractor, model)
     return extractor
+
+
+def text_queries(model: dict[str, Any], texts: list, k: int = 1) -> list[str]:
+    """Check text queries against a database's model (a ``describe()``) before any model loads.
+
+    Returns:
+        The texts, each on one line with single spaces.
+
+    Raises:
+        ModelError: one line naming the model, for one without a text tower (VGG16, EfficientNet).
+        ValueError: an empty text, no text, or ``k`` below 1.
+    """
+    if "text" not in model.get("towers", ()):
+        raise ModelError(f"the database's model {model.get('name', '?')} has no text tower: text queries need "
+                         "a CLIP database (similar-images extract --model clip-vit-b-32)")
+    cleaned = [" ".join(str(t).split()) for t in texts]
+    if k < 1 or not cleaned or not all(cleaned):
+        raise ValueError(f"give at least one non-empty text and k >= 1 (got {len(cleaned)} texts, k={k})")
+    return cleaned
 
 
 def check_extractor(extractor, model: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from similar_images.db.changes import remove_rows
 from similar_images.db.database import COCO_VECTORS, Database
 from similar_images.db.vectors import resolve_image_dir
 from similar_images.errors import ModelError
-from similar_images.features import check_extractor, extractor_for
+from similar_images.features import check_extractor, extractor_for, text_queries
 from similar_images.images import fit_of, load_for_model
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 # `index=` default: the index beside the vectors (``X.faiss.index`` for
 # ``X.txt.saved_predictions.npy``) when it exists, else exact search over the vectors.
 AUTO_INDEX = "auto"
-
 
 
 class SearchResult(NamedTuple):
@@ -174,6 +173,14 @@ class SimilarImages:
         scores, ids = self.search_vectors(self.embed(queries), k, rerank=rerank)
         results = [self._results(s, i) for s, i in zip(scores, ids)]
         return results if many else results[0]
+
+    def search_text(self, text: str | Sequence[str], k: int = 8, *, rerank: bool = True):
+        """The ``k`` images that best match ``text`` (or each text of a list), found with the text
+        tower of the database's model (CLIP); ModelError naming the model for one without (VGG16)."""
+        texts = text_queries(self.model, [text] if isinstance(text, str) else list(text), k)
+        scores, ids = self.search_vectors(self.extractor.encode_text(texts), k, rerank=rerank)
+        results = [self._results(s, i) for s, i in zip(scores, ids)]
+        return results[0] if isinstance(text, str) else results
 
     def search_vectors(self, vectors, k: int, *, rerank: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Search with raw query vectors ``(m, d)``: ``(scores, ids)``, ``-1`` for none."""

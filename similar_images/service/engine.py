@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from similar_images.errors import ImageError
+from similar_images.errors import ImageError, ModelError
+from similar_images.features import text_queries
 from similar_images.fileio.files import atomic_path
 from similar_images.images.fetch import FetchPolicy
 from similar_images.search import SimilarImages
@@ -86,6 +87,7 @@ class Engine:
     def describe(self) -> dict:
         db = self.db
         return {"count": len(db), "model": db.model.get("name"), "model_description": db.model,
+                "text_queries": "text" in db.model.get("towers", ()),
                 "index": _index_name(db), "dimension": int(db.database.dimension)}
 
     # --- image queries ---------------------------------------------------------------
@@ -112,6 +114,24 @@ class Engine:
         found = db.search([np.asarray(v, dtype=np.float32) for v in vectors], k=min(k_most, len(db)))
         search_s = time.perf_counter() - started - model_s
         return [Found(hits[:k], model_s, search_s, len(items)) for hits, (_, k) in zip(found, items)]
+
+    def search_text(self, text: str, k: int) -> Found:
+        """Images matching ``text`` through the database model's text tower (CLIP).
+
+        Raises:
+            ValueError: the model has no text tower (one line naming it), or a bad text.
+        """
+        db = self.db
+        try:
+            text_queries(db.model, [text], k)  # before the model is touched
+        except ModelError as exc:
+            raise ValueError(str(exc)) from None
+        started = time.perf_counter()
+        with self.model_lock:
+            vector = db.extractor.encode_text([text])  # (1, d)
+        model_s = time.perf_counter() - started
+        (results,) = db.search([np.asarray(vector[0], dtype=np.float32)], k=min(k, len(db)))
+        return Found(results, model_s, time.perf_counter() - started - model_s, 1)
 
     # --- id queries and images -----------------------------------------------------
 

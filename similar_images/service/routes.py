@@ -36,6 +36,7 @@ write_router = APIRouter()
 
 # ImageError reason -> status
 _STATUS = {"http error": 502, "timeout": 504}
+MAX_TEXT_CHARS = 1000  # CLIP reads 77 tokens; a longer text is a mistake or an abuse
 _SEARCH_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {
         "type": "object", "required": ["image"],
@@ -45,7 +46,10 @@ _SEARCH_BODY = {"requestBody": {"required": True, "content": {
         {"type": "object", "required": ["id"], "title": "By id",
          "properties": {"id": {"type": "integer"}, "k": {"type": "integer", "minimum": 1}}},
         {"type": "object", "required": ["url"], "title": "By URL (with --allow-urls)",
-         "properties": {"url": {"type": "string"}, "k": {"type": "integer", "minimum": 1}}}]}},
+         "properties": {"url": {"type": "string"}, "k": {"type": "integer", "minimum": 1}}},
+        {"type": "object", "required": ["text"], "title": "By words (CLIP databases)",
+         "properties": {"text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS},
+                        "k": {"type": "integer", "minimum": 1}}}]}},
 }}}
 _ADD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["images"],
@@ -93,10 +97,14 @@ async def search(request: Request):
             kind, answer = "id", await _search_id(engine, body["id"], k)
         elif "url" in body:
             kind, answer = "url", await _search_url(engine, body["url"], k)
+        elif "text" in body:
+            kind, answer = "text", await _search_text(engine, body["text"], k)
         else:
-            raise HTTPException(422, 'body: give {"id": N} or {"url": "..."} (or upload a file as multipart "image")')
+            raise HTTPException(422, 'body: give {"id": N}, {"url": "..."} or {"text": "..."} '
+                                     '(or upload a file as multipart "image")')
     else:
-        raise HTTPException(415, "send multipart/form-data with an 'image' file, or JSON {\"id\"} / {\"url\"}")
+        raise HTTPException(415, "send multipart/form-data with an 'image' file, or JSON {\"id\"} / {\"url\"} / "
+                                 "{\"text\"}")
     total = time.perf_counter() - started
     engine.stats.record(kind, total)
     answer["timings"]["total_ms"] = round(total * 1000, 2)
@@ -139,6 +147,13 @@ async def _search_id(engine: Engine, image_id, k: int) -> dict:
     _, results, search_s = await call(engine.search_id, image_id, k)
     return _answer(engine, {"kind": "id", "id": image_id}, results, 0.0,
                    Found(results, model_s=0.0, search_s=search_s, batch_size=0))
+
+
+async def _search_text(engine: Engine, text, k: int) -> dict:
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_CHARS:
+        raise HTTPException(422, f"text: a non-empty string of at most {MAX_TEXT_CHARS} characters")
+    found = await call(engine.search_text, text, k)  # refused (422) for a model without a text tower
+    return _answer(engine, {"kind": "text", "text": text}, found.results, 0.0, found)
 
 
 async def _submit(engine: Engine, prepared, k: int) -> Found:
@@ -221,7 +236,8 @@ async def health(request: Request):
     config = engine.config
     info = engine.describe()
     return {"status": "ok", "count": info["count"], "model": info["model"], "index": info["index"],
-            "dimension": info["dimension"], "allow_urls": config.allow_urls, "allow_writes": config.allow_writes,
+            "text_queries": info["text_queries"], "dimension": info["dimension"], "allow_urls": config.allow_urls,
+            "allow_writes": config.allow_writes,
             "max_upload_bytes": config.max_upload_bytes, "max_k": config.max_k, "default_k": config.default_k}
 
 

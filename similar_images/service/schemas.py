@@ -20,9 +20,10 @@ class Hit(BaseModel):
 
 
 class Query(BaseModel):
-    kind: str = Field(description='"upload", "id" or "url"')
+    kind: str = Field(description='"upload", "id", "url" or "text"')
     id: int | None = None
     url: str | None = None
+    text: str | None = None
     width: int | None = None
     height: int | None = None
 
@@ -53,6 +54,7 @@ class Health(BaseModel):
     status: str
     count: int
     model: str | None
+    text_queries: bool = Field(description="Whether the model has a text tower (CLIP): POST /api/search {\"text\"}.")
     index: str
     dimension: int
     allow_urls: bool

@@ -104,3 +104,17 @@ def test_killed_actor_is_restarted_and_the_result_is_the_same(tmp_path, local_ra
     assert_same(ray_run, local)
     assert len(open_vectors(tmp_path / "ray.npy")) == len(local[0]["names"])
     assert not partial_dir(tmp_path / "ray.npy").exists()
+
+
+@pytest.mark.slow
+def test_ray_equals_local_engine_clip(tmp_path, local_ray):  # noqa: F811
+    from _clip_data import MODEL, clip_extractor
+
+    file_list, folder, _ = make_collection(tmp_path)
+    extractor = clip_extractor()  # random weights, seed 0: each actor builds the same model
+    local = local_result(file_list, folder, tmp_path / "local.npy", extractor)
+    options = {"weights": "none", "seed": 0, "device": "cpu"}
+    ray_run = ray_result(file_list, folder, tmp_path / "ray.npy", extractor, recipe_for(extractor, MODEL, options),
+                         actors=1)
+    assert_same(ray_run, local, tol=1e-5)
+    assert ray_run[0]["model"]["towers"] == ["image", "text"]

@@ -15,7 +15,7 @@ def test_an_uploaded_image_of_the_collection_finds_itself_first(client):
     response = upload(client, image_bytes(3), k=4)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["query"] == {"kind": "upload", "id": None, "url": None, "width": 40, "height": 30}
+    assert body["query"] == {"kind": "upload", "id": None, "url": None, "text": None, "width": 40, "height": 30}
     assert len(body["results"]) == 4
     top = body["results"][0]
     assert top["id"] == 3 and top["name"] == "img003.png" and top["score"] == pytest.approx(1.0, abs=1e-5)

@@ -67,7 +67,9 @@ async function render(answer, queryPreview) {
   $("query-title").hidden = false;
   $("query").hidden = false;
   $("query-img").src = queryPreview || (q.kind === "id" ? await imageUrl("/api/images/" + q.id + "/thumbnail") : "");
-  $("query-caption").textContent = q.kind === "id" ? "Image " + q.id : q.kind === "url" ? q.url : "Your image";
+  $("query-img").hidden = q.kind === "text";  // words have no picture
+  $("query-caption").textContent = q.kind === "id" ? "Image " + q.id : q.kind === "url" ? q.url :
+    q.kind === "text" ? "\u201c" + q.text + "\u201d" : "Your image";
   const list = $("results");
   list.replaceChildren();
   for (const hit of answer.results) {
@@ -124,9 +126,15 @@ function searchUrl(url, push) {
   run({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ url: url, k: k() }) });
 }
 
+function searchText(text, push) {  // CLIP databases: words in the images' space
+  if (push) history.pushState({ text: text }, "", "?text=" + encodeURIComponent(text));
+  run({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text: text, k: k() }) });
+}
+
 function fromAddress() {
   const params = new URLSearchParams(location.search);
   if (params.has("id") && /^\d+$/.test(params.get("id"))) searchId(parseInt(params.get("id"), 10), false);
+  else if (params.has("text") && state.health && state.health.text_queries) searchText(params.get("text"), false);
   else if (params.has("url") && state.health && state.health.allow_urls) searchUrl(params.get("url"), false);
 }
 
@@ -144,6 +152,7 @@ async function connect() {
     $("token-form").hidden = true;
     $("summary").textContent = state.health.count + " images · " + state.health.model + " · " + state.health.index;
     $("url-form").hidden = !state.health.allow_urls;
+    $("text-form").hidden = !state.health.text_queries;
     $("k").max = state.health.max_k;
     fromAddress();
   } catch (error) {
@@ -171,6 +180,7 @@ function wire() {
     if (file) { event.preventDefault(); searchFile(file); }
   });
   $("url-form").addEventListener("submit", (event) => { event.preventDefault(); searchUrl($("url").value, true); });
+  $("text-form").addEventListener("submit", (event) => { event.preventDefault(); searchText($("text").value, true); });
   $("random").addEventListener("click", () => {
     if (!state.health || !state.health.count) return showError("The database is empty.");
     searchId(Math.floor(Math.random() * state.health.count), true);
@@ -183,7 +193,7 @@ function wire() {
   });
   window.addEventListener("popstate", () => {
     const params = new URLSearchParams(location.search);
-    if (params.has("id") || params.has("url")) fromAddress();
+    if (params.has("id") || params.has("url") || params.has("text")) fromAddress();
     else { $("results").replaceChildren(); $("query").hidden = true; }
   });
 }
