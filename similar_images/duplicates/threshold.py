@@ -33,6 +33,8 @@ CALIBRATED: dict[tuple[str, str], dict[str, Any]] = {
     },
     # VGG16: only random weights are available offline, and their cosines are all above 0.8
     # (no threshold separates copies from other photos), so VGG16 has no calibrated default.
+    # CLIP ViT-B/32 (clip-vit-b-32): likewise, its real weights (open_clip's download) cannot be
+    # had on the offline machine where calibrations run; random ones calibrate nothing.
 }
 
 
