@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from contextlib import asynccontextmanager
+
+from PIL import Image
 
 from similar_images.service.config import ServiceConfig
 from similar_images.service.engine import Engine
@@ -24,6 +27,9 @@ def create_app(engine: Engine, *, warm_up: bool = True):
     from similar_images.service.docs import install_docs
 
     config: ServiceConfig = engine.config
+    # Uploads are checked against --max-pixels before decoding (limits.check_pixels): Pillow's
+    # own warning about large images would only repeat that in the server log.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -43,8 +49,7 @@ def create_app(engine: Engine, *, warm_up: bool = True):
     app.state.engine = engine
     install_error_handlers(app)
     app.include_router(routes.router)
-    if config.allow_writes:
-        app.include_router(routes.write_router)
+    app.include_router(routes.write_router if config.allow_writes else routes.writes_off_router)
     install_docs(app)  # mounts /static/docs before /static, which would otherwise answer for it
     app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
     # Added last = outermost: headers, size cap, CORS, token, time limit.

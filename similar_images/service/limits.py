@@ -46,8 +46,27 @@ def sniff_image(data: bytes) -> str:
     for magic, name in _SIGNATURES:
         if data.startswith(magic):
             return name
-    shown = "empty" if not data else f"starts with {data[:8]!r}"
+    head = data[:8]
+    if not data:
+        shown = "the file is empty"
+    elif head.isascii() and head.decode("ascii").isprintable():  # text: show it as text, not a bytes repr
+        shown = f"it starts with the text \"{head.decode('ascii')}\""
+    else:
+        shown = f"its first bytes are {head.hex(' ')}"
     raise ImageError(f"not an image ({shown}; send a JPEG, PNG, GIF, WebP, BMP or TIFF file)", "not an image")
+
+
+def readable_bytes(count: int) -> str:
+    """``20971520`` -> ``"20 MB"`` (binary megabytes, as the options are given)."""
+    for unit, size in (("MB", 2**20), ("kB", 2**10)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count} bytes"
+
+
+def readable_pixels(count: int) -> str:
+    """``89478485`` -> ``"89.5 megapixels"``."""
+    return f"{count / 1e6:.3g} megapixels" if count >= 100_000 else f"{count} pixels"
 
 
 def check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
@@ -63,11 +82,12 @@ def check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
     except Image.DecompressionBombError:
-        raise ImageError(f"too large (more than {max_pixels} pixels)", "too large") from None
+        raise ImageError(f"too large (more than {readable_pixels(max_pixels)})", "too large") from None
     except Exception as exc:  # noqa: BLE001 - a broken header can raise nearly anything
         raise ImageError(f"corrupt image header ({type(exc).__name__})", "corrupt") from None
     if width * height > max_pixels:
-        raise ImageError(f"too large ({width}x{height} pixels, limit {max_pixels})", "too large")
+        raise ImageError(f"too large ({width} x {height}, {readable_pixels(width * height)}; the limit is "
+                         f"{readable_pixels(max_pixels)})", "too large")
     return width, height
 
 
@@ -129,7 +149,7 @@ class BodySizeLimit:
             log.debug("request stopped after its body passed the cap", exc_info=True)
 
     def _message(self) -> str:
-        return f"request body too large (limit {self.max_bytes} bytes)"
+        return f"request body too large (the limit is {readable_bytes(self.max_bytes)})"
 
 
 class TimeLimit:

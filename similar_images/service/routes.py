@@ -78,7 +78,7 @@ async def call(function, *args, abandon_on_timeout: bool = True):
         raise HTTPException(422, str(exc)) from None
 
 
-@router.get("/", include_in_schema=False)
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: what monitors send
 async def page():
     return FileResponse(STATIC / "index.html", media_type="text/html")
 
@@ -93,6 +93,8 @@ async def search(request: Request):
     elif content_type == "application/json":
         body = await _json_object(request)
         k = parse_k(body.get("k"), engine)
+        if "id" in body and "url" in body:
+            raise HTTPException(422, 'body: give {"id": N} or {"url": "..."}, not both')
         if "id" in body:
             kind, answer = "id", await _search_id(engine, body["id"], k)
         elif "url" in body:
@@ -184,13 +186,13 @@ def parse_k(value, engine: Engine) -> int:
     if value is None or value == "":
         return config.default_k
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise HTTPException(422, "k: an integer")
+        raise HTTPException(422, "k (results wanted): an integer")
     try:
         k = int(value)
     except ValueError:
-        raise HTTPException(422, "k: an integer") from None
+        raise HTTPException(422, "k (results wanted): an integer") from None
     if not 1 <= k <= config.max_k:
-        raise HTTPException(422, f"k: between 1 and {config.max_k}, got {k}")
+        raise HTTPException(422, f"k (results wanted): between 1 and {config.max_k}, got {k}")
     return k
 
 
@@ -268,3 +270,18 @@ async def add_images(request: Request):
                      summary="Remove an image by id (needs --allow-writes and the token)")
 async def remove_image(image_id: int, request: Request):
     return await call(engine_of(request).remove, image_id, abandon_on_timeout=False)
+
+
+# With writes off, the write paths say why instead of a bare "Method Not Allowed".
+writes_off_router = APIRouter()
+_WRITES_OFF = "writes are off on this server (start it with --allow-writes and --token)"
+
+
+@writes_off_router.post("/api/images", include_in_schema=False)
+async def add_images_off():
+    raise HTTPException(405, _WRITES_OFF)
+
+
+@writes_off_router.delete("/api/images/{image_id}", include_in_schema=False)
+async def remove_image_off(image_id: str):
+    raise HTTPException(405, _WRITES_OFF, headers={"Allow": "GET"})

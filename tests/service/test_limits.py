@@ -34,6 +34,23 @@ def test_sniffing_refuses_what_is_not_a_supported_image(data):
     assert caught.value.reason == "not an image"
 
 
+def test_limits_are_said_in_units_people_read():
+    from similar_images.service.limits import readable_bytes, readable_pixels
+
+    assert readable_bytes(20 * 1024 * 1024) == "20 MB" and readable_bytes(512) == "512 bytes"
+    assert readable_pixels(89_478_485) == "89.5 megapixels" and readable_pixels(1200) == "1200 pixels"
+    with pytest.raises(ImageError, match=r"too large \(4000 x 4000, 16 megapixels; the limit is 1 megapixels\)"):
+        check_pixels(bomb_png(4000, 4000), 1_000_000)
+
+
+def test_a_text_file_is_named_as_text_not_as_bytes():
+    with pytest.raises(ImageError, match='it starts with the text "hello, t"') as caught:
+        sniff_image(b"hello, this is text")
+    assert "b'" not in str(caught.value)
+    with pytest.raises(ImageError, match="its first bytes are 00 01 02"):
+        sniff_image(bytes(range(10)))
+
+
 def test_the_pixel_cap_reads_only_the_header():
     assert check_pixels(image_bytes(0, size=(40, 30)), 1200) == (40, 30)
     with pytest.raises(ImageError, match="too large") as caught:
@@ -41,12 +58,15 @@ def test_the_pixel_cap_reads_only_the_header():
     assert caught.value.reason == "too large"
 
 
-def test_a_decompression_bomb_is_400(make_client):
+def test_a_decompression_bomb_is_400(make_client, recwarn):
     client = make_client(max_pixels=1_000_000)
     bomb = bomb_png(4000, 4000)  # 16 M pixels in a few kB
     assert len(bomb) < 20_000
     response = upload(client, bomb)
     assert response.status_code == 400 and "too large" in response.json()["error"]
+    from PIL import Image
+
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]  # no log noise
 
 
 def test_a_bomb_over_pillows_own_cap_is_400(client):
@@ -71,7 +91,7 @@ def test_non_images_and_broken_images_are_400(client, data, words):
 def test_a_body_over_the_cap_is_413_by_its_length(make_client):
     client = make_client(max_upload_bytes=10_000)
     response = upload(client, b"\xff\xd8\xff" + b"0" * 20_000)
-    assert response.status_code == 413 and response.json() == {"error": "request body too large (limit 10000 bytes)"}
+    assert response.status_code == 413 and response.json() == {"error": "request body too large (the limit is 9.77 kB)"}
     assert upload(client, image_bytes(1)).status_code == 200  # a small one still passes
 
 

@@ -72,7 +72,7 @@ def test_the_client_file_name_and_mime_type_are_not_trusted(client):
 @pytest.mark.parametrize("k", [0, -1, 101, "many", "1.5"])
 def test_a_bad_k_is_422(client, k):
     response = upload(client, image_bytes(1), k=k)
-    assert response.status_code == 422 and response.json()["error"].startswith("k:")
+    assert response.status_code == 422 and response.json()["error"].startswith("k (results wanted): ")
 
 
 @pytest.mark.parametrize("body,status,words", [
@@ -144,7 +144,18 @@ def test_unknown_paths_and_methods_are_json_errors(client):
     assert client.get("/api/nothing").json() == {"error": "Not Found"}
     response = client.put("/api/health")
     assert response.status_code == 405 and response.json() == {"error": "Method Not Allowed"}
-    assert client.delete("/api/images/1").status_code == 405  # writes are off
+    off = client.delete("/api/images/1")  # writes are off: said, not a bare 405
+    assert off.status_code == 405 and "--allow-writes" in off.json()["error"]
+    assert "--allow-writes" in client.post("/api/images", files={"images": ("a.png", b"x")}).json()["error"]
+    head = client.head("/")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
+
+
+def test_an_id_and_a_url_together_are_refused(client):
+    response = client.post("/api/search", json={"id": 1, "url": "http://example.org/x.jpg"})
+    assert response.status_code == 422 and "not both" in response.json()["error"]
+    bad_k = client.post("/api/search", json={"id": 1, "k": 0})
+    assert bad_k.status_code == 422 and bad_k.json()["error"].startswith("k (results wanted): between 1 and")
 
 
 def test_an_internal_error_is_json_without_a_stack_trace(client, monkeypatch, caplog):

@@ -2,7 +2,12 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: sessionStorage.getItem("similar-images-token") || "", health: null, objectUrls: [] };
+const state = {
+  token: sessionStorage.getItem("similar-images-token") || "", health: null, objectUrls: [],
+  uploads: new Map(),  // history key -> {answer, preview}: Back to an upload shows it again
+  shown: false,        // results are on the page
+};
+const NARROW = window.matchMedia("(max-width: 40rem)");
 
 function headers(extra) {
   const h = Object.assign({}, extra || {});
@@ -35,6 +40,8 @@ function showError(message) {
   const box = $("error");
   box.textContent = message || "";
   box.hidden = !message;
+  // what is shown is not the answer to this input: dim it until the next answer
+  $("answer").classList.toggle("stale", Boolean(message) && state.shown);
 }
 
 function setBusy(busy) {
@@ -43,21 +50,37 @@ function setBusy(busy) {
 }
 
 function k() {
-  const value = parseInt($("k").value, 10);
-  return Number.isFinite(value) && value > 0 ? value : 12;
+  // The field is "Results": say it in its words, before asking the server
+  const most = (state.health && state.health.max_k) || 100;
+  const text = $("k").value.trim();
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > most) {
+    throw new Error("Results: give a whole number from 1 to " + most + " (got " + (text || "nothing") + ")");
+  }
+  return Number(text);
 }
 
-async function run(request, queryPreview) {
+async function run(request, queryPreview, label) {
   showError("");
   setBusy(true);
   try {
-    const answer = await api("/api/search", request);
+    const answer = await api("/api/search", request());
     await render(answer, queryPreview);
+    return answer;
   } catch (error) {
-    showError(error.message);
+    const own = error.message.startsWith("Results:");  // the page's own check, not about the image
+    showError((label && !own ? label + ": " : "") + error.message);
+    return null;
   } finally {
     setBusy(false);
   }
+}
+
+function clearAnswer() {
+  for (const id of ["query-title", "query", "results-title", "no-match"]) $(id).hidden = true;
+  $("results").replaceChildren();
+  $("timings").textContent = "";
+  state.shown = false;
+  $("answer").classList.remove("stale");
 }
 
 async function render(answer, queryPreview) {
@@ -72,63 +95,85 @@ async function render(answer, queryPreview) {
     q.kind === "text" ? "\u201c" + q.text + "\u201d" : "Your image";
   const list = $("results");
   list.replaceChildren();
-  for (const hit of answer.results) {
-    const item = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "result";
-    button.dataset.id = hit.id;
-    button.setAttribute("aria-label", "Search from " + hit.name + ", score " + hit.score.toFixed(3) +
-      (hit.verdict ? ", " + hit.verdict : ""));
-    const img = document.createElement("img");
-    img.alt = hit.name;
-    img.src = await imageUrl(hit.thumbnail_url);
-    const score = document.createElement("span");
-    score.className = "score";
-    score.textContent = hit.score.toFixed(3);
-    if (hit.verdict) {  // what the score means for this model (null: never measured)
-      const verdict = document.createElement("span");
-      verdict.className = "verdict verdict-" + hit.verdict.replace(/ /g, "-");
-      verdict.textContent = hit.verdict;
-      score.append(" ", verdict);
-    }
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = hit.name;
-    button.append(img, score, name);
-    button.addEventListener("click", () => searchId(hit.id, true));
-    item.append(button);
-    list.append(item);
-  }
+  for (const hit of answer.results) list.append(await resultItem(hit));
   $("results-title").hidden = false;
   $("no-match").hidden = !answer.no_close_match;
   const t = answer.timings;
   $("timings").textContent = answer.results.length + " results in " + t.total_ms.toFixed(0) + " ms (decode " +
     t.decode_ms.toFixed(0) + ", model " + t.model_ms.toFixed(0) + ", search " + t.search_ms.toFixed(1) + ")";
+  state.shown = true;
+  $("answer").classList.remove("stale");
+  // On a phone the controls fill the screen: bring the query and its results up, also after
+  // a tapped result (its new query would be off-screen above).
+  if (NARROW.matches) $("answer").scrollIntoView({ block: "start" });
 }
 
-function searchFile(file) {
+async function resultItem(hit) {
+  const item = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "result";
+  button.dataset.id = hit.id;
+  button.setAttribute("aria-label", "Search from " + hit.name + ", score " + hit.score.toFixed(3) +
+    (hit.verdict ? ", " + hit.verdict : ""));
+  const img = document.createElement("img");
+  img.alt = hit.name;
+  img.src = await imageUrl(hit.thumbnail_url);
+  const score = document.createElement("span");
+  score.className = "score";
+  score.textContent = hit.score.toFixed(3);
+  if (hit.verdict) {  // what the score means for this model (null: never measured)
+    const verdict = document.createElement("span");
+    verdict.className = "verdict verdict-" + hit.verdict.replace(/ /g, "-");
+    verdict.textContent = hit.verdict;
+    score.append(" ", verdict);
+  }
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = hit.name;
+  button.append(img, score, name);
+  button.addEventListener("click", () => searchId(hit.id, true));
+  item.append(button);
+  return item;
+}
+
+function form(request) {
+  // k is read when the search starts: a bad value is said before anything is sent
+  return () => { const kValue = k(); return request(kValue); };
+}
+
+async function searchFile(file) {
   if (!file) return;
-  const form = new FormData();
-  form.append("image", file, "upload");
-  form.append("k", String(k()));
-  history.pushState({}, "", location.pathname);  // an upload cannot be put in the address
-  run({ method: "POST", body: form }, URL.createObjectURL(file));
+  const preview = URL.createObjectURL(file);
+  const key = "upload-" + Date.now();
+  history.pushState({ upload: key }, "", location.pathname);  // an upload cannot be put in the address
+  const answer = await run(form((kValue) => {
+    const body = new FormData();
+    body.append("image", file, "upload");
+    body.append("k", String(kValue));
+    return { method: "POST", body: body };
+  }), preview, file.name || "the image");
+  if (answer) state.uploads.set(key, { answer: answer, preview: preview });
+}
+
+function jsonSearch(body) {
+  return form((kValue) => ({ method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(Object.assign({ k: kValue }, body)) }));
 }
 
 function searchId(id, push) {
   if (push) history.pushState({ id: id }, "", "?id=" + id);
-  run({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ id: id, k: k() }) });
+  return run(jsonSearch({ id: id }));
 }
 
 function searchUrl(url, push) {
   if (push) history.pushState({ url: url }, "", "?url=" + encodeURIComponent(url));
-  run({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ url: url, k: k() }) });
+  return run(jsonSearch({ url: url }), null, url);
 }
 
 function searchText(text, push) {  // CLIP databases: words in the images' space
   if (push) history.pushState({ text: text }, "", "?text=" + encodeURIComponent(text));
-  run({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text: text, k: k() }) });
+  return run(jsonSearch({ text: text }));
 }
 
 function fromAddress() {
@@ -146,14 +191,20 @@ function firstImage(items) {
   return null;
 }
 
+function describeIndex(index) {
+  return index === "flat" || index === "exact" ? "exact search" : "indexed search";
+}
+
 async function connect() {
   try {
     state.health = await api("/api/health");
     $("token-form").hidden = true;
-    $("summary").textContent = state.health.count + " images · " + state.health.model + " · " + state.health.index;
+    $("summary").textContent = state.health.count + " images · " + state.health.model + " · " +
+      describeIndex(state.health.index);
     $("url-form").hidden = !state.health.allow_urls;
     $("text-form").hidden = !state.health.text_queries;
     $("k").max = state.health.max_k;
+    $("k").value = state.health.default_k;  // the API's default, so the page and the API agree
     fromAddress();
   } catch (error) {
     $("summary").textContent = "Not connected";
@@ -162,7 +213,12 @@ async function connect() {
 }
 
 function wire() {
-  $("file").addEventListener("change", (event) => searchFile(event.target.files[0]));
+  if (window.matchMedia("(pointer: coarse)").matches) {
+    $("drop-help").textContent = "…or paste an image.";  // no keyboard shortcut on a phone
+  } else if (/Mac|iPhone|iPad/.test(navigator.platform)) {
+    $("drop-help").textContent = "…or drop an image here, or paste one (⌘V).";
+  }
+  $("file").addEventListener("change", (event) => { searchFile(event.target.files[0]); event.target.value = ""; });
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -176,8 +232,11 @@ function wire() {
     if (event.key === "Enter" || event.key === " ") { event.preventDefault(); $("file").click(); }
   });
   document.addEventListener("paste", (event) => {
+    if (event.target instanceof HTMLInputElement) return;  // text pasted into a field is the field's
     const file = firstImage(event.clipboardData && event.clipboardData.items);
-    if (file) { event.preventDefault(); searchFile(file); }
+    event.preventDefault();
+    if (file) searchFile(file);
+    else showError("Nothing to search in what you pasted: copy an image itself (not its file name or text), then paste.");
   });
   $("url-form").addEventListener("submit", (event) => { event.preventDefault(); searchUrl($("url").value, true); });
   $("text-form").addEventListener("submit", (event) => { event.preventDefault(); searchText($("text").value, true); });
@@ -191,10 +250,13 @@ function wire() {
     sessionStorage.setItem("similar-images-token", state.token);
     connect();
   });
-  window.addEventListener("popstate", () => {
+  window.addEventListener("popstate", (event) => {
     const params = new URLSearchParams(location.search);
+    const upload = event.state && event.state.upload && state.uploads.get(event.state.upload);
+    showError("");
     if (params.has("id") || params.has("url") || params.has("text")) fromAddress();
-    else { $("results").replaceChildren(); $("query").hidden = true; }
+    else if (upload) render(upload.answer, upload.preview);  // Back to an upload: its answer again
+    else clearAnswer();  // nothing to show: no empty headings, no stale timings
   });
 }
 
