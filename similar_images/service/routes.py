@@ -93,8 +93,8 @@ async def search(request: Request):
     elif content_type == "application/json":
         body = await _json_object(request)
         k = parse_k(body.get("k"), engine)
-        if "id" in body and "url" in body:
-            raise HTTPException(422, 'body: give {"id": N} or {"url": "..."}, not both')
+        if len(given := [key for key in ("id", "url", "text") if key in body]) > 1:  # never one silently
+            raise HTTPException(422, f"body: give one of id, url or text, not {' and '.join(given)}")
         if "id" in body:
             kind, answer = "id", await _search_id(engine, body["id"], k)
         elif "url" in body:

@@ -153,7 +153,7 @@ def test_unknown_paths_and_methods_are_json_errors(client):
 
 def test_an_id_and_a_url_together_are_refused(client):
     response = client.post("/api/search", json={"id": 1, "url": "http://example.org/x.jpg"})
-    assert response.status_code == 422 and "not both" in response.json()["error"]
+    assert response.status_code == 422 and response.json()["error"] == "body: give one of id, url or text, not id and url"
     bad_k = client.post("/api/search", json={"id": 1, "k": 0})
     assert bad_k.status_code == 422 and bad_k.json()["error"].startswith("k (results wanted): between 1 and")
 
