@@ -21,6 +21,12 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^(?:<!-- docs-test: (run|skip \((.+?)\)) -->\n)?```bash\n(.*?)^```", re.S | re.M)
 
 
+def test_the_docs_cite_only_tests_that_exist():
+    cited = {name for page in PAGES for name in re.findall(r"tests/[\w/]+\.py", page.read_text())}
+    assert cited and not {name for name in cited if not (ROOT / name).is_file()}, sorted(
+        name for name in cited if not (ROOT / name).is_file())
+
+
 def blocks(page: Path) -> list[tuple[str | None, str | None, str]]:
     """``(mark, skip reason, code)`` of each bash block of ``page``."""
     return [(m.group(1) and m.group(1).split(" ")[0], m.group(2), m.group(3)) for m in BLOCK.finditer(page.read_text())]

@@ -14,6 +14,7 @@ wrapper that keeps the loopback address as given.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,3 +138,4 @@ def two_nodes(ray_auth_off):
     finally:
         _stop(processes)
         _kill_leftovers(temp)
+        shutil.rmtree(temp, ignore_errors=True)  # its logs and sockets: nothing left in /tmp

@@ -108,8 +108,19 @@ def test_upload_in_the_notebook_shows_results(jupyter, db_files):
             assert page.locator(".similar-images-results :text('score')").count() == 8
             assert "8 most similar images" in page.locator(".similar-images-status").inner_text()
             assert page.locator(".jp-OutputArea-output[data-mime-type*='error']").count() == 0
+            assert "Upload (1)" in page.locator(".similar-images-app .widget-upload").inner_text()  # not (0)
+            rows = {round(page.locator(".similar-images-app button", has_text=label).first.bounding_box()["y"])
+                    for label in ("Random image", "Search URL", "Duplicates")}
+            assert len(rows) == 1, rows  # the controls fit one row at 1400 px
             page.locator(".similar-images-app").scroll_into_view_if_needed()
             page.screenshot(path=str(screenshot), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone: the grid wraps, nothing is cut
+            page.wait_for_timeout(500)
+            assert page.locator(".similar-images-results").evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+            right = page.locator(".similar-images-results > .widget-vbox").first.bounding_box()
+            assert right["x"] + right["width"] <= 390, right
+            page.screenshot(path=str(ARTIFACTS / "notebook-390px.png"), full_page=True)
+            page.set_viewport_size({"width": 1400, "height": 1200})
 
             # a URL typed + Enter that fails: one red line, the results stay
             bad_url = "http://127.0.0.1:9/none.jpg"  # nothing listens on port 9
