@@ -123,7 +123,7 @@ class CLIPExtractor:
                  weights_file: str | None = None, device: str = "cpu"):
         import torch
 
-        self.name, self.arch, self.device = name, arch, device
+        self.name, self.arch, self.device, self.transform = name, arch, device, preprocess
         self.fit, mean, std = check_transform(preprocess)
         self.input_size = self.fit.size
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1).to(device)
@@ -196,8 +196,54 @@ def describe_base(name: str, arch: str, weights_id: str, dim: int, fit: Fit) -> 
     }
 
 
+def numpy_preprocess(mean, std):
+    """open_clip's ToTensor and Normalize in numpy: ``(n, h, w, 3)`` uint8 -> ``(n, 3, h, w)`` float32
+    (what OpenVINO's conversion and INT8 calibration feed the image tower)."""
+    mean = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+
+    def preprocess(batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float32).transpose(0, 3, 1, 2) / np.float32(255)  # (n, 3, h, w)
+        return np.ascontiguousarray((x - mean) / std)
+
+    return preprocess
+
+
+def traced_image_tower(native: CLIPExtractor):
+    """The image tower as TorchScript, for OpenVINO. Traced here with ``check_trace=False``:
+    open_clip's ViT traces to the same operators twice, but torch's trace check compares the
+    graphs' mangled module names and fails, and OpenVINO's own tracing runs that check."""
+    import warnings
+
+    import torch
+
+    example = torch.zeros((1, 3, *native.input_size), dtype=torch.float32)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates jit.trace; OpenVINO reads it
+        return torch.jit.trace(native.model.visual, example, check_trace=False)
+
+
+def _openvino(native: CLIPExtractor, precision: str, runtime_options: dict) -> Any:
+    """The image tower on OpenVINO (fp32, or INT8 behind the fidelity guard), open_clip's
+    normalisation in its graph (uint8 input); the text tower stays ``native``'s (torch)."""
+    from similar_images.models.openvino_input import InputSteps
+    from similar_images.models.openvino_runtime import create_openvino_extractor
+
+    fit, mean, std = check_transform(native.transform)
+    steps = InputSteps(layout="NCHW", mean=tuple(255 * m for m in mean), scale=tuple(255 * s for s in std))
+    extractor = create_openvino_extractor(
+        name=native.name, native=functools.partial(traced_image_tower, native),  # traced only if not cached
+        preprocess=numpy_preprocess(mean, std), input_size=fit.size,
+        dim=native.dim, describe_base=describe_base(native.name, native.arch, native._weights_id, native.dim, fit),
+        input_steps=steps, precision=precision, fit=fit, **runtime_options)
+    extractor.encode_text, extractor.tokenize = native.encode_text, native.tokenize
+    if native._weights_file:  # as the native extractor records it: where queries find the file
+        extractor._description["weights_file"] = native._weights_file
+    return extractor
+
+
 def create(name: str = "clip-vit-b-32", weights: str | os.PathLike | None = None, runtime: str = "native",
-           precision: str = "fp32", seed: int = 0, device: str = "auto") -> CLIPExtractor:
+           precision: str = "fp32", seed: int = 0, device: str = "auto", **runtime_options: Any) -> CLIPExtractor:
     """Build a CLIP extractor (image and text towers).
 
     Args:
@@ -205,8 +251,10 @@ def create(name: str = "clip-vit-b-32", weights: str | os.PathLike | None = None
         weights: an open_clip pretrained tag (default: the variant's, fetched by open_clip
             on first use), a checkpoint file in open_clip's format, or ``"none"`` (random,
             from ``seed``: tests).
-        runtime: ``"native"`` (PyTorch).
-        precision: ``"fp32"``.
+        runtime: ``"native"`` (PyTorch) or ``"openvino"`` (the image tower; the text tower
+            stays in torch).
+        precision: ``"fp32"``; ``"int8"`` with ``runtime="openvino"`` (calibrated on the
+            collection's images and checked against fp32, as for the other models).
         seed: seed for ``weights="none"``.
         device: ``"auto"`` (cuda when present), ``"cpu"`` or ``"cuda"``.
 
@@ -216,8 +264,9 @@ def create(name: str = "clip-vit-b-32", weights: str | os.PathLike | None = None
     """
     if name not in VARIANTS:
         raise ValueError(f"unknown CLIP model {name!r}; choose one of: {', '.join(VARIANTS)}")
-    if runtime != "native" or precision != "fp32":
-        raise ValueError(f"{name} runs on the native runtime in fp32 only, not {runtime} {precision}")
+    if runtime not in ("native", "openvino") or (runtime == "native" and (precision != "fp32" or runtime_options)):
+        raise ValueError(f"{name}: runtime 'native' (fp32) or 'openvino' (fp32, int8), not {runtime} {precision}"
+                         + (f" with {', '.join(sorted(runtime_options))}" if runtime_options else ""))
     device = resolve_device(device, runtime=runtime)
     arch, tag = VARIANTS[name]
     open_clip = open_clip_module()
@@ -232,11 +281,13 @@ def create(name: str = "clip-vit-b-32", weights: str | os.PathLike | None = None
     log.info("loading %s (open_clip %s, %s) on %s", name, arch, weights_id, device)
     model, preprocess, tokenizer = _load(arch, tag, pretrained, seed)
     is_file = weights_id.startswith("file:")
-    return CLIPExtractor(name, arch, model, preprocess, tokenizer, weights_id,
-                         weights_file=pretrained if is_file else None, device=device)
+    native = CLIPExtractor(name, arch, model, preprocess, tokenizer, weights_id,
+                           weights_file=pretrained if is_file else None, device=device)
+    return native if runtime == "native" else _openvino(native, precision, runtime_options)
 
 
 def clip_vit_b_32(weights: str | os.PathLike | None = None, runtime: str = "native", precision: str = "fp32",
-                  seed: int = 0, device: str = "auto") -> CLIPExtractor:
+                  seed: int = 0, device: str = "auto", **runtime_options: Any) -> CLIPExtractor:
     """``clip-vit-b-32``: :func:`create` with OpenAI's CLIP ViT-B/32."""
-    return create("clip-vit-b-32", weights, runtime=runtime, precision=precision, seed=seed, device=device)
+    return create("clip-vit-b-32", weights, runtime=runtime, precision=precision, seed=seed, device=device,
+                  **runtime_options)

@@ -65,8 +65,7 @@ class OpenVINOExtractor:
     Build it with the model modules' ``create(runtime="openvino", ...)``.
 
     Attributes:
-        fidelity: for INT8, the fidelity report against fp32 (see
-            :func:`similar_images.quantize.fidelity_report`); ``None`` for fp32.
+        fidelity: for INT8, the fidelity report against fp32 (:func:`~similar_images.quantize.fidelity_report`).
         calibrated: True when this process ran the INT8 calibration (False when the
             quantised model came from the cache).
         batch_size: images per inference request.
@@ -192,6 +191,7 @@ def create_openvino_extractor(
     model_folder=None,
     show_progress: bool = True,
     lazy_compile: bool = False,
+    fit=None,  # images.Fit
 ) -> OpenVINOExtractor:
     """Convert ``native`` to OpenVINO (fp32, or INT8 after calibration) and wrap it.
 
@@ -229,6 +229,8 @@ def create_openvino_extractor(
         show_progress: progress bars (the INT8 fidelity report is printed to stderr always).
         lazy_compile: compile the ``hint`` model on its first batch stream, not now: a
             query extractor's few images run on the LATENCY compile only (CLI searches).
+        fit: a CLIP model's :class:`~similar_images.images.Fit` (resize and crop, not a plain
+            resize): used for the INT8 calibration images and kept as the extractor's ``fit``.
 
     Raises:
         ValueError: unknown precision, or INT8 options that do not fit together.
@@ -250,7 +252,7 @@ def create_openvino_extractor(
             name=name,
             fp32_model=fp32_model,
             preprocess=preprocess,
-            input_size=(h, w),
+            input_size=fit or (h, w),
             describe_base=describe_base,
             calibration_paths=calibration_paths,
             calibration=calibration,
@@ -306,11 +308,13 @@ def create_openvino_extractor(
         from similar_images.models.int8_costs import record_startup
 
         record_startup(name, precision, stages, cache_dir=cache_dir)
-    return OpenVINOExtractor(
+    extractor = OpenVINOExtractor(
         name=name, input_size=(h, w), dim=dim, model=model, served_model=served, compiled=compiled,
         compile_for=compiled_for, preprocess=preprocess, batch_size=batch_size, hint=hint, description=description,
         fidelity=fidelity, calibrated=calibrated, model_folder=model_folder, startup_s=stages,
     )
+    extractor.fit = fit  # images.fit_of: None is a plain resize; a Fit, the model's crop
+    return extractor
 
 def _as_given(batch: np.ndarray) -> np.ndarray:
     return batch  # uint8: the compiled model preprocesses in its graph

@@ -236,11 +236,12 @@ def _calibrate_and_check(name, fp32_model, preprocess, input_size, sample: Sampl
     return model, report, stages
 
 
-def load_images(paths: Sequence[Path], input_size: tuple[int, int], *, show_progress: bool = True) -> np.ndarray:
-    """Decode ``paths`` for the model, skipping unreadable ones: ``(n, h, w, 3)`` uint8."""
+def load_images(paths: Sequence[Path], input_size, *, show_progress: bool = True) -> np.ndarray:
+    """Decode ``paths`` for the model (``input_size``: a plain resize's (h, w), or a CLIP model's
+    :class:`~similar_images.images.Fit`), skipping unreadable ones: ``(n, h, w, 3)`` uint8."""
     from tqdm.auto import tqdm
 
-    from similar_images.images import load_for_model
+    from similar_images.images import load_for_model, prepare_batch
 
     out = []
     for path in tqdm(paths, desc="calibration images", unit="img", disable=not show_progress):
@@ -248,7 +249,7 @@ def load_images(paths: Sequence[Path], input_size: tuple[int, int], *, show_prog
             out.append(load_for_model(path, input_size))
         except ImageError as exc:
             log.info("calibration: skipping %s", exc)
-    return np.stack(out) if out else np.zeros((0, *input_size, 3), np.uint8)
+    return np.stack(out) if out else prepare_batch([], input_size)
 
 
 def quantize(fp32, images: np.ndarray, preprocess, settings: dict[str, Any]):

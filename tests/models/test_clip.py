@@ -103,8 +103,9 @@ def test_unknown_weights_are_one_line(tmp_path):
     with pytest.raises(ModelError, match="cannot load CLIP") as caught:
         get_extractor("clip-vit-b-32", weights=str(garbage))
     assert "\n" not in str(caught.value)
-    with pytest.raises(ValueError, match="native runtime in fp32"):
-        get_extractor("clip-vit-b-32", weights="none", runtime="openvino")
+    for bad in ({"runtime": "tensorflow"}, {"precision": "int8"}, {"batch_size": 8}):  # int8: openvino only
+        with pytest.raises(ValueError, match="runtime 'native' \\(fp32\\) or 'openvino'"):
+            get_extractor("clip-vit-b-32", weights="none", **bad)
 
 
 def test_torchvision_and_sentence_transformers_import_beside_a_cpu_torch():
