@@ -48,6 +48,9 @@ def test_build_uses_the_default_names_and_reports(coco_named_db):
     assert (coco_named_db / INDEX).exists() and (coco_named_db / (INDEX + ".manifest.json")).exists()
     for expected in ("build time:", "index size:", "recall@10 vs exact", "with re-ranking", "lists instead of 100"):
         assert expected in result.stdout
+    assert "re-ranking pool" not in result.stdout  # our tuning detail: -v shows it
+    verbose = run("build", "-d", "64", "--force", "-v")
+    assert verbose.exit_code == 0 and "re-ranking pool:" in verbose.stdout
 
 
 def test_build_refuses_an_existing_index_then_force_replaces_it(coco_named_db):
@@ -101,6 +104,18 @@ def test_search_images_text_output_and_a_failed_query(tiny_db):
     as_json = json.loads(run("search", "nowhere.png", tiny_db / "img001.png", "--json").stdout)
     assert as_json[0]["results"][0]["path"] == "img001.png" and as_json[1] == {"query": "nowhere.png",
                                                                              "error": "nowhere.png: not found"}
+
+
+def test_top_level_help_says_each_command_whole(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = run("--help")
+    commands = result.output.split("Commands:")[1]
+    assert result.exit_code == 0 and "..." not in commands
+    from similar_images.cli import COMMANDS, SUMMARIES
+
+    assert set(SUMMARIES) <= set(COMMANDS)
+    words = " ".join(result.output.split())
+    assert all(" ".join(summary.split()) in words for summary in SUMMARIES.values())
 
 
 def test_a_missing_file_is_said_before_the_model_loads(tiny_db, monkeypatch):
