@@ -76,13 +76,20 @@ MODELS: dict[str, str] = {
 
 DEFAULT_MODEL = "vgg16"
 
+# model name -> the descriptor recipe (models/descriptors.py) a new extraction uses when none
+# is given; a model not listed makes its classic vector. None is listed: no recipe was better
+# on every measured set (benchmarks/README.md, "Descriptor recipes"). Databases record their
+# recipe, so changing this never changes how an existing database is searched.
+DEFAULT_DESCRIPTORS: dict[str, Any] = {}
+
 
 def get_extractor(model: str = DEFAULT_MODEL, **options: Any) -> FeatureExtractor:
     """Build the feature model called ``model``.
 
     Args:
         model: one of :data:`MODELS`.
-        **options: passed to the model's factory (for example ``weights=``).
+        **options: passed to the model's factory (for example ``weights=``, ``descriptor=``;
+            default recipe: :data:`DEFAULT_DESCRIPTORS`).
 
     Raises:
         ValueError: ``model`` is not a known model name.
@@ -93,6 +100,8 @@ def get_extractor(model: str = DEFAULT_MODEL, **options: Any) -> FeatureExtracto
         raise ValueError(
             f"unknown model {model!r}; choose one of: {', '.join(sorted(MODELS))}"
         ) from None
+    if model in DEFAULT_DESCRIPTORS:
+        options.setdefault("descriptor", DEFAULT_DESCRIPTORS[model])
     module_name, factory_name = target.split(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
     return factory(**options)
@@ -105,10 +114,15 @@ def get_extractor(model: str = DEFAULT_MODEL, **options: Any) -> FeatureExtracto
 # framework on CUDA, a torch port of the Keras model) is recorded but not compared: the same
 # fp32 model on a GPU gives the CPU's vectors (cosine >= 0.999, tests/models/test_gpu.py).
 MODEL_IDENTITY_KEYS = ("name", "weights", "dim", "input_size", "layer", "precision", "calibration")
+# Compared even when the database does not record them: a database made before descriptor
+# recipes (no "descriptor") is answered only by the classic vector, a whitened one only with
+# its own whitening.
+RECIPE_KEYS = ("descriptor", "whitening")
 
 
-def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "auto"):
-    """Build the extractor that made vectors described by ``model`` (a ``describe()``).
+def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "auto", database_folder=None):
+    """Build the extractor that made vectors described by ``model`` (a ``describe()``), with
+    the same descriptor recipe (pooling, scales, whitening), whatever today's default is.
 
     Args:
         model: the database's model description.
@@ -116,7 +130,11 @@ def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "au
             its manifest; used before the user's cache, so a copied database needs none.
         device: where the query model runs (``"auto"``, ``"cpu"``, ``"cuda"``); not the
             database's: vectors made on one device are searched with queries made on another.
+        database_folder: the folder of the database's vectors file, where a whitened
+            database keeps its whitening (``model["whitening"]``).
     """
+    from similar_images.models.descriptors import Descriptor
+
     options: dict[str, Any] = {} if device == "auto" else {"device": device}  # auto: the factory's default
     weights = str(model.get("weights", ""))
     if weights.startswith("none(seed=") and weights.endswith(")"):
@@ -137,7 +155,9 @@ def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "au
         options.update(precision=model["precision"], calibration=model.get("calibration"))
         if model_folder is not None:
             options["model_folder"] = model_folder
-    extractor = get_extractor(model.get("name", "?"), **options)
+    # no "descriptor": the classic vector (a database made before recipes), never today's default
+    options["descriptor"] = Descriptor.from_description(model.get("descriptor"))
+    extractor = for_database(get_extractor(model.get("name", "?"), **options), model, database_folder)
     check_extractor(extractor, model)
     return extractor
 
@@ -161,11 +181,24 @@ def text_queries(model: dict[str, Any], texts: list, k: int = 1) -> list[str]:
     return cleaned
 
 
+def for_database(extractor, model: dict[str, Any], database_folder=None):
+    """``extractor`` with the database's whitening applied to its vectors when the database
+    has one (``model["whitening"]``) and the extractor does not (it made the vectors the
+    whitening was fitted on); else ``extractor`` itself."""
+    record = model.get("whitening")
+    if not record or extractor.describe().get("whitening") or database_folder is None:
+        return extractor
+    from similar_images.models import whitening
+
+    return whitening.WhitenedExtractor(extractor, *whitening.load(database_folder, record), record)
+
+
 def check_extractor(extractor, model: dict[str, Any]) -> None:
     """Refuse a query model that does not make the vectors in the database."""
     described = extractor.describe()
-    diffs = [f"{key} {described.get(key)!r} vs {model.get(key)!r}" for key in MODEL_IDENTITY_KEYS
-             if key in model and described.get(key) != model.get(key)]
+    keys = [key for key in MODEL_IDENTITY_KEYS if key in model] + list(RECIPE_KEYS)
+    diffs = [f"{key} {described.get(key)!r} vs {model.get(key)!r}" for key in keys
+             if described.get(key) != model.get(key)]
     if diffs:
         raise ModelError("the query model is not the database's model (query vs database: "
                          + "; ".join(diffs) + ")")

@@ -139,9 +139,10 @@ def commit_job(job: Job, extractor, timer: Timer, elapsed: float, *, resumed: in
     layout both engines write. ``timings`` adds engine-specific entries. Returns the manifest."""
     vectors, kept, skipped, total_s = job.checkpoint.assemble(len(job.chunks), int(extractor.dim))
     vectors, kept, skipped = drop_non_finite(vectors, kept, skipped)
+    vectors, model = whiten_if_asked(job.state["model"], vectors, job.output)
     model_files = keep_model_files(extractor, job.output)
     manifest = save_vectors(job.output, vectors, {
-        "model": job.state["model"],
+        "model": model,
         **({"model_files": model_files} if model_files else {}),
         "names": kept,
         "image_dir": recorded_image_dir(job.image_dir, job.output),
@@ -155,6 +156,22 @@ def commit_job(job: Job, extractor, timer: Timer, elapsed: float, *, resumed: in
     if (breakdown := time_summary(manifest)) is not None:
         logger.info("%s", breakdown)
     return manifest
+
+
+def whiten_if_asked(model: dict[str, Any], vectors: np.ndarray, output) -> tuple[np.ndarray, dict[str, Any]]:
+    """Fit the PCA-whitening on the collection when its recipe asks (``descriptor.whiten``),
+    save it beside ``output`` and whiten the vectors; the model description then names the
+    file (``whitening``), so queries and added images are whitened the same way."""
+    if not (model.get("descriptor") or {}).get("whiten"):
+        return vectors, model
+    from similar_images.models import whitening
+
+    if len(vectors) < 2:
+        raise SimilarImagesError(f"--whiten needs at least 2 images to fit on, got {len(vectors)}")
+    mean, projection = whitening.fit(vectors)
+    record = whitening.save(output, mean, projection, fitted_on=len(vectors))
+    logger.info("whitening fitted on %d vectors, saved as %s", len(vectors), record["file"])
+    return whitening.apply(vectors, mean, projection), {**model, "whitening": record}
 
 
 def drop_non_finite(vectors: np.ndarray, names: list[str], skipped: list[dict]):

@@ -30,7 +30,7 @@ from similar_images.db.changes import remove_rows
 from similar_images.db.database import COCO_VECTORS, Database
 from similar_images.db.vectors import resolve_image_dir
 from similar_images.errors import ModelError
-from similar_images.features import check_extractor, extractor_for, text_queries
+from similar_images.features import check_extractor, extractor_for, for_database, text_queries
 from similar_images.images import fit_of, load_for_model
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,11 @@ class SimilarImages:
         self._device = device
         self.image_dir = resolve_image_dir(image_dir or db.manifest.get("image_dir"), db.vectors_path,
                                            given=image_dir is not None)
-        self._extractor = extractor
+        self._extractor = extractor if extractor is None else for_database(extractor, db.model, db.vectors_path.parent)
         recorded = (db.index_manifest or {}).get("pool_factor", ix.DEFAULT_POOL_FACTOR)
         self.pool_factor = int(pool_factor or recorded)
         if extractor is not None:
-            check_extractor(extractor, db.model)
+            check_extractor(self._extractor, db.model)
 
     @classmethod
     def open(
@@ -138,7 +138,8 @@ class SimilarImages:
     def extractor(self):
         """The feature model, built on first use from the manifest's model."""
         if self._extractor is None:
-            self._extractor = extractor_for(self.model, model_folder=self._db.model_folder, device=self._device)
+            self._extractor = extractor_for(self.model, model_folder=self._db.model_folder, device=self._device,
+                                            database_folder=self._db.vectors_path.parent)
         return self._extractor
 
     # --- searching -----------------------------------------------------------------

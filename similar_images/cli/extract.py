@@ -39,6 +39,15 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
               help="Where the model runs; auto: cuda when torch sees a GPU (native runtime only), else cpu.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "int8"]),
               help="int8 (openvino only): quantised on a sample of these images, checked against fp32, cached.")
+@click.option("--pooling", default="avg", show_default=True, type=click.Choice(["avg", "gem", "max", "rmac"]),
+              help="How the last convolutional map becomes the vector: avg is each model's classic vector "
+                   "(efficientnet-lite0: average pool; vgg16: fc2); gem, max, rmac pool the map "
+                   "(vgg16: block5_conv3, 512-d). Recorded in the database; searches use it (docs/descriptors.md).")
+@click.option("--gem-p", default=3.0, show_default=True, type=click.FloatRange(min=0, min_open=True, max=100),
+              help="GeM's exponent (--pooling gem): 1 is average pooling, large values tend to max pooling.")
+@click.option("--scales", default="1", show_default=True, metavar="S,S",
+              help="Image scales whose vectors are summed, e.g. 1,0.707 (each L2-normalised first).")
+@click.option("--whiten", is_flag=True, help="PCA-whitening fitted on these images, stored beside the vectors.")
 @click.option("--force-int8", is_flag=True, help="Use INT8 even when its fidelity check fails.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoints.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output (and discard a partial run "
@@ -60,7 +69,8 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
               help="ray: GPUs each model actor reserves.")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
 def extract(filename_list, img_dir, output_filename, model_filename, batch_size, model, weights,
-            runtime, device, precision, force_int8, resume, force, allow_urls, workers, no_progress, chunk_batches,
+            runtime, device, precision, pooling, gem_p, scales, whiten, force_int8, resume, force, allow_urls,
+            workers, no_progress, chunk_batches,
             engine, address, actors, gpus_per_actor, verbose):
     """Extract a feature vector for every image of a file list.
 
@@ -96,7 +106,11 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
         if engine == "local" and (address or actors or gpus_per_actor):
             raise click.UsageError("--address, --actors and --gpus-per-actor need --engine ray")
         workers = workers or decode_workers(device)
-        options = {**model_options(model, weights=weights, model_file=model_filename, device=device),
+        from similar_images.models.descriptors import Descriptor, parse_scales
+
+        recipe = Descriptor(pooling=pooling, gem_p=gem_p, scales=parse_scales(scales), whiten=whiten)
+        options = {**model_options(model, weights=weights, model_file=model_filename, device=device,
+                                   descriptor=None if recipe.classic else recipe),
                    **runtime_options(runtime, precision, filename_list, img_dir,
                                      force_int8=force_int8, show_progress=not no_progress)}
         extractor = get_extractor(model, **options)

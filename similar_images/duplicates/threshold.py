@@ -43,7 +43,13 @@ class ThresholdError(SimilarImagesError):
 
 
 def calibrated(model: dict[str, Any]) -> dict[str, Any] | None:
-    """The calibration record of ``model`` (a manifest's model description), or None."""
+    """The calibration record of ``model`` (a manifest's model description), or None.
+
+    The records were measured on each model's classic vector: a database made with another
+    descriptor recipe (``model["descriptor"]``: its cosines spread differently) has none.
+    """
+    if model.get("descriptor"):
+        return None
     name, weights = str(model.get("name", "")), str(model.get("weights", ""))
     for (known, prefix), record in CALIBRATED.items():
         if name == known and weights.startswith(prefix):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from similar_images.errors import ModelError
+from similar_images.models.descriptors import Descriptor, pooled_network
 from similar_images.models.devices import describe_device, resolve_device, strict_fp32
 from similar_images.models.openvino_input import InputSteps
 
@@ -109,9 +110,13 @@ def _load_network(weights: str | os.PathLike, seed: int):
     return net.eval()
 
 
-def _pooled(net):
-    """Wrap ``net`` as a module mapping ``(n, 3, 224, 224)`` float32 to ``(n, 1280)``."""
+def _pooled(net, descriptor: Descriptor | None = None):
+    """Wrap ``net`` as a module mapping ``(n, 3, 224, 224)`` float32 to ``(n, 1280)``: the
+    classic average pool, or ``descriptor``'s pooling of the same map."""
     import torch
+
+    if descriptor is not None and descriptor.pooled_network:
+        return pooled_network(net, descriptor, features="extract_features")  # (n, 1280, 7, 7) map
 
     class PooledFeatures(torch.nn.Module):
         def __init__(self, network):
@@ -125,7 +130,7 @@ def _pooled(net):
     return PooledFeatures(net).eval()
 
 
-def load_native(weights: str | os.PathLike = "pretrained", seed: int = 0):
+def load_native(weights: str | os.PathLike = "pretrained", seed: int = 0, descriptor: Descriptor | None = None):
     """The torch module behind the extractor (for other runtimes such as OpenVINO).
 
     Args:
@@ -135,9 +140,10 @@ def load_native(weights: str | os.PathLike = "pretrained", seed: int = 0):
 
     Returns:
         A ``torch.nn.Module`` in eval mode mapping :func:`preprocess` output,
-        ``(n, 3, 224, 224)`` float32, to ``(n, 1280)`` pooled features.
+        ``(n, 3, 224, 224)`` float32, to ``(n, 1280)`` pooled features (``descriptor``'s
+        pooling and scales; default: the classic average pool).
     """
-    return _pooled(_load_network(weights, seed))
+    return _pooled(_load_network(weights, seed), descriptor)
 
 
 def _weights_id(weights: str | os.PathLike, seed: int) -> str:
@@ -190,10 +196,11 @@ class EfficientNetLite0:
     input_size = INPUT_SIZE
     dim = DIM
 
-    def __init__(self, network, weights_id: str, device: str = "cpu"):
+    def __init__(self, network, weights_id: str, device: str = "cpu", descriptor: Descriptor | None = None):
         self.device = device
+        self.descriptor = descriptor or Descriptor()
         self._network = network.to(device)  # full model, classifier included
-        self._features = _pooled(self._network)
+        self._features = _pooled(self._network, self.descriptor)
         self._weights_id = weights_id
 
     def _run(self, module, batch: np.ndarray) -> np.ndarray:
@@ -224,18 +231,20 @@ class EfficientNetLite0:
         return np.argsort(-logits, axis=1, kind="stable")[:, :k]
 
     def describe(self) -> dict[str, Any]:
-        return {**describe_base(self._weights_id), "runtime": "native", "precision": "fp32",
+        return {**describe_base(self._weights_id, self.descriptor), "runtime": "native", "precision": "fp32",
                 **describe_device(self.device)}
 
 
-def describe_base(weights_id: str) -> dict[str, Any]:
-    """The runtime-independent part of ``describe()``."""
+def describe_base(weights_id: str, descriptor: Descriptor | None = None) -> dict[str, Any]:
+    """The runtime-independent part of ``describe()`` (the recipe only when not the classic one)."""
+    recipe = (descriptor or Descriptor()).describe()
     return {
         "name": NAME,
         "weights": weights_id,
         "dim": DIM,
         "input_size": list(INPUT_SIZE),
         "preprocessing": PREPROCESSING,
+        **({"descriptor": recipe} if recipe else {}),
     }
 
 
@@ -245,6 +254,7 @@ def create(
     precision: str = "fp32",
     seed: int = 0,
     device: str = "auto",
+    descriptor: Descriptor | None = None,
     **runtime_options: Any,
 ):
     """Build the EfficientNet-Lite0 feature extractor, offline.
@@ -258,6 +268,8 @@ def create(
         precision: ``"fp32"``; other precisions (``"int8"``) need ``runtime="openvino"``.
         seed: seed for ``weights="none"``.
         device: ``"auto"`` (cuda when present), ``"cpu"`` or ``"cuda"`` (torch's CUDA, fp32).
+        descriptor: the pooling recipe (:mod:`~similar_images.models.descriptors`); default:
+            the classic global average pool.
         **runtime_options: passed to the OpenVINO runtime.
 
     Raises:
@@ -274,12 +286,12 @@ def create(
 
         return openvino_runtime.create_openvino_extractor(
             name=NAME,
-            native=functools.partial(load_native, weights=weights, seed=seed),
+            native=functools.partial(load_native, weights=weights, seed=seed, descriptor=descriptor),
             preprocess=preprocess,
             input_steps=OPENVINO_INPUT,
             input_size=INPUT_SIZE,
             dim=DIM,
-            describe_base=describe_base(_weights_id(weights, seed)),
+            describe_base=describe_base(_weights_id(weights, seed), descriptor),
             precision=precision,
             **runtime_options,
         )
@@ -291,4 +303,4 @@ def create(
         _set_threads()
     weights_id = _weights_id(weights, seed)
     log.info("loading %s (%s) on %s", NAME, weights_id, device)
-    return EfficientNetLite0(_load_network(weights, seed), weights_id, device=device)
+    return EfficientNetLite0(_load_network(weights, seed), weights_id, device=device, descriptor=descriptor)

@@ -27,9 +27,10 @@ import numpy as np
 from similar_images.errors import ModelError
 from similar_images.fileio.files import sha256_file
 from similar_images.models import keras_io
+from similar_images.models.descriptors import Descriptor
 from similar_images.models.devices import describe_device, resolve_device
 from similar_images.models.openvino_input import InputSteps
-from similar_images.models.vgg16_torch import CAFFE_MEAN_BGR
+from similar_images.models.vgg16_torch import CAFFE_MEAN_BGR, tensorflow_off_the_gpu
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,10 @@ def create(
     runtime: str = "native",
     precision: str = "fp32",
     device: str = "auto",
+    descriptor: Descriptor | None = None,
     **runtime_options: Any,
 ):
-    """Build the VGG16 fc2 extractor.
+    """Build the VGG16 fc2 extractor (or, with a ``descriptor`` pooling, block5_conv3 pooled).
 
     Args:
         weights: ``"imagenet"``, ``"none"`` or a path (see the module docstring).
@@ -70,6 +72,8 @@ def create(
         device: ``"auto"`` (cuda when present), ``"cpu"`` or ``"cuda"``. On CUDA the
             native runtime runs a torch port of the Keras model (:mod:`~similar_images.models.vgg16_torch`),
             same weights and vectors (cosine >= 0.9999); on the CPU, Keras/TensorFlow.
+        descriptor: a recipe (:mod:`~similar_images.models.descriptors`): ``avg`` on one
+            scale is fc2; other poolings run :mod:`~similar_images.models.vgg16_pooled`.
         **runtime_options: passed to the OpenVINO runtime.
 
     Raises:
@@ -80,13 +84,22 @@ def create(
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
     device = resolve_device(device, runtime=runtime)
-    base = _describe_base(weights, seed)
+    base, descriptor = _describe_base(weights, seed), descriptor or Descriptor()
+    load_keras = functools.partial(load_native, weights=weights, model_file=model_file, seed=seed)
+    if device == "cuda":
+        tensorflow_off_the_gpu()  # TensorFlow only holds the weights for the copy to torch
+    if descriptor.pooled_network:
+        from similar_images.models import vgg16_pooled
+
+        return vgg16_pooled.create(load_keras=load_keras, describe_base=base, descriptor=descriptor,
+                                   runtime=runtime, precision=precision, device=device, **runtime_options)
+    base.update({"descriptor": descriptor.describe()} if descriptor.whiten else {})  # fc2, whitened
     if runtime == "openvino":
         from similar_images.models import openvino_runtime
 
         return openvino_runtime.create_openvino_extractor(
             name=NAME,
-            native=functools.partial(load_native, weights=weights, model_file=model_file, seed=seed),
+            native=load_keras,
             preprocess=preprocess,
             input_steps=OPENVINO_INPUT,
             input_size=INPUT_SIZE,
@@ -100,9 +113,7 @@ def create(
                          "use runtime 'openvino' for others")
     if runtime_options:
         raise ValueError(f"unexpected options for the native runtime: {', '.join(runtime_options)}")
-    if device == "cuda":
-        _tensorflow_off_the_gpu()  # TensorFlow only holds the weights for the copy to torch
-    model = load_native(weights=weights, model_file=model_file, seed=seed)
+    model = load_keras()
     description = {**base, "runtime": "native", "precision": "fp32"}
     if device == "cuda":
         from similar_images.models import vgg16_torch
@@ -145,16 +156,6 @@ class VGG16Extractor:
 
     def describe(self) -> dict[str, Any]:
         return dict(self._description)
-
-
-def _tensorflow_off_the_gpu() -> None:
-    """Hide the GPUs from TensorFlow (which would otherwise reserve most of their memory)."""
-    import tensorflow as tf
-
-    try:
-        tf.config.set_visible_devices([], "GPU")
-    except RuntimeError:  # TensorFlow already started on its devices; leave them
-        logger.debug("TensorFlow's devices are already initialised")
 
 
 def preprocess(batch: np.ndarray) -> np.ndarray:

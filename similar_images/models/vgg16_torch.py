@@ -17,12 +17,15 @@ It runs in true fp32 (no TF32), so ``precision`` stays ``"fp32"``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from similar_images.errors import ModelError
 from similar_images.models.devices import strict_fp32
+
+_log = logging.getLogger(__name__)
 
 # keras.applications.vgg16.preprocess_input ('caffe'): the BGR means subtracted
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -148,3 +151,12 @@ class TorchVGG16Extractor:
     def describe(self) -> dict[str, Any]:
         return dict(self._description)
 
+
+def tensorflow_off_the_gpu() -> None:
+    """Hide the GPUs from TensorFlow (which would otherwise reserve most of their memory)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TensorFlow already started on its devices; leave them
+        _log.debug("TensorFlow's devices are already initialised")
