@@ -19,7 +19,8 @@ images in one run:
   robustness edits; the check set with the demo's edits): pair recall at the threshold
   the calibration rule picks, and the best raw pair recall at precision >= 0.95;
 * ``speed``: images per second of ``embed`` on batches of 32 (model only, median of 3),
-  and the vector's bytes.
+  and the vector's bytes; ``--speed-rounds N`` times every recipe in turns instead (on a
+  loaded machine, only the interleaved ratios mean something).
 
 Whitening (``+w``) is fitted on each set's database vectors (the unedited photos), as a
 database does, and applied to its queries.
@@ -171,6 +172,23 @@ def speed(extractor, images) -> float:
     return len(batch) / statistics.median(times)
 
 
+def interleaved_speed(extractors: dict, images, rounds: int) -> dict[str, float]:
+    """Images per second of each extractor, timed in turns (``rounds`` x each, medians), so a
+    machine whose load changes slows every recipe alike."""
+    from similar_images.images import prepare_batch
+
+    batch = prepare_batch((images * 2)[:32], (224, 224))
+    times: dict[str, list[float]] = {label: [] for label in extractors}
+    for extractor in extractors.values():
+        extractor.embed(batch)  # warm-up
+    for _ in range(rounds):
+        for label, extractor in extractors.items():
+            t0 = time.perf_counter()
+            extractor.embed(batch)
+            times[label].append(time.perf_counter() - t0)
+    return {label: round(len(batch) / statistics.median(t), 2) for label, t in times.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="efficientnet-lite0")
@@ -180,12 +198,20 @@ def main(argv=None) -> int:
     parser.add_argument("--views", type=int, default=200)
     parser.add_argument("--whiten-shrinkage", default="1", help="shrinkages of the +w variants, comma-separated")
     parser.add_argument("--skip", default="", help="parts to skip: duplicates,speed")
+    parser.add_argument("--speed-rounds", type=int, default=0,
+                        help="only time the recipes, interleaved, this many rounds each (no quality measures)")
     parser.add_argument("--out", default="evaluation/descriptors")
     args = parser.parse_args(argv)
     from similar_images.duplicates import calibration
     from similar_images.features import get_extractor
 
     options = {"runtime": args.runtime, **({"weights": args.weights} if args.weights else {})}
+    if args.speed_rounds:
+        extractors = {parse_recipe(t).label: get_extractor(args.model, descriptor=parse_recipe(t), **options)
+                      for t in split_recipes(args.recipes)}
+        print(f"# {args.model} ({options}) images/s, batches of 32: "
+              f"{json.dumps(interleaved_speed(extractors, photo_set()[0], args.speed_rounds))}; {machine_line()}")
+        return 0
     whiten_variants = {("+w" if s == "1" else f"+w{s}"): float(s) for s in args.whiten_shrinkage.split(",") if s}
     sets = {"photos": photo_set(), "views": view_set(args.views)}
     out_dir = Path(args.out)
