@@ -156,7 +156,8 @@ def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "au
         if model_folder is not None:
             options["model_folder"] = model_folder
     # no "descriptor": the classic vector (a database made before recipes), never today's default
-    options["descriptor"] = Descriptor.from_description(model.get("descriptor"))
+    if model.get("descriptor") or model.get("name") in DEFAULT_DESCRIPTORS:
+        options["descriptor"] = Descriptor.from_description(model.get("descriptor"))
     extractor = for_database(get_extractor(model.get("name", "?"), **options), model, database_folder)
     check_extractor(extractor, model)
     return extractor
