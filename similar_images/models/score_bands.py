@@ -12,7 +12,8 @@ ship offline (docs/search.md, "What a score means"):
   two space pictures) land there, and so do heavily edited copies.
 
 A model without a measurement (VGG16: only random weights are available offline, their
-cosines are all above 0.8) gets no verdict (None) rather than a wrong one.
+cosines are all above 0.8), or with another descriptor recipe than its classic vector, gets
+no verdict (None) rather than a wrong one.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ MEASURED: dict[tuple[str, str], Bands] = {
 
 
 def bands_for(model: dict[str, Any] | None) -> Bands | None:
-    """The bands of ``model`` (a manifest's model description), or None if unmeasured."""
-    if not model:
+    """The bands of ``model`` (a manifest's model description), or None if unmeasured.
+
+    The bands were measured on each model's classic vector: a database made with another
+    descriptor recipe (``model["descriptor"]``; its cosines spread differently) has none.
+    """
+    if not model or model.get("descriptor"):
         return None
     name, weights = str(model.get("name", "")), str(model.get("weights", ""))
     for (known, prefix), bands in MEASURED.items():

@@ -72,7 +72,7 @@ def save(output: str | os.PathLike, mean: np.ndarray, projection: np.ndarray, *,
     ``describe()["whitening"]``: file name, checksum, shrinkage, vectors fitted on."""
     import hashlib
 
-    from similar_images.db.files import atomic_path
+    from similar_images.fileio.files import atomic_path
 
     buffer = io.BytesIO()
     np.savez(buffer, mean=mean, projection=projection)
@@ -90,8 +90,8 @@ def load(folder: str | os.PathLike, record: dict[str, Any]) -> tuple[np.ndarray,
     Raises:
         ModelError: the file is missing or not the one recorded.
     """
-    from similar_images.db.files import sha256_file
     from similar_images.errors import ModelError
+    from similar_images.fileio.files import sha256_file
 
     path = Path(folder) / str(record.get("file", ""))
     if not record.get("file") or not path.is_file():

@@ -110,3 +110,13 @@ def test_efficientnet_records_its_recipe_and_keeps_the_classic_vector():
     gem1 = efficientnet.create(weights="none", descriptor=Descriptor("gem", gem_p=1))
     assert gem1.describe()["descriptor"] == {"pooling": "gem", "gem_p": 1.0, "scales": [1.0], "whiten": False}
     np.testing.assert_allclose(gem1.embed(batch), classic.embed(batch), atol=1e-4)
+
+
+def test_measured_thresholds_and_score_bands_are_the_classic_vectors_only():
+    from similar_images.duplicates.threshold import calibrated
+    from similar_images.models.score_bands import bands_for
+
+    classic = {"name": "efficientnet-lite0", "weights": "pretrained:efficientnet_lite0.pth"}
+    recipe = {**classic, "descriptor": Descriptor("rmac").describe()}
+    assert calibrated(classic) is not None and bands_for(classic) is not None
+    assert calibrated(recipe) is None and bands_for(recipe) is None  # its cosines spread differently
