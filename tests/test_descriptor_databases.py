@@ -136,3 +136,10 @@ def test_bad_recipe_options_are_one_line(collection, tmp_path):
                                        "-o", str(tmp_path / "v.npy"), "--model", "efficientnet-lite0",
                                        "--scales", "1,zero"])
     assert result.exit_code != 0 and "scales" in result.output and "Traceback" not in result.output
+
+
+def test_a_model_without_recipes_refuses_them_instead_of_ignoring_them(collection, tmp_path):
+    folder, _ = collection
+    result = CliRunner().invoke(main, ["extract", "-l", str(folder / "files.txt"), "-d", str(folder / "images"),
+                                       "-o", str(tmp_path / "v.npy"), "--model", "clip-vit-b-32", "--pooling", "gem"])
+    assert result.exit_code == 2 and "has no descriptor recipes" in result.output

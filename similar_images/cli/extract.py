@@ -113,6 +113,9 @@ def extract(filename_list, img_dir, output_filename, model_filename, batch_size,
                                    descriptor=None if recipe.classic else recipe),
                    **runtime_options(runtime, precision, filename_list, img_dir,
                                      force_int8=force_int8, show_progress=not no_progress)}
+        if not recipe.classic and "descriptor" not in options:
+            raise click.UsageError(f"--pooling, --scales and --whiten: model {model} has no descriptor recipes "
+                                   "(efficientnet-lite0 and vgg16 have)")
         extractor = get_extractor(model, **options)
         if str(extractor.describe().get("weights", "")).startswith("none"):
             click.echo(f"note: {model} runs with RANDOM weights ({extractor.describe()['weights']}); "
