@@ -107,6 +107,8 @@ def get_extractor(model: str = DEFAULT_MODEL, **options: Any) -> FeatureExtracto
     return factory(**options)
 
 
+QUERY_BATCH_SIZE = 8  # images per OpenVINO request when a database's model embeds many (an add)
+
 # Describe() keys that must agree between the query model and the database's model.
 # The fp32 runtimes may differ (OpenVINO and the native framework give the same vectors,
 # cosine >= 0.999), but an INT8 model's vectors drift from fp32 ones and depend on its
@@ -148,8 +150,10 @@ def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "au
         options["weights"] = weights
     if model.get("runtime") not in (None, "native"):
         options["runtime"] = model["runtime"]
-        if model["runtime"] == "openvino":  # queries run on the LATENCY compile: skip the batch one
-            options["lazy_compile"] = True
+        if model["runtime"] == "openvino":
+            # Queries run on the LATENCY compile: no batch compile, and no timing of batch sizes
+            # (tens of seconds on a first run) for the rare add of many images through this model.
+            options.update(lazy_compile=True, batch_size=QUERY_BATCH_SIZE)
     if model.get("precision") not in (None, "fp32"):
         # The very model that made the vectors: the database's copy, else the cache.
         options.update(precision=model["precision"], calibration=model.get("calibration"))

@@ -185,6 +185,17 @@ def test_extractor_for_rebuilds_the_manifest_model(monkeypatch):
         extractor_for({"name": "nope", "weights": "imagenet"})
 
 
+def test_a_query_model_on_openvino_skips_the_batch_compile_and_its_timing(monkeypatch):
+    import similar_images.features as features
+
+    asked = {}
+    monkeypatch.setattr(features, "get_extractor", lambda name, **options: asked.update(options) or TinyExtractor())
+    monkeypatch.setattr(features, "check_extractor", lambda extractor, model: None)
+    extractor_for({"name": "efficientnet-lite0", "weights": "pretrained:x.pth", "runtime": "openvino"})
+    assert asked == {"weights": "pretrained:x.pth", "runtime": "openvino", "lazy_compile": True,
+                     "batch_size": features.QUERY_BATCH_SIZE}
+
+
 def test_self_match_and_recall_on_an_ivfpq_database(ivfpq_db):
     db = ivfpq_db
     ids = list(range(0, 2000, 41))
