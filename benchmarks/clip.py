@@ -1,6 +1,7 @@
-"""CLIP speed on this machine: the image tower (model only, and extraction end to end) and the
-text tower (one query at a time, and batched), with random seeded weights (no download; the
-same network and FLOPs as the real weights), beside EfficientNet-Lite0 in the same run.
+"""CLIP speed on this machine: the image tower (model only on torch fp32, OpenVINO fp32 and
+OpenVINO INT8; extraction end to end) and the text tower (one query at a time, and batched),
+with random seeded weights (no download; the same network and FLOPs as the real weights),
+beside EfficientNet-Lite0 in the same run.
 
 Usage::
 
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("-b", "--batch-size", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0, help="least time per model-only figure")
     parser.add_argument("--also", nargs="*", default=[], help="other open_clip architectures (image tower only)")
+    parser.add_argument("--calibration", type=int, default=50, help="INT8 calibration images")
     args = parser.parse_args()
 
     from similar_images.features import get_extractor
@@ -94,10 +96,18 @@ def main() -> None:
     names = photo_collection(folder, args.n, show_progress=False)
     clip = get_extractor("clip-vit-b-32", weights="none", device="cpu")
     effnet = get_extractor("efficientnet-lite0", device="cpu")
-    for label, extractor in (("clip-vit-b-32", clip), ("efficientnet-lite0", effnet)):
+    cache = Path(tempfile.mkdtemp(prefix="clip-bench-cache-"))  # a fresh conversion and calibration
+    ov = get_extractor("clip-vit-b-32", weights="none", runtime="openvino", batch_size=args.batch_size,
+                       cache_dir=cache, show_progress=False)
+    int8 = get_extractor("clip-vit-b-32", weights="none", runtime="openvino", precision="int8",
+                         batch_size=args.batch_size, cache_dir=cache, show_progress=False, force_int8=True,
+                         calibration_paths=[folder / n for n in names], calibration_size=args.calibration)
+    print(f"clip-vit-b-32 INT8 (random weights, forced): fidelity {int8.fidelity}", flush=True)
+    for label, extractor in (("clip-vit-b-32 torch fp32", clip), ("clip-vit-b-32 OpenVINO fp32", ov),
+                             ("clip-vit-b-32 OpenVINO INT8", int8), ("efficientnet-lite0 torch fp32", effnet)):
         rate = image_tower(extractor, args.batch_size, args.seconds)
         print(f"{label}: image tower {rate:.1f} images/s model only (batch {args.batch_size})", flush=True)
-    for label, extractor in (("clip-vit-b-32", clip), ("efficientnet-lite0", effnet)):
+    for label, extractor in (("clip-vit-b-32 torch fp32", clip), ("clip-vit-b-32 OpenVINO fp32", ov)):
         rate = extraction(extractor, names, folder, args.batch_size)
         print(f"{label}: extraction {rate:.1f} images/s end to end ({args.n} photos, decode threads)", flush=True)
     one_ms, batched = text_tower(clip, args.seconds)

@@ -150,3 +150,13 @@ def test_the_notebook_app_has_a_box_for_words_on_a_clip_database(clip_db, tmp_pa
     vectors, index, image_dir = tiny_flat_database(tmp_path, monkeypatch)
     plain = search_app(SimilarImages.open(vectors, index, image_dir=image_dir), k=4)
     assert type(plain) is SimilarImagesApp and not hasattr(plain, "text_box")
+
+
+@pytest.mark.slow
+def test_evaluate_runs_on_a_clip_database(clip_db, tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", "fidelity", "robustness", "--vectors", str(clip_db["vectors"]),
+                                       "--queries", "4", "--edits", "hflip,crop70", "-o", str(tmp_path / "ev"),
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    saved = sorted(p.name for p in (tmp_path / "ev").iterdir())
+    assert any(name.startswith("fidelity") for name in saved) and any(name.startswith("robustness") for name in saved)

@@ -31,8 +31,9 @@ DEFAULT_MODEL_FILE = "vgg_4096.h5"
               type=click.Choice(sorted(MODELS)), help="Feature model.")
 @click.option("--weights", default=None,
               help="Model weights: the model's pretrained ones by default (vgg16: 'imagenet', "
-                   "downloaded once; efficientnet-lite0: 'pretrained', offline), 'none' "
-                   "(random, seeded: tests only) or a path to a weights/model file.")
+                   "downloaded once; efficientnet-lite0: 'pretrained', offline; clip-vit-b-32: the "
+                   "open_clip tag 'openai', downloaded once by open_clip), 'none' "
+                   "(random, seeded: tests only) or a path to a weights/model file (docs/clip.md for CLIP's).")
 @click.option("--runtime", default="native", show_default=True, type=click.Choice(["native", "openvino"]),
               help="Run the model in its own framework (TensorFlow/PyTorch) or in OpenVINO (faster on CPUs).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
