@@ -86,7 +86,8 @@ def int8_files(model: str, described: dict[str, Any]) -> dict[str, bytes]:
     from similar_images.models.speeds import cache_root
 
     calibration = described["calibration"]
-    base = {k: v for k, v in described.items() if k not in ("runtime", "precision", "calibration")}
+    # the cache key is the runtime-independent description; a CLIP file's path (weights_file) is not in it
+    base = {k: v for k, v in described.items() if k not in ("runtime", "precision", "calibration", "weights_file")}
     folder = cache_folder(model, base, calibration["settings"], calibration["sample_sha256"])
     if not (folder / "model.xml").is_file():
         raise ModelError(f"the INT8 model is not in the cache at {folder}; run the extraction again")
