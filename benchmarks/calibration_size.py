@@ -25,6 +25,8 @@ Usage::
 
     .venv/bin/python benchmarks/calibration_size.py                 # start-up, VGG16 (the goal)
     .venv/bin/python benchmarks/calibration_size.py --study --models vgg16 efficientnet-lite0
+    .venv/bin/python benchmarks/calibration_size.py --study --models efficientnet-lite0 --sizes 50 \
+        --settings '{"overflow_fix": "first_layer_only", "fp32_layers": []}'   # another NNCF setting
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ def main(argv=None) -> int:
     parser.add_argument("--holdout", type=int, default=100, help="study: held-out images")
     parser.add_argument("--fast-bias-correction", choices=["true", "false"], default=None,
                         help="study: override the model's setting")
+    parser.add_argument("--settings", type=json.loads, default={},
+                        help='study: NNCF settings over this CPU\'s, as JSON, e.g. \'{"overflow_fix": "enable"}\'')
     parser.add_argument("--images", type=int, default=1000, help="start-up: the new collection's size")
     parser.add_argument("--keep", type=Path, default=None, help="keep the JPEGs in this folder")
     parser.add_argument("--one-startup", nargs=3, metavar=("MODEL", "FOLDER", "CACHE"), help=argparse.SUPPRESS)
@@ -159,8 +163,8 @@ def main(argv=None) -> int:
     try:
         if args.study:
             paths = photo_like(folder, max(args.sizes) + args.holdout)
-            override = {} if args.fast_bias_correction is None else {
-                "fast_bias_correction": args.fast_bias_correction == "true"}
+            override = dict(args.settings) if args.fast_bias_correction is None else {
+                **args.settings, "fast_bias_correction": args.fast_bias_correction == "true"}
             for name in args.models:
                 rows = study(name, paths, args.sizes, args.holdout, override)
                 print(f"{name}: smallest size within 0.01 of {max(args.sizes)}: {smallest_within(rows)}")

@@ -109,3 +109,23 @@ def test_missing_image_folder_is_reported(database, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="similar_images"):
         SimilarImages.open(copy / vectors.name)
     assert "image folder images" in caplog.text and "is missing" in caplog.text
+
+
+@pytest.mark.parametrize("database", ["int8"], indirect=True)
+def test_int8_database_opened_on_another_isa_is_rechecked(database, monkeypatch, capsys):
+    """The database records the ISA it was quantised on; a CPU of another ISA (faked here: the
+    kernels stay this CPU's, see tests/models/test_int8_isa.py for real other kernels) re-runs
+    the fidelity guard on the held-out images kept with the model, and says so in one line."""
+    from similar_images.models import int8_isa
+
+    _, _, vectors, image_dir, names = database
+    recorded = SimilarImages.open(vectors).model["calibration"]["isa"]
+    assert recorded == int8_isa.cpu_isa()
+    assert (SimilarImages.open(vectors).database.model_folder / int8_isa.REFERENCE_FILE).is_file()
+    other = "amx" if recorded != "amx" else "avx2"
+    monkeypatch.setattr(int8_isa, "cpu_isa", lambda *args, **kwargs: other)
+    capsys.readouterr()
+    hits = SimilarImages.open(vectors).search(image_dir / names[7], k=2)
+    assert hits[0].id == 7 and hits[0].score >= 0.9999
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "re-checked" in x]
+    assert f"re-checked on this CPU ({other}, calibrated on {recorded})" in line

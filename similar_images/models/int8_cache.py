@@ -121,16 +121,21 @@ def load_folder(folder: Path):
     return model, report
 
 
-def save_folder(folder: Path, model, report: dict[str, Any]) -> None:
-    """Write model + report into a temporary folder, then rename it into place."""
+def save_folder(folder: Path, model, report: dict[str, Any], *, reference: dict[str, Any] | None = None) -> None:
+    """Write model + report (+ ``reference.npz``: held-out images and vectors, see
+    :func:`~similar_images.models.int8_isa.save_reference`) into a temporary folder, then
+    rename it into place."""
     import openvino as ov
 
     from similar_images.fileio.files import write_json_atomic
+    from similar_images.models.int8_isa import save_reference
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+        if reference is not None:
+            save_reference(tmp, reference["images"], reference["fp32"], reference["int8"])
         write_json_atomic(tmp / "report.json", report)
         os.replace(tmp, folder)
     except OSError as exc:
@@ -141,7 +146,8 @@ def save_folder(folder: Path, model, report: dict[str, Any]) -> None:
 
 
 def save_model_folder(source: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Copy an INT8 model folder (``model.xml``, ``model.bin``, ``report.json``) to ``target``, atomically.
+    """Copy an INT8 model folder (``model.xml``, ``model.bin``, ``report.json``, and ``reference.npz``
+    where the model has one) to ``target``, atomically.
 
     The copy is made under a temporary name beside ``target`` and renamed, so a crash
     leaves no half-copied model under the final name. An existing ``target`` is kept:
@@ -153,8 +159,9 @@ def save_model_folder(source: str | os.PathLike, target: str | os.PathLike) -> P
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        for name in ("model.xml", "model.bin", "report.json"):
-            shutil.copyfile(source / name, tmp / name)
+        for name in ("model.xml", "model.bin", "report.json", "reference.npz"):
+            if name != "reference.npz" or (source / name).is_file():  # models saved before 2026-12-03 have none
+                shutil.copyfile(source / name, tmp / name)
         os.replace(tmp, target)
     except OSError as exc:
         if not (target / "model.xml").exists():

@@ -16,11 +16,13 @@ and by queries, which find it from the ``calibration`` entry of the database's `
 Each start-up stage (decode, conversion, NNCF quantisation, held-out fp32 and INT8
 features) is timed, logged and kept in the report (``startup_s``).
 
-Settings (measured on real photos, see ``benchmarks/README.md``): NNCF defaults drifted
-EfficientNet-Lite0 features (cosine min 0.91, top-10 agreement 0.93 on 100 held-out
-photos); full bias correction plus no overflow fix (safe on CPUs with VNNI, which
-compute int8 dot products without the 16-bit overflow the fix works around) gave
-cosine min 0.98, mean 0.996, agreement 0.96 at the same speed.
+Settings (measured on real photos, see ``benchmarks/README.md``), by the CPU's INT8
+arithmetic (:mod:`~similar_images.models.int8_isa`): with VNNI or AMX, full bias correction
+and no overflow fix (cosine min 0.98, mean 0.996, agreement 0.96 for EfficientNet-Lite0);
+without (AVX2), products saturate in 16 bits, so the overflow fix on every layer and the
+first convolution (its 3-channel input) in fp32 (AVX2: agreement 0.954-0.968 against
+0.896-0.907 with the fix on the first layer only). The model records the ISA it was
+calibrated on and keeps its held-out images, so another CPU re-checks it (``int8_isa.recheck``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from similar_images.models.int8_fidelity import (
     format_report,
     int8_vs_fp32_report,
 )
+from similar_images.models.int8_isa import cpu_isa, exact_int8, recheck
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +82,11 @@ class Int8Model(NamedTuple):
 
 def settings_for(name: str) -> dict[str, Any]:
     """NNCF settings used for model ``name`` on this CPU (JSON-able, part of the cache key)."""
-    from similar_images.models.speeds import machine
-
-    vnni = any(flag in machine()["isa"] for flag in ("avx512_vnni", "amx_int8"))
-    return {
-        "preset": "performance",
-        "fast_bias_correction": False,
-        "overflow_fix": "disable" if vnni else "first_layer_only",
-    }
+    if exact_int8(cpu_isa()):
+        return {"preset": "performance", "fast_bias_correction": False, "overflow_fix": "disable"}
+    # 16-bit saturation without VNNI: 7-bit weights everywhere, the RGB convolution in fp32.
+    return {"preset": "performance", "fast_bias_correction": False, "overflow_fix": "enable",
+            "fp32_layers": ["first_convolution"]}
 
 
 def int8_model(
@@ -139,10 +139,11 @@ def int8_model(
         found = _collection_model(name, describe_base, settings, calibration_paths, sizes, cache_dir=cache_dir)
     if isinstance(found, Sample):  # nothing to reuse: calibrate on the sample and cache the model
         folder = cache_folder(name, describe_base, settings, found.sha256, cache_dir=cache_dir)
-        model, report, stages = _calibrate_and_check(name, fp32_model, preprocess, input_size, found, show_progress,
-                                                     settings=settings)
+        model, report, stages, reference = _calibrate_and_check(name, fp32_model, preprocess, input_size, found,
+                                                                show_progress, settings=settings)
         identity = {"sample_sha256": found.sha256, "settings": settings}
-        save_folder(folder, model, {**report, "identity": identity, "sample": sample_record(found, sizes)})
+        save_folder(folder, model, {**report, "identity": identity, "sample": sample_record(found, sizes)},
+                    reference=reference)
         calibrated = True
     else:
         folder, identity, how = found
@@ -150,7 +151,18 @@ def int8_model(
         emit(f"{name} INT8 model {how} ({folder}), fidelity {format_report(report)}")
         stages, calibrated = {"load_int8_s": round(time.perf_counter() - started, 2)}, False
     identity["images"] = report["calibration_images"]
+    made_on = calibration.get("isa") if calibration is not None else report.get("isa")  # the database's record wins
+    if made_on is not None:  # databases from before ISAs were recorded have none
+        identity["isa"] = made_on
     check_fidelity(name, report, min_agreement=min_agreement, force=force)
+    if not calibrated:  # made on a CPU of another ISA? The same guard on its held-out images, here.
+        here = recheck(name, folder, report, lambda images: features(model, images, preprocess),
+                       min_agreement=min_agreement, force=force, settings=settings)
+        if here is not None:
+            emit(f"{name} INT8 re-checked on this CPU ({here['isa']}, calibrated on {here['calibrated_on']}): "
+                 f"{format_report(here)}, cosine to the calibration CPU's vectors min "
+                 f"{here['cosine_to_calibration_min']:.4f}")
+            report = {**report, "recheck": here}
     return Int8Model(model, report, identity, calibrated, folder, stages)
 
 
@@ -228,12 +240,14 @@ def _calibrate_and_check(name, fp32_model, preprocess, input_size, sample: Sampl
     lap("quantize_s")  # fp32 statistics on the calibration images, NNCF's passes
     reference = features(fp32, held, preprocess)
     lap("holdout_fp32_s")
-    report = int8_vs_fp32_report(reference, features(model, held, preprocess))
+    quantised = features(model, held, preprocess)
+    report = int8_vs_fp32_report(reference, quantised)
     lap("holdout_int8_s")
     report["calibration_images"] = len(calib)
+    report["isa"] = cpu_isa()  # the arithmetic these figures hold for (int8_isa.recheck elsewhere)
     report["startup_s"] = stages  # how long this calibration took (kept in the cached report)
-    emit(f"{name} INT8 fidelity: {format_report(report)}")
-    return model, report, stages
+    emit(f"{name} INT8 fidelity ({report['isa']}): {format_report(report)}")
+    return model, report, stages, {"images": held, "fp32": reference, "int8": quantised}
 
 
 def load_images(paths: Sequence[Path], input_size, *, show_progress: bool = True) -> np.ndarray:
@@ -261,6 +275,7 @@ def quantize(fp32, images: np.ndarray, preprocess, settings: dict[str, Any]):
     )
 
     dataset = nncf.Dataset(list(images), lambda image: preprocess(image[None]))
+    kept = _fp32_layers(fp32, settings.get("fp32_layers", ()))
     return nncf.quantize(
         fp32,
         dataset,
@@ -268,7 +283,17 @@ def quantize(fp32, images: np.ndarray, preprocess, settings: dict[str, Any]):
         subset_size=len(images),
         fast_bias_correction=settings["fast_bias_correction"],
         advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix(settings["overflow_fix"])),
+        **({"ignored_scope": nncf.IgnoredScope(names=kept)} if kept else {}),
     )
+
+
+def _fp32_layers(model, kinds: Sequence[str]) -> list[str]:
+    """Names of the layers ``kinds`` names (``"first_convolution"``) in ``model``, left in fp32."""
+    convolutions = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    unknown = set(kinds) - {"first_convolution"}
+    if unknown:
+        raise ValueError(f"unknown fp32_layers {sorted(unknown)}; choose from: first_convolution")
+    return convolutions[:1] if "first_convolution" in kinds else []
 
 
 def features(model, images: np.ndarray, preprocess, batch: int = 8) -> np.ndarray:
