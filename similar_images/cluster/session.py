@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 
 from similar_images.errors import SimilarImagesError
 
 logger = logging.getLogger(__name__)
+
+# Ray's own start-up waits, made explicit and generous: on a loaded machine (load average 10
+# on 2 cores) the defaults (30 s for the GCS port, 60 s for a worker to register) run out and
+# the start fails with "The current node timed out during startup". Ray's processes read these
+# from the environment they are started with, so they are set only while a local Ray starts.
+STARTUP_ENV = {"RAY_gcs_server_port_wait_time_s": "120", "RAY_worker_register_timeout_seconds": "180"}
+START_ATTEMPTS = 2  # one retry: the raylet's own 30 s registration wait is fixed inside Ray
 
 
 @contextlib.contextmanager
@@ -34,13 +42,13 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         try:
             if address is None:
                 with loopback_only():
-                    ray.init(address="local", num_cpus=num_cpus, **kwargs)
-            elif is_loopback(address):
+                    start_with_retry(lambda: ray.init(address="local", num_cpus=num_cpus, **kwargs))
+            elif is_loopback(address):  # a cluster on this machine: as loaded as we are
                 with loopback_only():
-                    ray.init(address=address, **kwargs)
+                    start_with_retry(lambda: ray.init(address=address, **kwargs))
             else:
                 ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # Ray raises a bare Exception when its node times out at start-up
             where = address or "a local Ray"
             raise SimilarImagesError(f"cannot start or reach Ray at {where} ({exc}); "
                                      "check --address (see docs/scale.md)") from None
@@ -53,6 +61,38 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     finally:
         if started:
             ray.shutdown()
+
+
+def start_with_retry(start: Callable[[], object], attempts: int = START_ATTEMPTS):
+    """``start()`` (a local ``ray.init``) with :data:`STARTUP_ENV`, once more if it fails.
+
+    A start that timed out under load leaves a half-started Ray: it is shut down before the
+    retry. The last failure is raised.
+    """
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            with startup_env():
+                return start()
+        except Exception as exc:  # "The current node timed out during startup" is a bare Exception
+            ray.shutdown()
+            if attempt == attempts:
+                raise
+            logger.warning("Ray did not start (%s); trying once more", exc)
+    return None
+
+
+@contextlib.contextmanager
+def startup_env() -> Iterator[None]:
+    """:data:`STARTUP_ENV` in the environment while Ray's processes start (a value already set wins)."""
+    added = {key: value for key, value in STARTUP_ENV.items() if key not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def is_loopback(address: str) -> bool:
