@@ -43,3 +43,10 @@ def test_build_benchmark_runs_at_a_tiny_size():
     done = run_script("build_index.py", "--n", "2000", "--dims", "64", "--types", "ivfpq,opq-ivfpq")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("| 2000 x 64 |") == 2
+
+
+def test_background_load_stops_by_itself():
+    """The documented way to load the machine for `make test` under load ends on its own."""
+    done = run_script("background_load.py", "--workers", "2", "--seconds", "1", timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "background load: 2 busy processes for 1 s" in done.stdout and "background load stopped" in done.stdout

@@ -93,7 +93,7 @@ def test_the_server_stops_cleanly_on_a_signal(tiny_files, stop):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
     process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # start-up under load (issue 26): slower, not broken
         while True:
             try:
                 assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).json()["count"] == 12
@@ -102,7 +102,7 @@ def test_the_server_stops_cleanly_on_a_signal(tiny_files, stop):
                 assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
                 time.sleep(0.1)
         process.send_signal(stop)
-        out, err = process.communicate(timeout=20)
+        out, err = process.communicate(timeout=90)
     finally:
         if process.poll() is None:
             process.kill()
