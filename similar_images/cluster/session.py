@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterator
 
 from similar_images.errors import SimilarImagesError
@@ -12,11 +13,16 @@ from similar_images.errors import SimilarImagesError
 logger = logging.getLogger(__name__)
 
 # Ray's own start-up waits, made explicit and generous: on a loaded machine (load average 10
-# on 2 cores) the defaults (30 s for the GCS port, 60 s for a worker to register) run out and
-# the start fails with "The current node timed out during startup". Ray's processes read these
-# from the environment they are started with, so they are set only while a local Ray starts.
-STARTUP_ENV = {"RAY_gcs_server_port_wait_time_s": "120", "RAY_worker_register_timeout_seconds": "180"}
-START_ATTEMPTS = 2  # one retry: the raylet's own 30 s registration wait is fixed inside Ray
+# on 2 cores) the defaults (30 s for the GCS port and an agent's registration, 60 s for a
+# worker's) run out and the start fails with "The current node timed out during startup".
+# Ray's processes read these from the environment they start with, so they are set only
+# while a local Ray starts. Two waits cannot be set (Ray 2.60): the driver's 30 s for its node
+# and the raylet's 15 s for its agents' port files; a start that misses them is retried once.
+# What makes the agents that slow is `import ray` itself where jsonschema finds the optional
+# rfc3987-syntax (Jupyter pulls it in): 3.4 s of CPU instead of 0.8 s (docs/scale.md).
+STARTUP_ENV = {"RAY_gcs_server_port_wait_time_s": "120", "RAY_agent_register_timeout_ms": "120000",
+               "RAY_worker_register_timeout_seconds": "180"}
+START_ATTEMPTS = 2  # one retry
 
 
 @contextlib.contextmanager
@@ -66,21 +72,43 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
 def start_with_retry(start: Callable[[], object], attempts: int = START_ATTEMPTS):
     """``start()`` (a local ``ray.init``) with :data:`STARTUP_ENV`, once more if it fails.
 
-    A start that timed out under load leaves a half-started Ray: it is shut down before the
-    retry. The last failure is raised.
+    A start that timed out under load leaves a half-started Ray (its GCS, monitor and agents
+    run on without their raylet): it is shut down and the processes it started are ended
+    before the retry. The last failure is raised.
     """
     import ray
 
     for attempt in range(1, attempts + 1):
+        before = _child_pids()
         try:
             with startup_env():
                 return start()
         except Exception as exc:  # "The current node timed out during startup" is a bare Exception
             ray.shutdown()
+            for pid in _child_pids() - before:  # this attempt's Ray processes, by id
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             if attempt == attempts:
                 raise
             logger.warning("Ray did not start (%s); trying once more", exc)
     return None
+
+
+def _child_pids() -> set[int]:
+    """This process's children (from /proc; where there is none, none are found or ended)."""
+    me, found = str(os.getpid()), set()
+    try:
+        names = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return found
+    for name in names:
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                if f.read().rsplit(")", 1)[1].split()[1] == me:  # "pid (comm) state ppid ..."
+                    found.add(int(name))
+        except (OSError, IndexError):
+            continue
+    return found
 
 
 @contextlib.contextmanager

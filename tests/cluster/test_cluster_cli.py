@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from _extract_data import make_collection
 from click.testing import CliRunner
@@ -37,3 +39,28 @@ def test_build_address_needs_engine_ray(tmp_path):
                                                    ("[::1]:6379", True), ("10.0.0.5:6379", False), ("auto", False)])
 def test_is_loopback(address, loopback):
     assert is_loopback(address) is loopback
+
+
+def test_a_ray_start_that_times_out_under_load_is_tried_once_more(monkeypatch):
+    """Ray raises a bare Exception when its node times out during start-up (a loaded machine);
+    the start runs with explicit, generous waits in the environment and is retried once."""
+    from similar_images.cluster import session
+
+    monkeypatch.delenv("RAY_worker_register_timeout_seconds", raising=False)
+    seen = []
+
+    def start():
+        seen.append(dict(os.environ))
+        if len(seen) == 1:
+            raise Exception("The current node timed out during startup.")
+        return "started"
+
+    assert session.start_with_retry(start) == "started" and len(seen) == 2
+    assert all(env["RAY_worker_register_timeout_seconds"] == "180" for env in seen)
+    assert "RAY_worker_register_timeout_seconds" not in os.environ  # only while Ray starts
+
+    def never():
+        raise Exception("The current node timed out during startup.")
+
+    with pytest.raises(Exception, match="timed out during startup"):
+        session.start_with_retry(never)  # the second failure is the caller's to report

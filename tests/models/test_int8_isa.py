@@ -187,3 +187,21 @@ print(json.dumps({{"recheck": loaded.report.get("recheck"), "kernels": kernels}}
     assert checked["isa"] == "sse41" and checked["calibrated_on"] == int8_isa.cpu_isa()
     assert checked["cosine_to_calibration_min"] > 0.99  # other kernels, the same vectors within the guard
     assert abs(checked["top10_agreement"] - made.report["top10_agreement"]) <= 0.1
+
+
+def test_models_saved_before_isas_were_recorded_are_not_rechecked(tmp_path, caplog):
+    def embed(images):
+        raise AssertionError("nothing to re-check against")
+
+    old = {"top10_agreement": 0.95}  # no "isa": saved before 2026-12-03, no reference.npz
+    vnni = {"overflow_fix": "disable"}
+    with caplog.at_level("WARNING", logger="similar_images"):
+        assert int8_isa.recheck("m", tmp_path, old, embed, min_agreement=0.9, force=False, settings=vnni,
+                                isa="avx2") is None
+    assert "quantised for a CPU with VNNI" in caplog.text and "(avx2) has no VNNI" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="similar_images"):
+        int8_isa.recheck("m", tmp_path, old, embed, min_agreement=0.9, force=False, settings=vnni,
+                         isa="avx512_vnni")
+        int8_isa.recheck("m", tmp_path, {**old, "isa": "avx2"}, embed, min_agreement=0.9, force=False, isa="avx2")
+    assert caplog.text == ""  # VNNI runs what it was made for; the same ISA needs no re-check
