@@ -278,7 +278,8 @@ def test_an_unrelated_photo_finds_no_close_match(built, tmp_path):
     copy = CliRunner().invoke(main, ["search", str(built[0] / "photos" / "coffee__flip.jpg"), "--vectors",
                                      str(vectors), "-k", "8", "--json"])
     hits = __import__("json").loads(copy.output)[0]
-    assert hits["no_close_match"] is False and hits["results"][0]["score"] == 1.0  # rounded: not 1.0000001
+    # itself, re-embedded: 1.0 up to float rounding, which differs by CPU (no last-bit test: issue 26)
+    assert hits["no_close_match"] is False and abs(hits["results"][0]["score"] - 1.0) <= 1e-5
     assert [r["verdict"] for r in hits["results"]] == ["same photo"] * COPIES + ["unrelated"]
     run = demo.run_demo(built[0], query=page, photos=DEMO_PHOTOS, k=3, show_progress=False)
     assert run.html.name == "query-results.html" and "No close match in this collection" in run.html.read_text()
