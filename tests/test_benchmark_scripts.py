@@ -50,3 +50,11 @@ def test_background_load_stops_by_itself():
     done = run_script("background_load.py", "--workers", "2", "--seconds", "1", timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "background load: 2 busy processes for 1 s" in done.stdout and "background load stopped" in done.stdout
+
+
+def test_scale_benchmark_runs_at_a_tiny_size(tmp_path):
+    done = run_script("scale.py", "--sizes", "3000", "--dim", "64", "--queries", "30", "--single", "10",
+                      "--variants", "today,new,nlist=40/nprobe=8", "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| 3,000 | today | IVF76,PQ16x6 | 16 |" in done.stdout  # 3,000 vectors: fewer lists and bits
+    assert "| 3,000 | nlist=40/nprobe=8 | IVF40,PQ16x6 | 8 |" in done.stdout

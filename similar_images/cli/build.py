@@ -10,6 +10,7 @@ from similar_images.cli import Command, setup_logging
 from similar_images.db.database import COCO_INDEX as DEFAULT_INDEX
 from similar_images.db.database import COCO_VECTORS as DEFAULT_VECTORS
 from similar_images.db.index import INDEX_TYPES
+from similar_images.db.recall import TARGET_RECALL
 
 
 @click.command(name="build", cls=Command)
@@ -23,12 +24,20 @@ from similar_images.db.index import INDEX_TYPES
               help="Expected vector dimension, a check (4096 for vgg16, 1280 for efficientnet-lite0).  "
                    "[default: the dimension the vectors manifest records]")
 @click.option("--index-type", default="ivfpq", show_default=True, type=click.Choice(list(INDEX_TYPES)),
-              help="ivfpq: IVF100,PQ16 (7 MB, the original); flat: exact; pca-ivfpq: PCA256,IVF100,PQ16 "
-                   "(smallest); opq-ivfpq: learned rotation to 256-d, then IVF100,PQ16 (fewer candidates "
-                   "to re-rank: faster searches of 1280-d vectors, slower to train at 4096-d); hnsw: graph "
-                   "over the full vectors (no training, fastest search, large).")
-@click.option("--nlist", default=100, show_default=True, type=click.IntRange(min=1),
-              help="IVF lists (ivfpq, pca-ivfpq, opq-ivfpq); fewer when the collection is small.")
+              help="ivfpq: IVF100,PQ16 (7 MB, the original; more lists past 100,000 vectors); flat: exact; "
+                   "pca-ivfpq: PCA256,IVF100,PQ16 (smallest); opq-ivfpq: learned rotation to 256-d, then "
+                   "IVF100,PQ16 (fewer candidates to re-rank: faster searches of 1280-d vectors, slower to train "
+                   "at 4096-d); hnsw: graph over the full vectors (no training, fastest search, large).")
+@click.option("--nlist", default=None, type=click.IntRange(min=1),
+              help="IVF lists (ivfpq, pca-ivfpq, opq-ivfpq); fewer when the training sample is small.  "
+                   "[default: from the collection's size: 100 up to 100,000 vectors, then 4 x sqrt(N), at most "
+                   "one per 39 training vectors; an HNSW graph finds the lists from 4096]")
+@click.option("--nprobe", default=None, type=click.IntRange(min=1),
+              help="IVF lists a query scans.  [default: measured: the cheapest nprobe and re-ranking pool "
+                   "that reach --recall-target]")
+@click.option("--recall-target", default=TARGET_RECALL, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="recall@10 against exact search (with re-ranking, on 200 of the collection's own vectors) "
+                   "that the measured nprobe and re-ranking pool must reach.")
 @click.option("--train-size", default=50_000, show_default=True, type=click.IntRange(min=1000),
               help="Train on at most this many vectors (a random sample).")
 @click.option("--force", is_flag=True, help="Replace an existing index.")
@@ -38,13 +47,14 @@ from similar_images.db.index import INDEX_TYPES
 @click.option("--address", default=None,
               help="ray: the cluster to join ('auto', or HOST:PORT).  [default: start a local Ray]")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
-def build(input_vectors, output_filename, dimension, index_type, nlist, train_size, force, no_progress, engine,
-          address, verbose):
+def build(input_vectors, output_filename, dimension, index_type, nlist, nprobe, recall_target, train_size, force,
+          no_progress, engine, address, verbose):
     """Build the Faiss index that `similar-images search` uses.
 
-    Prints the build time, the index size and its recall@10 against exact search
-    (with and without exact re-ranking), measured with 200 of the collection's own
-    vectors as queries.
+    Prints the decision (the IVF lists from the collection's size; nprobe and the
+    re-ranking pool measured to reach --recall-target), the build time, the index size
+    and its recall@10 against exact search (with and without exact re-ranking),
+    measured with 200 of the collection's own vectors as queries.
     """
     setup_logging(verbose)
     from similar_images.db.build import build_index_files, build_summary
@@ -60,8 +70,8 @@ def build(input_vectors, output_filename, dimension, index_type, nlist, train_si
     if address and engine != "ray":
         raise click.UsageError("--address needs --engine ray")
     click.echo(f"building the {index_type} index of {input_vectors} ...", err=True)
-    options = {"index_type": index_type, "dimension": dimension, "force": force, "nlist": nlist,
-               "train_size": train_size, "show_progress": not no_progress}
+    options = {"index_type": index_type, "dimension": dimension, "force": force, "nlist": nlist, "nprobe": nprobe,
+               "recall_target": recall_target, "train_size": train_size, "show_progress": not no_progress}
     try:
         if engine == "ray":
             from similar_images.cluster.ray_build import build_index_files_ray

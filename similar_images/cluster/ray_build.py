@@ -110,7 +110,7 @@ def build_sharded(
     *,
     vectors_path: str | os.PathLike,
     shards: int | None = None,
-    nlist: int = ix.DEFAULT_NLIST,
+    nlist: int | None = None,
     train_size: int = ix.DEFAULT_TRAIN_SIZE,
     seed: int = 0,
     show_progress: bool = False,
@@ -131,7 +131,7 @@ def build_sharded(
     from tqdm.auto import tqdm
 
     n, dim = vectors.shape
-    plan = ix.plan_index(index_type, min(n, train_size), dim, nlist=nlist)
+    plan = ix.plan_index(index_type, n, dim, nlist=nlist, train_size=train_size)
     if plan.index_type not in SHARDED_TYPES:
         logger.info("%s has nothing to shard; building in this process", plan.spec)
         index, info = ix.build_index(vectors, index_type, nlist=nlist, train_size=train_size, seed=seed,
@@ -156,7 +156,8 @@ def build_sharded(
     if index.ntotal != n:
         raise RuntimeError(f"merged {index.ntotal} vectors, expected {n}")
     info = {"index_type": plan.index_type, "requested_type": index_type, "spec": plan.spec, "note": plan.note,
-            "train_size": used, "search_params": ix.default_search_params(plan.index_type),
+            "train_size": used, "search_params": ix.default_search_params(plan.index_type, plan),
+            "plan": ix.plan_record(plan),
             "engine": "ray", "shards": len(ranges)}
     return index, info
 

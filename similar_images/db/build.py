@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from similar_images.db import index as ix
-from similar_images.db import journal
+from similar_images.db import journal, tuning
 from similar_images.db import recall as recall_mod
 from similar_images.db.database import (
     Database,
@@ -30,7 +30,9 @@ def build_index_files(
     index_type: str = ix.DEFAULT_INDEX_TYPE,
     dimension: int | None = None,
     force: bool = False,
-    nlist: int = ix.DEFAULT_NLIST,
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    recall_target: float = tuning.DEFAULT_RECALL_TARGET,
     train_size: int = ix.DEFAULT_TRAIN_SIZE,
     eval_queries: int = 200,
     seed: int = 0,
@@ -45,7 +47,11 @@ def build_index_files(
         index_type: one of :data:`index.INDEX_TYPES`.
         dimension: if given, the vectors must have this dimension (a check).
         force: replace an existing index.
-        nlist: IVF lists for the IVF types (fewer when the collection is small).
+        nlist: IVF lists for the IVF types; ``None``: from the collection's size
+            (:func:`index_plan.plan_index`), fewer when the training sample is small.
+        nprobe: IVF lists a query probes; ``None``: measured (:func:`tuning.choose_search`).
+        recall_target: recall@10 against exact search (with re-ranking) that ``nprobe``
+            and the re-ranking pool are chosen to reach.
         train_size: at most this many vectors (a random sample) train the index.
         eval_queries: own vectors used as queries to measure recall against exact search.
         seed: seed of the training and evaluation samples.
@@ -56,7 +62,8 @@ def build_index_files(
 
     Returns:
         The index manifest written, including ``build_seconds``, ``index_bytes``,
-        ``recall`` and ``note`` (why the index differs from the one asked for).
+        ``recall``, ``note`` (why the index differs from the one asked for) and ``plan``
+        (the decision: lists, quantizer, nprobe, pool, target, measured recall, why).
 
     Raises:
         FileExistsError: the index exists and ``force`` is false.
@@ -82,14 +89,20 @@ def build_index_files(
         index, info = (builder or ix.build_index)(vectors, index_type, nlist=nlist, train_size=train_size,
                                                   seed=seed, show_progress=show_progress)
         build_seconds = time.perf_counter() - start
-        ix.set_search_params(index, info["search_params"])
-        own = recall_mod.own_queries(vectors, n_queries=eval_queries, seed=seed)  # one exact search for both
-        pool_factor, pool_recalls = recall_mod.choose_pool_factor(index, vectors, own=own)
+        own = recall_mod.own_queries(vectors, n_queries=eval_queries, seed=seed)  # one exact search for all
+        choice = tuning.choose_search(index, vectors, own, target=recall_target, nprobe=nprobe,
+                                      params=info["search_params"])
+        pool_factor = choice.pool_factor
+        pool_recalls = {str(t["pool_factor"]): t["recall"] for t in choice.trials
+                        if t.get("nprobe") == choice.search_params.get("nprobe")}
         recall = recall_mod.measure_recall(index, vectors, pool_factor=pool_factor, own=own)
         staged_index = stage.file(index_path)
         ix.write_index_to(index, staged_index)
-        base = {**info, "metric": "cosine", "vectors": vectors_path.name, "pool_factor": pool_factor,
-                "pool_recalls": pool_recalls,
+        plan = {**info.get("plan", {}), **choice.search_params, "pool_factor": pool_factor,
+                "recall_target": recall_target, "recall": choice.recall, "reached": choice.reached,
+                "search_why": choice.why, "trials": choice.trials}
+        base = {**info, "search_params": choice.search_params, "plan": plan, "metric": "cosine",
+                "vectors": vectors_path.name, "pool_factor": pool_factor, "pool_recalls": pool_recalls,
                 "build_seconds": round(build_seconds, 3), "built": now_iso(), "recall": recall}
         manifest = index_manifest_for(index_path, staged_index, vm, base)
         stage.known_sha(staged_index, manifest["index_sha256"])
@@ -104,6 +117,11 @@ def build_summary(manifest: dict[str, Any], index_path: str | os.PathLike) -> st
     lines = []
     if manifest.get("note"):
         lines.append(f"note: {manifest['note']}")
+    plan = manifest.get("plan") or {}
+    if plan.get("why"):
+        lines.append(f"lists: {plan['why']}")
+    if plan.get("search_why"):
+        lines.append(f"search: {plan['search_why']}")
     lines += [
         f"index: {index_path} ({manifest['index_type']}: {manifest['spec']}, "
         f"{manifest['count']} vectors of dimension {manifest['dimension']})",

@@ -8,6 +8,9 @@ name and to the stored float32 vector used for exact re-ranking.
 Index types (:data:`INDEX_TYPES`):
 
 * ``ivfpq``: the original's index, IVF100 and PQ 16 x 8 bits (6.8 MB for 40,504 x 4096); the default.
+  The IVF lists follow the collection's size (:mod:`index_plan`: 100 up to 100,000
+  vectors, then 4 x sqrt(N)), and ``build`` measures ``nprobe`` and the re-ranking pool
+  against a recall target (:mod:`tuning`).
 * ``flat``: exact search, the full vectors in the index (16 KB a 4096-d vector).
 * ``pca-ivfpq``: PCA to 256 dimensions, then IVF100,PQ16x8: the smallest (5.6 MB).
 * ``opq-ivfpq``: a learned rotation to 256 dimensions (OPQ), then IVF100,PQ16x8: ranks
@@ -22,13 +25,23 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from similar_images.db.index_plan import (  # noqa: F401 (re-exported: ix.plan_index and friends)
+    DEFAULT_INDEX_TYPE,
+    DEFAULT_NLIST,
+    INDEX_TYPES,
+    IVF_TYPES,
+    MIN_TRAIN_VECTORS,
+    POINTS_PER_CENTROID,
+    IndexPlan,
+    check_index_type,
+    plan_index,
+)
 from similar_images.db.index_training import (  # noqa: F401 (re-exported: ix.train_index and friends)
     DEFAULT_TRAIN_SIZE,
     TRAIN_POINTS_PER_CENTROID,
@@ -43,72 +56,10 @@ from similar_images.fileio.files import atomic_path
 
 log = logging.getLogger(__name__)
 
-INDEX_TYPES: dict[str, str] = {
-    "ivfpq": "IVF{nlist},PQ16x{nbits}",
-    "flat": "Flat",
-    "pca-ivfpq": "PCA{pca},IVF{nlist},PQ16x{nbits}",
-    "opq-ivfpq": "OPQ16_{pca},IVF{nlist},PQ16x{nbits}",
-    "hnsw": "HNSW32",
-}
-DEFAULT_INDEX_TYPE = "ivfpq"
-IVF_TYPES = ("ivfpq", "pca-ivfpq", "opq-ivfpq")  # trained: inverted lists of PQ codes
-DEFAULT_NLIST = 100
-MIN_TRAIN_VECTORS = 1000  # below this a trained index is not worth it: exact search is instant
-# Faiss' k-means wants at least 39 training points per centroid (and samples down to 256).
-POINTS_PER_CENTROID = 39
 DEFAULT_NPROBE = 16
 DEFAULT_EF_SEARCH = 128
 DEFAULT_POOL_FACTOR = 10  # candidates re-ranked per result when the manifest records none (recall.py)
 CHUNK = 8192
-
-
-class IndexPlan(NamedTuple):
-    """What will be built: the requested type, the Faiss factory string, and why it
-    differs from the default settings (``None`` when it does not)."""
-
-    index_type: str
-    spec: str
-    note: str | None
-
-
-def check_index_type(index_type: str) -> str:
-    if index_type not in INDEX_TYPES:
-        raise ValueError(
-            f"unknown index type {index_type!r}; choose one of: {', '.join(INDEX_TYPES)}"
-        )
-    return index_type
-
-
-def plan_index(index_type: str, n: int, dim: int, *, nlist: int = DEFAULT_NLIST) -> IndexPlan:
-    """Choose the Faiss factory string for ``n`` vectors of ``dim`` dimensions.
-
-    A collection too small to train the requested index gets fewer IVF lists and fewer
-    PQ bits, or exact search below :data:`MIN_TRAIN_VECTORS`; ``note`` says so.
-    """
-    check_index_type(index_type)
-    if index_type in ("flat", "hnsw"):
-        return IndexPlan(index_type, INDEX_TYPES[index_type], None)
-    if n < MIN_TRAIN_VECTORS:
-        return IndexPlan(
-            "flat", "Flat",
-            f"{n} vectors are too few to train {index_type!r} (needs {MIN_TRAIN_VECTORS}); "
-            "using exact search (flat)",
-        )
-    pca = min(256, dim - dim % 16)  # PQ16 needs a multiple of 16
-    if pca == 0:
-        raise ValueError(f"{index_type} needs at least 16 dimensions, got {dim}")
-    if index_type == "ivfpq" and dim % 16:
-        raise ValueError(f"ivfpq needs a dimension divisible by 16, got {dim}")
-    use_nlist = max(1, min(nlist, n // POINTS_PER_CENTROID))
-    nbits = max(4, min(8, int(math.log2(n / POINTS_PER_CENTROID))))
-    spec = INDEX_TYPES[index_type].format(nlist=use_nlist, nbits=nbits, pca=pca)
-    notes = []
-    if use_nlist != nlist:
-        notes.append(f"{use_nlist} lists instead of {nlist}")
-    if nbits != 8:
-        notes.append(f"{nbits}-bit codes instead of 8")
-    note = f"{n} vectors: {' and '.join(notes)} ({spec})" if notes else None
-    return IndexPlan(index_type, spec, note)
 
 
 def new_index(plan: IndexPlan, dim: int):
@@ -137,7 +88,7 @@ def build_index(
     vectors,
     index_type: str = DEFAULT_INDEX_TYPE,
     *,
-    nlist: int = DEFAULT_NLIST,
+    nlist: int | None = None,
     train_size: int = DEFAULT_TRAIN_SIZE,
     seed: int = 0,
     show_progress: bool = False,
@@ -146,16 +97,17 @@ def build_index(
     """Train and fill an index over ``vectors`` ``(n, d)`` (raw or memory-mapped).
 
     The training sample is bounded (:func:`training_size`): ``points_per_centroid``
-    vectors per centroid of the largest k-means, at most ``train_size``.
+    vectors per centroid of the largest k-means, at most ``train_size``. ``nlist``:
+    IVF lists; ``None``: from the collection's size (:func:`index_plan.plan_index`).
 
     Returns:
         ``(index, info)``: the Faiss index (id ``i`` is row ``i``) and a dict with
-        ``index_type``, ``spec``, ``note``, ``train_size`` and the default search
-        parameters.
+        ``index_type``, ``spec``, ``note``, ``train_size``, the default search
+        parameters and ``plan`` (the lists' decision: ``nlist``, ``quantizer``, ``why``).
     """
     n, dim = vectors.shape
     # Lists and code sizes must fit the vectors the training sees, not the collection.
-    plan = plan_index(index_type, min(n, train_size), dim, nlist=nlist)
+    plan = plan_index(index_type, n, dim, nlist=nlist, train_size=train_size)
     if plan.note:
         log.info("%s", plan.note)
     index = new_index(plan, dim)
@@ -168,21 +120,36 @@ def build_index(
         "spec": plan.spec,
         "note": plan.note,
         "train_size": used,
-        "search_params": default_search_params(plan.index_type),
+        "search_params": default_search_params(plan.index_type, plan),
+        "plan": plan_record(plan),
     }
     return index, info
 
 
-def default_search_params(index_type: str) -> dict[str, int]:
+def plan_record(plan: IndexPlan) -> dict[str, Any]:
+    """The lists' decision as the index manifest records it (``{}`` for indexes without lists)."""
+    return {"nlist": plan.nlist, "quantizer": plan.quantizer, "why": plan.why} if plan.nlist else {}
+
+
+def default_search_params(index_type: str, plan: IndexPlan | None = None) -> dict[str, int]:
+    """Search parameters before ``build`` measures them (:mod:`tuning`)."""
     if index_type in IVF_TYPES:
+        if plan is not None and plan.quantizer == "HNSW32":
+            return {"nprobe": DEFAULT_NPROBE, "quantizer_efSearch": quantizer_ef_search(DEFAULT_NPROBE)}
         return {"nprobe": DEFAULT_NPROBE}
     if index_type == "hnsw":
         return {"efSearch": DEFAULT_EF_SEARCH}
     return {}
 
 
+def quantizer_ef_search(nprobe: int) -> int:
+    """An HNSW coarse quantizer's search breadth for ``nprobe`` lists: it must find the
+    ``nprobe`` nearest centroids, so it explores at least twice as many."""
+    return max(DEFAULT_EF_SEARCH, 2 * nprobe)
+
+
 # The search parameters an index manifest may hold, each a whole number >= 1.
-SEARCH_PARAMS = ("nprobe", "efSearch")
+SEARCH_PARAMS = ("nprobe", "efSearch", "quantizer_efSearch")
 
 
 def check_search_params(params: Any, where: str | os.PathLike) -> None:
@@ -203,7 +170,8 @@ def check_search_params(params: Any, where: str | os.PathLike) -> None:
 
 
 def set_search_params(index, params: dict[str, Any], where: str | os.PathLike | None = None) -> None:
-    """Apply ``{"nprobe": 16}`` / ``{"efSearch": 128}`` to ``index`` (nested ones too).
+    """Apply ``{"nprobe": 16}`` / ``{"efSearch": 128}`` / ``{"quantizer_efSearch": 128}``
+    (an IVF's HNSW coarse quantizer) to ``index`` (nested ones too).
 
     Raises:
         DatabaseError: Faiss refuses a parameter for this kind of index (``nprobe`` on

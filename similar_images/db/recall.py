@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # The build picks the smallest factor (candidates = factor x k) whose recall@10 of a
 # collection's own vectors (each one's own id left out) reaches the target.
 POOL_FACTORS = (10, 20, 30, 40, 50, 100)  # 40: opq-ivfpq at 1280-d sat at 0.96-0.975 with 30
-TARGET_RECALL = 0.97
+TARGET_RECALL = 0.95
 # Scores this close to the exact k-th score count as ties: any of them is a right answer.
 TIE_TOLERANCE = 1e-5
 
@@ -104,24 +104,49 @@ def choose_pool_factor(
     Returns:
         ``(factor, {str(factor): recall, ...})`` for the factors tried.
     """
+    recalls = pool_recalls(index, vectors, k=k, n_queries=n_queries, seed=seed, target=target, factors=factors,
+                           own=own)
+    if not recalls:
+        return factors[0], {}
+    factor = int(next(reversed(recalls)))
+    if recalls[str(factor)] < target:
+        log.warning("re-ranking %d x k candidates reaches recall@%d %.3f only (target %.2f)",
+                    factor, k, recalls[str(factor)], target)
+    return factor, recalls
+
+
+def pool_recalls(
+    index, vectors, *, k: int = 10, n_queries: int = 200, seed: int = 0,
+    target: float = TARGET_RECALL, factors: tuple[int, ...] = POOL_FACTORS, own: OwnQueries | None = None,
+    largest_first: bool = False,
+) -> dict[str, float]:
+    """Recall@k of each pool factor in turn (own queries, self left out), up to the first
+    that reaches ``target``: ``{str(factor): recall}`` in the order tried (``{}`` below 2 vectors).
+
+    ``largest_first``: measure the largest pool first and stop there if it misses the
+    target (no smaller pool can reach it: the candidates are the head of its ranking).
+    """
     kk = min(k + 1, len(vectors))
     if kk < 2:
-        return factors[0], {}
+        return {}
     rows, queries, exact = own or own_queries(vectors, k=k, n_queries=n_queries, seed=seed)
     exact = without_self(exact, rows, kk - 1)
     exact_scores = exact_scores_of(vectors, queries, exact)
     _, pool = search(index, queries, max(factors) * kk)  # (q, largest pool), best first
     recalls: dict[str, float] = {}
-    for factor in factors:
+
+    def measure(factor: int) -> float:
         _, found = rerank(vectors, queries, pool[:, : factor * kk], kk)
         found = without_self(found, rows, kk - 1)
-        recalls[str(factor)] = float(recall_vs_exact(exact_scores_of(vectors, queries, found), exact_scores,
-                                                     kk - 1).mean())
+        return float(recall_vs_exact(exact_scores_of(vectors, queries, found), exact_scores, kk - 1).mean())
+
+    if largest_first and (ceiling := measure(max(factors))) < target:
+        return {str(max(factors)): ceiling}
+    for factor in factors:
+        recalls[str(factor)] = ceiling if largest_first and factor == max(factors) else measure(factor)
         if recalls[str(factor)] >= target:
-            return factor, recalls
-    log.warning("re-ranking %d x k candidates reaches recall@%d %.3f only (target %.2f)",
-                factors[-1], k, recalls[str(factors[-1])], target)
-    return factors[-1], recalls
+            break
+    return recalls
 
 
 def _own_queries(vectors, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ def clustered_vectors(
     noise: float = 0.4,
     seed: int = 0,
     chunk: int = 4096,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Non-negative, sparse-ish, hierarchically clustered vectors of low intrinsic dimension.
 
@@ -39,6 +40,8 @@ def clustered_vectors(
             (larger: harder for compressed indexes).
         seed: random seed; the same arguments always give the same array.
         chunk: rows generated at a time (bounds the float32 temporaries).
+        out: an ``(n, dim)`` float32 array to fill (a memory map, for collections larger
+            than memory); default a new one. The values are the same either way.
 
     Returns:
         ``(n, dim)`` float32, raw (not normalised), about 60 % zeros. With the defaults
@@ -61,7 +64,10 @@ def clustered_vectors(
     others = rng.integers(0, n_clusters, n)
     mix = rng.uniform(0.0, 0.5, n).astype(np.float32)
     scale = rng.uniform(0.6, 1.4, n).astype(np.float32)  # feature magnitude varies by image
-    out = np.empty((n, dim), dtype=np.float32)
+    if out is None:
+        out = np.empty((n, dim), dtype=np.float32)
+    elif out.shape != (n, dim) or out.dtype != np.float32:
+        raise ValueError(f"out must be ({n}, {dim}) float32, got {out.shape} {out.dtype}")
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         w = mix[start:stop, None]

@@ -1,0 +1,120 @@
+"""Which index a collection gets: the Faiss factory string, chosen from the collection's size.
+
+The number of IVF lists follows N, as a recorded decision rather than a habit:
+
+* up to :data:`SMALL_COLLECTION` vectors, **100 lists**: the original's IVF100,PQ16x8 for
+  the original's 40,504 COCO photos. Faiss' guideline (4 to 16 x sqrt(N)) would give 805
+  there, but a query then scans only 6,500 codes of 16 bytes whichever the count, and
+  measured on 40,504 x 1280 vectors, 805 lists neither raised recall nor cut latency while
+  training took longer (``benchmarks/scale.py``, ``benchmarks/README.md``);
+* past it, **4 x sqrt(N)** lists (Faiss' guideline, its low end: the fewer lists, the
+  fewer training vectors and the cheaper the k-means), so a query scans a share of the
+  index that shrinks as N grows, instead of 16 % of it;
+* always at most one list per :data:`POINTS_PER_CENTROID` training vectors (Faiss'
+  k-means warns below that): the training sample (``--train-size``) bounds the lists;
+* from :data:`HNSW_QUANTIZER_LISTS` lists, the lists' centroids are found by an HNSW
+  graph (``IVF{nlist}_HNSW32``) instead of comparing a vector with every centroid, which
+  would cost more than scanning the lists themselves.
+
+``nprobe`` and the re-ranking pool are not planned here: ``build`` measures them
+(:mod:`similar_images.db.tuning`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+INDEX_TYPES: dict[str, str] = {
+    "ivfpq": "IVF{nlist}{quantizer},PQ16x{nbits}",
+    "flat": "Flat",
+    "pca-ivfpq": "PCA{pca},IVF{nlist}{quantizer},PQ16x{nbits}",
+    "opq-ivfpq": "OPQ16_{pca},IVF{nlist}{quantizer},PQ16x{nbits}",
+    "hnsw": "HNSW32",
+}
+DEFAULT_INDEX_TYPE = "ivfpq"
+IVF_TYPES = ("ivfpq", "pca-ivfpq", "opq-ivfpq")  # trained: inverted lists of PQ codes
+DEFAULT_NLIST = 100  # the original's lists, kept up to SMALL_COLLECTION vectors
+SMALL_COLLECTION = 100_000
+LISTS_PER_SQRT_N = 4  # Faiss' guideline: 4 to 16 x sqrt(N) lists
+HNSW_QUANTIZER_LISTS = 4096  # from here the centroids are searched by a graph
+HNSW_QUANTIZER = "_HNSW32"
+MIN_TRAIN_VECTORS = 1000  # below this a trained index is not worth it: exact search is instant
+# Faiss' k-means wants at least 39 training points per centroid (and samples down to 256).
+POINTS_PER_CENTROID = 39
+
+
+class IndexPlan(NamedTuple):
+    """What will be built: the type, the Faiss factory string, why it differs from what was
+    asked (``note``, ``None`` when it does not), and the lists' decision (``nlist``: 0 for
+    indexes without lists; ``quantizer``: ``"flat"`` or ``"HNSW32"``; ``why``: one sentence)."""
+
+    index_type: str
+    spec: str
+    note: str | None
+    nlist: int = 0
+    quantizer: str = ""
+    why: str = ""
+
+
+def check_index_type(index_type: str) -> str:
+    if index_type not in INDEX_TYPES:
+        raise ValueError(
+            f"unknown index type {index_type!r}; choose one of: {', '.join(INDEX_TYPES)}"
+        )
+    return index_type
+
+
+def lists_for(n: int) -> tuple[int, str]:
+    """The IVF lists ``n`` vectors call for, before the training bound, and why."""
+    if n <= SMALL_COLLECTION:
+        return DEFAULT_NLIST, (f"{DEFAULT_NLIST} lists up to {SMALL_COLLECTION:,} vectors "
+                               "(the original's IVF100 for COCO's 40,504)")
+    nlist = int(LISTS_PER_SQRT_N * math.sqrt(n))
+    return nlist, f"{LISTS_PER_SQRT_N} x sqrt({n:,}) = {nlist} lists (Faiss' guideline)"
+
+
+def plan_index(index_type: str, n: int, dim: int, *, nlist: int | None = None,
+               train_size: int | None = None) -> IndexPlan:
+    """Choose the Faiss factory string for ``n`` vectors of ``dim`` dimensions.
+
+    Args:
+        nlist: IVF lists asked for; ``None``: from ``n`` (:func:`lists_for`).
+        train_size: vectors the training sample may hold (default: all ``n``); the lists
+            and PQ code sizes must fit the vectors the training sees.
+
+    A collection too small to train the requested index gets fewer IVF lists and fewer
+    PQ bits, or exact search below :data:`MIN_TRAIN_VECTORS`; ``note`` says so.
+    """
+    check_index_type(index_type)
+    if index_type in ("flat", "hnsw"):
+        return IndexPlan(index_type, INDEX_TYPES[index_type], None)
+    trained_on = min(n, train_size) if train_size else n
+    if trained_on < MIN_TRAIN_VECTORS:
+        return IndexPlan(
+            "flat", "Flat",
+            f"{trained_on} vectors are too few to train {index_type!r} (needs {MIN_TRAIN_VECTORS}); "
+            "using exact search (flat)",
+        )
+    pca = min(256, dim - dim % 16)  # PQ16 needs a multiple of 16
+    if pca == 0:
+        raise ValueError(f"{index_type} needs at least 16 dimensions, got {dim}")
+    if index_type == "ivfpq" and dim % 16:
+        raise ValueError(f"ivfpq needs a dimension divisible by 16, got {dim}")
+    wanted, why = lists_for(n) if nlist is None else (nlist, f"{nlist} lists asked for (--nlist)")
+    bound = max(1, trained_on // POINTS_PER_CENTROID)
+    use_nlist = max(1, min(wanted, bound))
+    if use_nlist < wanted:
+        why += f", bounded to {use_nlist} by the {trained_on:,} training vectors ({POINTS_PER_CENTROID} a list)"
+    quantizer = HNSW_QUANTIZER if use_nlist >= HNSW_QUANTIZER_LISTS else ""
+    if quantizer:
+        why += f"; centroids searched by an HNSW graph (from {HNSW_QUANTIZER_LISTS} lists)"
+    nbits = max(4, min(8, int(math.log2(trained_on / POINTS_PER_CENTROID))))
+    spec = INDEX_TYPES[index_type].format(nlist=use_nlist, nbits=nbits, pca=pca, quantizer=quantizer)
+    notes = []
+    if use_nlist != wanted:
+        notes.append(f"{use_nlist} lists instead of {wanted}")
+    if nbits != 8:
+        notes.append(f"{nbits}-bit codes instead of 8")
+    note = f"{trained_on} vectors: {' and '.join(notes)} ({spec})" if notes else None
+    return IndexPlan(index_type, spec, note, use_nlist, quantizer.lstrip("_") or "flat", why)

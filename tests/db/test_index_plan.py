@@ -1,0 +1,113 @@
+"""The index plan from N (lists, quantizer) and the search parameters measured at build time."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from _index_data import vector_db
+
+from similar_images.db import index as ix
+from similar_images.db import recall as rc
+from similar_images.db import tuning
+from similar_images.db.build import build_index_files, build_summary
+from similar_images.db.index_plan import lists_for
+from similar_images.evaluation.synthetic import clustered_vectors
+
+
+def test_coco_size_keeps_the_originals_ivf100_pq16x8():
+    plan = ix.plan_index("ivfpq", 40_504, 1280, train_size=ix.DEFAULT_TRAIN_SIZE)
+    assert (plan.spec, plan.note, plan.nlist, plan.quantizer) == ("IVF100,PQ16x8", None, 100, "flat")
+    assert "40,504" in plan.why  # says why 100, not Faiss' 4 x sqrt(N) = 805
+
+
+@pytest.mark.parametrize("n, train_size, spec", [
+    (100_000, 50_000, "IVF100,PQ16x8"),  # the last size with the original's lists
+    (400_000, 200_000, f"IVF{int(4 * math.sqrt(400_000))},PQ16x8"),  # Faiss' 4 x sqrt(N): 2529
+    (400_000, 50_000, "IVF1282,PQ16x8"),  # bounded by the training sample: 50,000 / 39
+    (2_000_000, 300_000, "IVF5656_HNSW32,PQ16x8"),  # past 4096 lists the centroids are a graph
+    (10_000_000, 500_000, "IVF12649_HNSW32,PQ16x8"),
+])
+def test_lists_follow_n_within_the_training_bound(n, train_size, spec):
+    plan = ix.plan_index("ivfpq", n, 1280, train_size=train_size)
+    assert plan.spec == spec
+    assert plan.nlist * ix.POINTS_PER_CENTROID <= train_size
+    assert ("bounded" in plan.why) == (plan.nlist < lists_for(n)[0])
+    assert (plan.quantizer == "HNSW32") == (plan.nlist >= 4096)
+
+
+def test_asked_lists_and_other_types_follow_the_same_rule():
+    assert ix.plan_index("ivfpq", 400_000, 64, nlist=300).spec == "IVF300,PQ16x8"
+    assert ix.plan_index("pca-ivfpq", 2_000_000, 4096, train_size=300_000).spec == "PCA256,IVF5656_HNSW32,PQ16x8"
+    assert ix.plan_index("hnsw", 2_000_000, 64).spec == "HNSW32"
+
+
+def test_an_hnsw_coarse_quantizer_takes_its_search_breadth_from_the_manifest():
+    import faiss
+
+    x = clustered_vectors(3000, 32, seed=2)
+    index = faiss.index_factory(32, "IVF64_HNSW32,Flat", faiss.METRIC_INNER_PRODUCT)
+    index.train(ix.normalize(x))
+    params = tuning.ivf_params(index, 24)
+    assert params == {"nprobe": 24, "quantizer_efSearch": ix.quantizer_ef_search(24)}
+    ix.check_search_params(params, "m.json")
+    ix.set_search_params(index, params)
+    assert faiss.downcast_index(index.quantizer).hnsw.efSearch == ix.quantizer_ef_search(24)
+
+
+@pytest.fixture(scope="module")
+def split():
+    """8,000 clustered 64-d vectors and 100 held-out ones (new photos, not rows)."""
+    data = clustered_vectors(8100, 64, seed=5)
+    return data[:8000], data[8000:]
+
+
+@pytest.fixture(scope="module")
+def built(split):
+    vectors, _ = split
+    index, info = ix.build_index(vectors, "ivfpq")
+    return index, info, rc.own_queries(vectors, n_queries=100)
+
+
+def test_the_chosen_nprobe_reaches_the_target_on_held_out_queries(split, built):
+    vectors, held_out = split
+    index, info, own = built
+    choice = tuning.choose_search(index, vectors, own, target=0.9, params=info["search_params"])
+    assert choice.reached and choice.recall >= 0.9
+    # the cheapest pair reaching the target: every pair tried that reads fewer bytes missed it
+    assert all(t["recall"] < 0.9 for t in choice.trials if t["bytes"] < min(
+        t["bytes"] for t in choice.trials if t["recall"] >= 0.9))
+    assert index.nprobe == choice.search_params["nprobe"]  # set on the index
+    _, exact = ix.exact_search(vectors, held_out, 10)
+    _, found = ix.search_reranked(index, vectors, held_out, 10, pool_factor=choice.pool_factor)
+    assert rc.recall_of_ids(vectors, held_out, found, exact, 10).mean() >= 0.85  # new photos get it too
+
+
+def test_an_unreachable_target_keeps_the_best_pair_and_says_so(split, built):
+    vectors, _ = split
+    index, info, own = built
+    choice = tuning.choose_search(index, vectors, own, target=1.01, params=info["search_params"])
+    assert not choice.reached and "not reached" in choice.why
+    assert choice.recall == max(t["recall"] for t in choice.trials)
+
+
+def test_an_asked_nprobe_is_kept_and_only_the_pool_is_measured(split, built):
+    vectors, _ = split
+    index, info, own = built
+    choice = tuning.choose_search(index, vectors, own, target=0.5, nprobe=3, params=info["search_params"])
+    assert choice.search_params == {"nprobe": 3} and {t["nprobe"] for t in choice.trials} == {3}
+    assert "--nprobe" in choice.why
+
+
+def test_the_manifest_records_the_decision_and_build_prints_it(tmp_path):
+    vectors_path, _ = vector_db(tmp_path, 5000, 64)
+    manifest = build_index_files(vectors_path, recall_target=0.9, show_progress=False)
+    plan = manifest["plan"]
+    assert plan["nlist"] == 100 and plan["quantizer"] == "flat" and "100 lists" in plan["why"]
+    assert plan["nprobe"] == manifest["search_params"]["nprobe"]
+    assert plan["pool_factor"] == manifest["pool_factor"] and plan["recall_target"] == 0.9
+    assert plan["reached"] is True and plan["recall"] >= 0.9 and plan["trials"]
+    summary = build_summary(manifest, tmp_path / "x.index")
+    assert f"nprobe {plan['nprobe']} of 100 lists" in summary and "lists: 100 lists" in summary
+    assert np.isfinite(manifest["recall"]["recall_at_10"])
