@@ -100,7 +100,7 @@ def embed(extractor, images, batch: int = 32) -> np.ndarray:
 
 
 def ranks(database: np.ndarray, queries: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """1-based rank of each query's own group's first member (query i's truth: group i)."""
+    """1-based rank of the first member of each query's group (query i's truth: ``groups[i]``)."""
     unit = database / np.linalg.norm(database, axis=1, keepdims=True)
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     order = np.argsort(-(q @ unit.T), axis=1, kind="stable")  # (m, n)
@@ -128,7 +128,10 @@ def robustness(extractor, images, groups, whiten_variants) -> dict:
 
 
 def _recalls(database, queries, groups) -> dict:
-    result = {name: float(np.mean(ranks(database, q, groups) == 1)) for name, q in queries.items()}
+    """Recall@1 of each edited copy's own original (not another view of its scene: copy
+    detection); same-scene precision@10 of the unedited views (``groups``: their scenes)."""
+    own = np.arange(len(database))
+    result = {name: float(np.mean(ranks(database, q, own) == 1)) for name, q in queries.items()}
     result["all"] = float(np.mean(list(result.values())))
     result["_semantic_p10"] = semantic_p10(database, groups)
     return result
@@ -229,7 +232,8 @@ def main(argv=None) -> int:
             extractor = get_extractor(args.model, descriptor=recipe, **options)
             entry = {"label": recipe.label, "dim": extractor.dim, "bytes": 4 * extractor.dim}
             for set_name, (images, groups) in sets.items():
-                entry[set_name], _, _ = robustness(extractor, images, groups, whiten_variants)
+                entry[set_name], database, queries = robustness(extractor, images, groups, whiten_variants)
+                np.savez(out_dir / f"{args.model}-{recipe.label}-{set_name}.npz", database=database, **queries)
             if "speed" not in args.skip:
                 entry["images_per_s"] = speed(extractor, sets["photos"][0])
             if dup_sets:

@@ -112,11 +112,14 @@ def test_efficientnet_records_its_recipe_and_keeps_the_classic_vector():
     np.testing.assert_allclose(gem1.embed(batch), classic.embed(batch), atol=1e-4)
 
 
-def test_measured_thresholds_and_score_bands_are_the_classic_vectors_only():
+def test_measured_thresholds_and_score_bands_belong_to_the_recipe_they_were_measured_on():
     from similar_images.duplicates.threshold import calibrated
     from similar_images.models.score_bands import bands_for
 
     classic = {"name": "efficientnet-lite0", "weights": "pretrained:efficientnet_lite0.pth"}
     recipe = {**classic, "descriptor": Descriptor("rmac").describe()}
     assert calibrated(classic) is not None and bands_for(classic) is not None
-    assert calibrated(recipe) is None and bands_for(recipe) is None  # its cosines spread differently
+    gem = {**classic, "descriptor": Descriptor("gem").describe()}
+    assert calibrated(gem) is None and bands_for(gem) is None  # its cosines spread differently
+    assert calibrated(recipe)["threshold"] == 0.60 and bands_for(recipe) is None  # R-MAC: measured
+    assert calibrated({**recipe, "descriptor": Descriptor("rmac", whiten=True).describe()}) is None
