@@ -66,6 +66,11 @@ def test_a_query_gets_the_vector_extraction_stored(collection, whitened):
         assert float(query @ stored / np.linalg.norm(query) / np.linalg.norm(stored)) >= 0.9999
         (first, *_) = db.search(folder / "images" / names[row], k=3)
         assert first.id == row and first.score >= 0.9999
+    cli = CliRunner().invoke(main, ["search", str(folder / "images" / names[3]), "--vectors", str(vectors),
+                                    "-k", "2", "--json"])
+    assert cli.exit_code == 0, cli.output
+    (answer,) = json.loads(cli.stdout)
+    assert answer["results"][0]["id"] == 3 and answer["results"][0]["score"] >= 0.9999
 
 
 def test_the_stored_vectors_are_whitened_and_queries_are_whitened_alike(collection, whitened):

@@ -123,3 +123,13 @@ def test_measured_thresholds_and_score_bands_belong_to_the_recipe_they_were_meas
     assert calibrated(gem) is None and bands_for(gem) is None  # its cosines spread differently
     assert calibrated(recipe)["threshold"] == 0.60 and bands_for(recipe) is None  # R-MAC: measured
     assert calibrated({**recipe, "descriptor": Descriptor("rmac", whiten=True).describe()}) is None
+
+
+def test_a_ray_actor_rebuilds_the_drivers_recipe():
+    from similar_images.cluster.recipes import recipe_for
+    from similar_images.features import get_extractor
+
+    options = {"weights": "none", "descriptor": Descriptor("rmac", scales=(1.0, 0.707), whiten=True)}
+    driver = get_extractor("efficientnet-lite0", **options)
+    recipe = recipe_for(driver, "efficientnet-lite0", dict(options))
+    assert recipe.build().describe() == driver.describe()  # the actor checks it too (expected=)
