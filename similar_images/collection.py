@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from similar_images.db.changes import add_rows, name_key
+from similar_images.db.changes import add_rows, find_present
 from similar_images.db.inputs import check_names
 from similar_images.extract import extract_vectors
 
@@ -72,13 +72,11 @@ def add_images(database, extractor, paths, *, image_dir, batch_size: int = 32,
     # the input rules extraction applies: repeats (by resolved path) and non-UTF-8 names are
     # skipped with their reason; the paths are the user's own, so absolute ones are fine
     checked = check_names([os.path.abspath(f) for f in files], None)
-    present = {name_key(n, image_dir) for n in database.names}
+    candidates = [name_for(path, image_dir) for path in checked.names]
+    present = find_present(database, candidates, image_dir)  # through the catalog's index, not every name
     names, already = [], []
-    for path in checked.names:
-        name = name_for(path, image_dir)
-        key = name_key(name, image_dir)
-        (already if key in present else names).append(name)
-        present.add(key)
+    for name in candidates:
+        (already if name in present else names).append(name)
     if not names:
         return AddReport([], already, checked.skipped)
     vectors, done, skipped = extract_vectors(names, image_dir, extractor, batch_size=batch_size,

@@ -25,9 +25,9 @@ import numpy as np
 
 from similar_images.collection import add_images
 from similar_images.db import index as ix
-from similar_images.db import ranking
-from similar_images.db.changes import remove_rows
-from similar_images.db.database import COCO_VECTORS, Database
+from similar_images.db.changes import find_present, remove_rows
+from similar_images.db.database import COCO_VECTORS, Database, find_default_index
+from similar_images.db.searching import search_database
 from similar_images.db.vectors import resolve_image_dir
 from similar_images.errors import ModelError
 from similar_images.features import check_extractor, extractor_for, for_database, text_queries
@@ -108,8 +108,8 @@ class SimilarImages:
         return len(self._db)
 
     @property
-    def names(self) -> list[str]:
-        """Row-aligned names: ``names[id]``."""
+    def names(self) -> Sequence[str]:
+        """Names by id: ``names[id]`` (a removed item keeps its id's name until compaction)."""
         return self._db.names
 
     @property
@@ -186,12 +186,7 @@ class SimilarImages:
     def search_vectors(self, vectors, k: int, *, rerank: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Search with raw query vectors ``(m, d)``: ``(scores, ids)``, ``-1`` for none."""
         q = np.asarray(vectors, dtype=np.float32).reshape(-1, self._db.dimension)  # (m, d)
-        db = self._db
-        if db.index is None:
-            return ranking.exact_search(db.vectors, q, k, norms=db.norms())
-        if rerank:  # with the norms known (warm), each candidate row is read once, not twice
-            return ix.search_reranked(db.index, db.vectors, q, k, pool_factor=self.pool_factor, norms=db.known_norms)
-        return ix.search(db.index, q, k)
+        return search_database(self._db, q, k, pool_factor=self.pool_factor, rerank=rerank)
 
     def warm(self, *, model: bool = True) -> None:
         """Get ready for many queries: build the model and run it once (``model``), and compute
@@ -252,8 +247,10 @@ class SimilarImages:
     def _check_id(self, image_id) -> int:
         if isinstance(image_id, (bool, np.bool_)) or not isinstance(image_id, (int, np.integer)):
             raise ValueError(f"an image id is an int, got {image_id!r}")
-        if not 0 <= int(image_id) < len(self):
-            raise ValueError(f"image id {image_id} out of range: the database holds ids 0..{len(self) - 1}")
+        if not 0 <= int(image_id) < self._db.id_count:
+            raise ValueError(f"image id {image_id} out of range: the database holds ids 0..{self._db.id_count - 1}")
+        if not self._db.is_live(int(image_id)):
+            raise ValueError(f"image id {image_id} was removed from the database")
         return int(image_id)
 
     def _results(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchResult]:
@@ -280,18 +277,28 @@ class SimilarImages:
         """Remove images by path (or name as in the manifest); atomic.
 
         Returns:
-            The names removed. Ids of later images shift down by the number removed.
+            The names removed. Other images keep their ids until the next compaction
+            (``similar-images compact``), which numbers them ``0..n-1`` again.
         """
         removed = remove_rows(self._db.vectors_path, self._db.index_path, paths,
                               image_dir=self.image_dir, missing_ok=missing_ok)
         self._reopen()
         return removed
 
-    def _reopen(self) -> None:
-        # the writer stamped the files it wrote, so this re-open does not re-hash them
-        warm = self._db.known_norms is not None
+    def ids_of(self, names) -> dict[str, int]:
+        """``name -> id`` for those of ``names`` (paths or names as stored) in the database,
+        looked up through the catalog's index."""
+        return find_present(self._db, list(names), self.image_dir)
+
+    def adopt_norms(self, earlier: SimilarImages) -> None:
+        """Reuse the row norms ``earlier`` computed for the same generation (see :meth:`warm`)."""
+        self._db.reuse_norms(earlier._db)
+
+    def _reopen(self) -> None:  # the writer stamped what it wrote: no re-hash here
+        earlier = self._db
         self._db = Database.open(self._db.vectors_path, self._db.index_path)
-        if warm:  # stay as warm as before the change
+        if earlier.known_norms is not None:  # stay as warm as before the change: norms of new rows only
+            self._db.reuse_norms(earlier)
             self._db.norms()
 
 
@@ -305,14 +312,3 @@ def _as_source(q):
     if isinstance(q, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
         return q
     raise ValueError(f"cannot search for a {type(q).__name__}: give a path, URL, bytes, PIL image, id or vector")
-
-
-def find_default_index(vectors: str | os.PathLike) -> Path | None:
-    """The index file beside ``vectors`` if there is one; None (exact search) otherwise."""
-    from similar_images.db.database import default_index_path
-
-    path = default_index_path(vectors)
-    if path.exists():
-        return path
-    log.info("no index %s: searching %s exactly", path, vectors)
-    return None

@@ -121,6 +121,21 @@ def copy_database(source: Path, target: Path, names=("db.npy", "db.faiss.index")
     from similar_images.fileio.files import manifest_path
 
     for name in names:
-        for path in (source / name, manifest_path(source / name)):
-            shutil.copy(path, target / path.name)
+        for path in (source / name, manifest_path(source / name), source / f"{name}.catalog.sqlite"):
+            if path.exists() or not path.name.endswith(".sqlite"):  # an index has no catalog
+                shutil.copy(path, target / path.name)
     return [target / name for name in names]
+
+
+def write_format_1(vectors_path, vectors, names):
+    """A database as the previous version wrote it (format 1: the names in the manifest)."""
+    import json
+
+    from similar_images.fileio.files import manifest_path, sha256_file, sha256_lines
+
+    np.save(vectors_path, vectors)
+    dim = int(vectors.shape[1])
+    manifest = {"format": 1, "kind": "vectors", "model": {"name": "synthetic", "weights": "none(seed=0)", "dim": dim},
+                "names": names, "image_dir": None, "count": len(names), "dimension": dim,
+                "vectors_sha256": sha256_file(vectors_path), "names_sha256": sha256_lines(names)}
+    manifest_path(vectors_path).write_text(json.dumps(manifest))

@@ -87,7 +87,7 @@ def test_run_writes_vectors_and_manifest(tmp_path, small_cap):
     manifest = run_extraction(file_list, folder, output, PixelExtractor(), batch_size=2, chunk_batches=2,
                               show_progress=False)
     vectors = open_vectors(output)
-    assert load_vectors_manifest(output) == manifest
+    assert load_vectors_manifest(output, with_names=True) == manifest
     assert manifest["names"] == kept(names) and manifest["count"] == len(vectors) == len(kept(names))
     assert manifest["dimension"] == 48 and manifest["model"] == PixelExtractor().describe()
     assert manifest["file_list_sha256"] == sha256_lines(names)
@@ -98,8 +98,8 @@ def test_run_writes_vectors_and_manifest(tmp_path, small_cap):
         assert np.array_equal(row, load_for_model(folder / name, (4, 4)).reshape(-1))
     # no partial, no temp (the lock is the database's writers' lock, kept like the files it guards;
     # the verification stamp says the vectors just written match their checksum)
-    assert sorted(os.listdir(output.parent)) == ["vectors.npy", "vectors.npy.lock", "vectors.npy.manifest.json",
-                                                 "vectors.npy.verified.json"]
+    assert sorted(os.listdir(output.parent)) == ["vectors.npy", "vectors.npy.catalog.sqlite", "vectors.npy.lock",
+                                                 "vectors.npy.manifest.json", "vectors.npy.verified.json"]
     assert extraction_summary(manifest).startswith(f"done {len(kept(names))}, skipped {len(BAD)}, elapsed ")
 
 

@@ -62,7 +62,7 @@ def test_extract_skips_repeats_escapes_and_urls_with_reasons(tmp_path, no_networ
     assert reasons(manifest["skipped"]) == {
         "./img000.png": "duplicate", str(folder / "img001.png"): "duplicate", "../outside.png": "outside image folder",
         "http://127.0.0.1:9/x.png": "refused url", "bad\\xff.png": "not utf-8"}
-    assert load_vectors_manifest(output)["count"] == 3
+    assert load_vectors_manifest(output, with_names=True)["count"] == 3
 
 
 def test_extract_allow_urls_fetches_from_a_local_server(tmp_path):

@@ -79,6 +79,8 @@ COMMANDS: dict[str, str] = {
     "serve": "similar_images.cli.serve:serve",
     "duplicates": "similar_images.cli.duplicates:duplicates",
     "verify": "similar_images.cli.verify:verify",
+    "compact": "similar_images.cli.compact:compact",
+    "migrate": "similar_images.cli.compact:migrate",
 }
 
 # What `similar-images --help` says of each command, whole (Click would cut the docstrings'

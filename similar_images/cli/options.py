@@ -120,7 +120,7 @@ def database_hint(kind: str, vectors: str | Path) -> str:
         make = ("`similar-images text build CSV`" if kind == "text" else
                 "`similar-images demo` for a sample, or `similar-images extract` for your own images")
         return f"no other database found; make one with {make}"
-    shown = [f"--vectors {shown_path(path)} ({manifest['count']} {'texts' if kind == 'text' else 'images'}, "
+    shown = [f"--vectors {shown_path(path)} ({manifest['items']} {'texts' if kind == 'text' else 'images'}, "
              f"{manifest['model'].get('name', '?')})" for path, manifest in found[:3]]
     more = f" and {len(found) - 3} more" if len(found) > 3 else ""
     return "found: " + "; ".join(shown) + more

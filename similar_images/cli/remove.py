@@ -16,7 +16,7 @@ def remove(paths, missing_ok, vectors, index, exact, image_dir, verbose):
     """Remove images, given by path or by name as in the manifest.
 
     Their vectors and index entries are deleted together, atomically; they never
-    appear in results again. Ids of later images shift down. Unless --missing-ok,
+    appear in results again. Other images keep their ids until the next `compact`. Unless --missing-ok,
     a path that is not in the database is an error and nothing is removed.
     """
     setup_logging(verbose)

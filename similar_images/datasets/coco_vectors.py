@@ -171,7 +171,7 @@ def is_installed(output: str | os.PathLike, file_list: str | os.PathLike) -> boo
     if not Path(output).exists() or not manifest_path(output).exists():
         return False
     try:
-        manifest = load_vectors_manifest(output)
+        manifest = load_vectors_manifest(output, with_names=True)
         return manifest.get("file_list_sha256") == sha256_lines(read_file_list(file_list))
     except (SimilarImagesError, OSError):
         return False

@@ -76,6 +76,7 @@ def build_index_files(
     if index_path.exists() and not force:
         raise FileExistsError(f"{index_path} already exists; use --force to replace it")
     require_vectors(vectors_path)
+    fold_changes(vectors_path, index_path)
     with journal.change(vectors_path, also=(index_path,)) as stage:
         # a fresh full check: an index is never built (and signed) over damaged vectors
         db = Database.open(vectors_path, None, fresh=True)
@@ -108,6 +109,16 @@ def build_index_files(
         stage.known_sha(staged_index, manifest["index_sha256"])
         write_json_to(stage.file(manifest_path(index_path)), manifest)
     return manifest
+
+
+def fold_changes(vectors_path: Path, index_path: Path) -> None:
+    """Compact first when rows were added or removed since the last full write, so the
+    new index covers exactly the live rows, numbered ``0..n-1``."""
+    from similar_images.db.compaction import compact
+
+    db = Database.open(vectors_path, None, trust=True)
+    if db.generation is not None and (db.id_count != len(db.base_rows) or len(db.deleted)):
+        compact(vectors_path, index_path)
 
 
 def build_summary(manifest: dict[str, Any], index_path: str | os.PathLike) -> str:

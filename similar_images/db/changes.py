@@ -1,10 +1,12 @@
-"""Add vectors to, or remove rows from, a database on disk: one atomic change each.
+"""Add vectors to, or remove items from, a database on disk: each one SQLite transaction.
 
-Both rewrite the vectors file (streamed in chunks, hashed while written), its
-manifest, and, when there is one, the index (new vectors are encoded with the trained
-index: no retraining, no rebuild) and the index manifest, all staged and committed
-together by :func:`similar_images.db.journal.change`. A kill -9 at any moment leaves the
-database as before or fully updated.
+An add writes one new immutable segment file with the new rows and commits its rows and
+names to the catalog (``catalog.py``); a remove commits tombstones. Neither touches the
+vectors file, the index or any other segment, so each costs what it changes. A kill -9 at
+any moment leaves the database as before or fully updated: the segment file is written
+and synced before the transaction that names it, and an unnamed one is deleted by the
+next writer. When added rows or tombstones pass a share of the collection, the write
+ends with a compaction (``compaction.py``), which folds them into a new generation.
 
 Names follow the database's *name rule* (``manifest["name_rule"]``): ``"path"`` for
 images (``a//b.jpg``, ``./a/b.jpg`` and the absolute path are one file) and ``"text"``
@@ -13,26 +15,23 @@ for texts (only the exact string is the same text). The core does not care which
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from similar_images.db import index as ix
-from similar_images.db import journal
-from similar_images.db.database import Database, index_manifest_for, now_iso, require_vectors
-from similar_images.db.vectors import resolve_image_dir, write_vectors_file
+from similar_images.db import catalog, journal
+from similar_images.db.compaction import maybe_compact, migrate
+from similar_images.db.database import Database, require_vectors
+from similar_images.db.integrity import write_stamp
+from similar_images.db.vectors import resolve_image_dir, rule_of, write_vectors_file
 from similar_images.errors import DatabaseError
-from similar_images.fileio.files import manifest_path, sha256_lines, write_json_to
+from similar_images.fileio.files import fsync_dir
 
 log = logging.getLogger(__name__)
-
-CHUNK = 8192
-NAME_RULES = ("path", "text")
 
 
 class AddResult(NamedTuple):
@@ -42,83 +41,99 @@ class AddResult(NamedTuple):
     already_present: list[str]
 
 
-def name_key(name: str, image_dir: str | os.PathLike | None) -> str:
-    """A comparable form of a path name: the absolute, normalised path it stands for."""
-    base = os.fspath(image_dir) if image_dir else "."
-    return os.path.normcase(os.path.abspath(os.path.join(base, os.fspath(name))))
-
-
-def name_rule(manifest: dict[str, Any]) -> str:
-    """The database's name rule: recorded, else ``"text"`` for a text model's vectors, else ``"path"``."""
-    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
-    rule = manifest.get("name_rule") or ("text" if model.get("kind") == "text" else "path")
-    if rule not in NAME_RULES:
-        raise DatabaseError(f"unknown name_rule {rule!r} in a vectors manifest; expected one of {', '.join(NAME_RULES)}")
-    return rule
-
-
-def keys_for(rule: str, image_dir: str | os.PathLike | None) -> Callable[[str], set[str]]:
-    """``name -> the keys it may match``: exact strings for texts; for paths, the name as in the
-    manifest (relative to ``image_dir``) or as a path relative to the current folder."""
+def lookup_keys(rule: str, name: str, image_dir) -> set[str]:
+    """The stored keys a user's ``name`` may stand for: for texts the string itself; for
+    paths the name as written in the database (relative to ``image_dir``), or a path from
+    the current folder (relative or absolute) to the same file."""
     if rule == "text":
-        return lambda name: {name}
-    return lambda name: {name_key(name, image_dir), name_key(name, None)}
+        return {name}
+    name = os.fspath(name)
+    keys = {catalog.item_key(rule, name), catalog.item_key(rule, os.path.abspath(name))}
+    if image_dir:
+        keys.add(catalog.item_key(rule, os.path.relpath(os.path.abspath(name), os.path.abspath(image_dir))))
+    return keys
 
 
-def add_rows(
-    vectors_path: str | os.PathLike,
-    index_path: str | os.PathLike | None,
-    vectors,
-    names: list[str],
-    *,
-    image_dir: str | os.PathLike | None = None,
-) -> AddResult:
+def find_present(db: Database, names: Iterable[str], image_dir=None) -> dict[str, int]:
+    """``name -> id`` for those of ``names`` that the database holds (deleted items do not count).
+
+    Looks names up through the catalog's index: O(len(names)), whatever the collection's size.
+    """
+    names = [os.fspath(n) for n in names]
+    rule, folder = rule_of(db.manifest), _image_dir(db, image_dir)
+    wanted = {n: lookup_keys(rule, n, folder) for n in names}
+    if db.generation is None:  # format 1 (read-only until migrated): the names are in the manifest
+        stored = {catalog.item_key(rule, n): i for i, n in enumerate(db.names)}
+        found = {k: [i] for k, i in stored.items()}
+    else:
+        found = catalog.ids_for_keys(db.generation.con, db.generation.gen, set().union(*wanted.values()) or ())
+    out = {}
+    for name, keys in wanted.items():
+        ids = [i for k in keys for i in found.get(k, ()) if db.is_live(i)]
+        if ids:
+            out[name] = min(ids)
+    return out
+
+
+def add_rows(vectors_path, index_path, vectors, names: list[str], *, image_dir=None,
+             auto_compact: bool = True) -> AddResult:
     """Append ``vectors`` ``(m, d)`` (raw) named ``names`` to the database, atomically.
 
     Names already in the database (the same name under its name rule) and repeats within
     ``names`` are skipped, not duplicated. ``image_dir`` (default: the manifest's) is
-    what relative path names are relative to.
+    what relative path names are relative to. The new rows take the next ids.
     """
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(vectors) != len(names):
         raise ValueError(f"vectors {vectors.shape} and {len(names)} names do not match")
     base = Path(vectors_path)
     require_vectors(base)
-    with journal.change(base, also=(index_path,)) as stage:
-        db = Database.open(base, index_path, fresh=True)  # never re-sign damaged content
+    with journal.writer_lock(base):
+        db = _open_for_change(base, index_path)
         if vectors.shape[1] != db.dimension:
             raise ValueError(f"new vectors have dimension {vectors.shape[1]}, the database {db.dimension}")
-        key = _stored_key(db, image_dir)
-        seen = {key(n) for n in db.names}
-        keep, present = [], []
+        rule = rule_of(db.manifest)
+        present = set(find_present(db, names, image_dir))
+        keep, already, seen = [], [], set()
         for i, name in enumerate(names):
-            if key(name) in seen:
-                present.append(name)
+            key = catalog.item_key(rule, name)
+            if name in present or key in seen:
+                already.append(name)
             else:
-                seen.add(key(name))
+                seen.add(key)
                 keep.append(i)
-        if not keep:
-            return AddResult([], present)
-        new = vectors[keep]  # (m, d)
-        added = [names[i] for i in keep]
-        n, d = db.vectors.shape
-        blocks = itertools.chain(_blocks(db.vectors), [new])
-        change = {"op": "add", "count": len(added), "at": now_iso()}
-        _stage_rewrite(stage, db, (n + len(added), d), blocks, db.names + added, change,
-                       lambda index, _staged: ix.add_vectors(index, new))
-    log.info("added %d item(s) (%d already present)", len(added), len(present))
-    return AddResult(added, present)
+        if keep:
+            _commit_segment(db, vectors[keep], [names[i] for i in keep], rule)
+    added = [names[i] for i in keep]
+    log.info("added %d item(s) (%d already present)", len(added), len(already))
+    if added and auto_compact:
+        maybe_compact(base, index_path)
+    return AddResult(added, already)
 
 
-def remove_rows(
-    vectors_path: str | os.PathLike,
-    index_path: str | os.PathLike | None,
-    names: Iterable[str],
-    *,
-    image_dir: str | os.PathLike | None = None,
-    missing_ok: bool = False,
-) -> list[str]:
-    """Delete the rows named ``names`` (matched under the database's name rule), atomically.
+def _commit_segment(db: Database, new: np.ndarray, names: list[str], rule: str) -> None:
+    """Write ``new`` ``(m, d)`` as a segment file, then name it and its items in one transaction."""
+    gen, where = db.generation, catalog.catalog_path(db.vectors_path)
+    path = catalog.new_segment_path(db.vectors_path)
+    try:
+        sha = write_vectors_file(path, new.shape, [new], first_row=db.id_count)  # flushed and synced
+        fsync_dir(path.parent)
+        segment = catalog.Segment(gen.segments[-1].seq + 1, path.name, db.id_count, len(new), path.stat().st_size, sha)
+        with catalog.transaction(gen.con, where):
+            catalog.insert_segment(gen.con, gen.gen, segment)
+            catalog.insert_items(gen.con, gen.gen, db.id_count, names, (catalog.item_key(rule, n) for n in names))
+    except BaseException:
+        path.unlink(missing_ok=True)  # never named: a leftover either way
+        raise
+    write_stamp(path, sha)
+
+
+def remove_rows(vectors_path, index_path, names: Iterable[str], *, image_dir=None,
+                missing_ok: bool = False, auto_compact: bool = True) -> list[str]:
+    """Delete the items named ``names`` (matched under the database's name rule), atomically.
+
+    The ids of the other items do not change (a tombstone hides the removed ones until
+    the next compaction).
 
     Returns:
         The names removed, as written in the database.
@@ -130,129 +145,48 @@ def remove_rows(
     base = Path(vectors_path)
     names = [os.fspath(n) for n in ([names] if isinstance(names, (str, os.PathLike)) else names)]
     require_vectors(base)
-    with journal.change(base, also=(index_path,)) as stage:
-        db = Database.open(base, index_path, fresh=True)  # never re-sign damaged content
-        rule = name_rule(db.manifest)
-        wanted = {n: keys_for(rule, _image_dir(db, image_dir))(n) for n in names}
-        stored = _stored_key(db, image_dir)
-        keys = set().union(*wanted.values()) if wanted else set()
-        rows = [i for i, n in enumerate(db.names) if stored(n) in keys]
-        found = {stored(db.names[i]) for i in rows}
-        missing = [n for n, ks in wanted.items() if not ks & found]
+    with journal.writer_lock(base):
+        db = _open_for_change(base, index_path)
+        found = find_present(db, names, image_dir)
+        missing = [n for n in names if n not in found]
         if missing and not missing_ok:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise ValueError(f"not in the database: {missing[0]}{more}; nothing was removed")
-        if not rows:
+        ids = sorted(set(found.values()))
+        if not ids:
             return []
-        if len(rows) == len(db):
+        if len(ids) == len(db):
             raise ValueError("that would remove every item; delete the database files instead")
-        keep = np.setdiff1d(np.arange(len(db)), rows)  # (n - r,) sorted
-        removed = [db.names[i] for i in rows]
-        change = {"op": "remove", "count": len(rows), "at": now_iso()}
-
-        def edit_index(index, staged_vectors: Path) -> None:
-            remove_ids(index, rows, kept_vectors=np.load(staged_vectors, mmap_mode="r"))
-
-        _stage_rewrite(stage, db, (len(keep), db.dimension), _blocks(db.vectors, keep),
-                       [db.names[i] for i in keep], change, edit_index)
+        gen = db.generation
+        with catalog.transaction(gen.con, catalog.catalog_path(base)):
+            catalog.insert_tombstones(gen.con, gen.gen, ids)
+        removed = gen.names.take(ids)
     log.info("removed %d item(s)", len(removed))
+    if auto_compact:
+        maybe_compact(base, index_path)
     return removed
+
+
+def _open_for_change(base: Path, index_path) -> Database:
+    """The database as a writer of segments and tombstones sees it (a format-1 one migrated first).
+
+    Trusted: an add or a remove re-signs nothing it did not write itself (the base file,
+    the index and earlier segments keep their own checksums, checked by readers)."""
+    journal.roll_forward(journal.journal_path(base))  # a full write cut short: finished, or refused
+    db = Database.open(base, None, trust=True)
+    if db.generation is None:
+        log.warning("%s: converting to the growing format (names in %s) before the first change",
+                    base, catalog.catalog_path(base).name)
+        migrate(base)
+        db = Database.open(base, None, trust=True)
+    if db.generation is None:
+        raise DatabaseError(f"{base}: the database could not be converted; run `similar-images migrate`")
+    # what dead writers left: staged files of a full write, segments no transaction named
+    journal.clean_leftovers(journal.database_files(base, (index_path,) if index_path else ()))
+    catalog.remove_unnamed_segments(base, db.generation.con, db.generation.gen)
+    return db
 
 
 def _image_dir(db: Database, image_dir):
     """The folder path names are relative to: given, else the manifest's, found as searches find it."""
     return image_dir or resolve_image_dir(db.manifest.get("image_dir"), db.vectors_path)
-
-
-def _stored_key(db: Database, image_dir) -> Callable[[str], str]:
-    """The key of a name as stored in the database (one key per stored name)."""
-    if name_rule(db.manifest) == "text":
-        return lambda name: name
-    folder = _image_dir(db, image_dir)
-    return lambda name: name_key(name, folder)
-
-
-def _blocks(vectors, rows: np.ndarray | None = None):
-    """Row blocks of ``vectors`` (all rows, or the sorted ``rows``), ``CHUNK`` at a time."""
-    total = len(vectors) if rows is None else len(rows)
-    for start in range(0, total, CHUNK):
-        if rows is None:
-            yield np.asarray(vectors[start:start + CHUNK])
-        else:
-            yield np.asarray(vectors[rows[start:start + CHUNK]])
-
-
-def _stage_rewrite(stage: journal.Stage, db: Database, shape, blocks, names: list[str],
-                   change: dict[str, Any], edit_index) -> None:
-    """Stage the new vectors, manifest, index and index manifest of ``db`` in ``stage``.
-
-    ``edit_index(index, staged_vectors_path)`` changes the index to match the new rows.
-    """
-    staged_vectors = stage.file(db.vectors_path)
-    sha = write_vectors_file(staged_vectors, shape, blocks)
-    stage.known_sha(staged_vectors, sha)
-    vm = dict(db.manifest)
-    vm.update(names=names, count=int(shape[0]), dimension=int(shape[1]),
-              vectors_sha256=sha, names_sha256=sha256_lines(names),
-              history=list(db.manifest.get("history", [])) + [change])
-    write_json_to(stage.file(manifest_path(db.vectors_path)), vm)
-    if db.index is not None:
-        edit_index(db.index, staged_vectors)  # edits the in-memory copy read by this writer
-        staged_index = stage.file(db.index_path)
-        ix.write_index_to(db.index, staged_index)
-        im = index_manifest_for(db.index_path, staged_index, vm, db.index_manifest)
-        stage.known_sha(staged_index, im["index_sha256"])
-        write_json_to(stage.file(manifest_path(db.index_path)), im)
-
-
-# --- removing rows from a trained index ---------------------------------------------
-
-
-def remove_ids(index, rows, *, kept_vectors=None) -> None:
-    """Delete ids ``rows`` and renumber the rest so ids stay equal to row numbers.
-
-    After the call, the vector that had id ``j`` has id ``j - (number of removed ids
-    below j)``, matching a vectors file with those rows deleted. IVF indexes are edited
-    in place; flat indexes compact themselves; HNSW cannot delete, so it is emptied and
-    ``kept_vectors`` (the remaining rows, in order) are added again, without training.
-    """
-    import faiss
-
-    removed = np.unique(np.asarray(rows, dtype=np.int64))  # sorted
-    if len(removed) == 0:
-        return
-    if _is_ivf(index):
-        index.remove_ids(faiss.IDSelectorBatch(removed))
-        _renumber_ivf(faiss.extract_index_ivf(index), removed)
-    elif isinstance(faiss.downcast_index(index), faiss.IndexFlat):
-        index.remove_ids(faiss.IDSelectorBatch(removed))
-    else:
-        if kept_vectors is None:
-            raise ValueError("this index cannot delete in place; pass kept_vectors")
-        log.info("%s cannot delete in place: re-adding %d vectors", type(index).__name__, len(kept_vectors))
-        index.reset()
-        ix.add_vectors(index, kept_vectors)
-
-
-def _is_ivf(index) -> bool:
-    import faiss
-
-    try:
-        faiss.extract_index_ivf(index)
-    except RuntimeError:
-        return False
-    return True
-
-
-def _renumber_ivf(ivf, removed: np.ndarray) -> None:
-    import faiss
-
-    invlists = ivf.invlists
-    for lst in range(ivf.nlist):
-        size = invlists.list_size(lst)
-        if size == 0:
-            continue
-        ids = faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy()  # (size,) int64
-        codes = faiss.rev_swig_ptr(invlists.get_codes(lst), size * invlists.code_size).copy()
-        new_ids = ids - np.searchsorted(removed, ids)  # (size,) holds the arrays alive
-        invlists.update_entries(lst, 0, size, faiss.swig_ptr(new_ids), faiss.swig_ptr(codes))

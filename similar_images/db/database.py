@@ -1,43 +1,54 @@
-"""The database on disk: vectors, names, index, and the manifests that bind them.
+"""The database on disk: vectors, names, index, and the files that bind them.
 
-Files (``V`` is the vectors file, ``I`` the index; see ``store.py`` for ``V``):
+Files (``V`` is the vectors file, ``I`` the index):
 
-* ``V`` + ``V.manifest.json``: raw float32 vectors, row ``i`` belongs to ``names[i]``.
-* ``I``: a Faiss index whose id ``i`` is row ``i`` of ``V`` (see ``index.py``).
-* ``I.manifest.json``: index type, Faiss spec, search parameters, and what it was built
-  from: ``count``, ``dimension``, ``model``, ``vectors_sha256`` and ``names_sha256``
-  copied from ``V.manifest.json``, plus the index file's own ``index_sha256``.
+* ``V`` + ``V.manifest.json``: the base generation's raw float32 vectors; the manifest
+  holds the model, the image folder and checksums, and names its catalog generation.
+* ``V.catalog.sqlite`` (``catalog.py``): the names by id, the segments added since the
+  base was written (``segments.py``) and the deleted ids; an add or a remove is one
+  SQLite transaction and touches no other file.
+* ``I`` + ``I.manifest.json``: a Faiss index over the base rows (``index_manifest.py``);
+  rows added since are encoded into the in-memory copy on open (O(added)).
 
 :meth:`Database.open` checks that these belong together using the recorded fields and
 checksums (the content is hashed by chunks on open unless trusted or stamped as
 verified, see ``integrity.py``) and refuses with a :class:`DatabaseError` naming the mismatch.
 
-Adding and removing images rewrites the vectors, their manifest, the index and its
-manifest as one atomic change (``journal.py``). Removal deletes rows, so the ids of
-later rows shift down; ids are row numbers of the current files, names are stable.
+Ids are stable between full writes: a remove leaves a tombstone, and an add takes the
+next ids. A full write (extraction, ``compact``, ``build``) starts a new generation whose
+ids are ``0..n-1`` again. Format-1 databases (names in the manifest) open read-only as
+before and are migrated on their first write (``compaction.migrate``).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from similar_images.db import catalog, journal
 from similar_images.db import index as ix
-from similar_images.db import journal
-from similar_images.db.integrity import check_content, check_file_sha, require_fields
+from similar_images.db.index_manifest import (
+    check_index_checksum,
+    check_index_manifest,
+    check_index_object,
+    index_manifest_for,  # noqa: F401  (writers import it from here)
+    now_iso,  # noqa: F401
+    read_index_manifest,
+)
+from similar_images.db.integrity import check_content
+from similar_images.db.segments import Generation, Rows, load_segment, open_generation
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import DatabaseError
-from similar_images.fileio.files import manifest_path, read_json, sha256_file, sha256_lines
+from similar_images.fileio.files import manifest_path, sha256_lines
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 1
 VECTORS_SUFFIX = ".saved_predictions.npy"
 # The COCO database the README's steps make in the current folder: the default everywhere.
 COCO_FILE_LIST = "ms_coco_file_list.txt"
@@ -55,10 +66,6 @@ def default_index_path(vectors: str | os.PathLike) -> Path:
     elif text.endswith(".npy"):
         text = text[: -len(".npy")]
     return Path(text + ".faiss.index")
-
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -81,6 +88,7 @@ class Database:
     index: Any = None
     index_manifest: dict[str, Any] | None = None
     _norms: np.ndarray | None = field(default=None, repr=False)
+    generation: Generation | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, vectors: str | os.PathLike, index: str | os.PathLike | None = None, *,
@@ -118,8 +126,13 @@ class Database:
         require_vectors(vectors_path)
         manifest = load_vectors_manifest(vectors_path)
         array = open_vectors(vectors_path, manifest)
-        check_content(vectors_path, manifest["vectors_sha256"], _data_offset(array), trust=trust, fresh=fresh)
+        how = check_content(vectors_path, manifest["vectors_sha256"], _data_offset(array), trust=trust, fresh=fresh)
         db = cls(vectors_path, None, manifest, array)
+        if "generation" in manifest:
+            db.generation = open_generation(vectors_path, manifest, array, trust=trust, fresh=fresh)
+            db.vectors = db.generation.rows
+            if how == "checked":  # the base's content was hashed: its names too (both O(N), once per machine)
+                check_base_names(db)
         if index is not None:
             db.index_path = Path(index)
             db.index_manifest = read_index_manifest(db.index_path)
@@ -128,11 +141,31 @@ class Database:
             db.index = ix.read_index(db.index_path)
             check_index_object(db.index_path, db.index, manifest)
             ix.set_search_params(db.index, db.index_manifest.get("search_params", {}), manifest_path(db.index_path))
+            if isinstance(db.vectors, Rows):  # rows added since the index was written: encoded here, O(added)
+                ix.add_vectors(db.index, db.vectors.added)
         return db
 
     @property
-    def names(self) -> list[str]:
-        return self.manifest["names"]
+    def names(self) -> Sequence[str]:
+        """Names by id (``names[id]``); a format-2 database reads them from its catalog."""
+        return self.generation.names if self.generation else self.manifest["names"]
+
+    @property
+    def deleted(self) -> np.ndarray:
+        """``(t,)`` int64 sorted ids removed since the last full write (filtered from results)."""
+        return self.generation.deleted if self.generation else _NONE_DELETED
+
+    @property
+    def id_count(self) -> int:
+        """Ids run ``0..id_count-1``; ``len(db)`` leaves out the deleted ones."""
+        return len(self.vectors)
+
+    def is_live(self, image_id: int) -> bool:
+        return 0 <= image_id < self.id_count and not (len(self.deleted) and _contains(self.deleted, image_id))
+
+    def live_ids(self) -> np.ndarray:
+        """``(len(self),)`` int64 ids of the items present, ascending."""
+        return np.setdiff1d(np.arange(self.id_count, dtype=np.int64), self.deleted, assume_unique=True)
 
     @property
     def model(self) -> dict[str, Any]:
@@ -149,23 +182,65 @@ class Database:
         return int(self.manifest["dimension"])
 
     def __len__(self) -> int:
-        return int(self.manifest["count"])
+        return self.id_count - len(self.deleted)
 
     def norms(self) -> np.ndarray:
-        """``(count,)`` float32 row norms, computed once per open (one pass over the vectors file)."""
+        """``(id_count,)`` float32 row norms, computed once per open (one pass over the vectors file)."""
         if self._norms is None:
             self._norms = ix.row_norms(self.vectors)
         return self._norms
 
     known_norms = property(lambda self: self._norms, doc="The row norms if :meth:`norms` computed them, else None.")
 
+    def reuse_norms(self, earlier: Database) -> None:
+        """Take the row norms ``earlier`` computed, if it opened the same generation (the same
+        rows by id), and compute only those of the rows added since (O(added), not O(N))."""
+        known = earlier.known_norms
+        same = self.generation and earlier.generation and self.generation.gen == earlier.generation.gen
+        if known is None or self._norms is not None or not same or len(known) > self.id_count:
+            return
+        added = ix.row_norms(self.vectors[len(known):self.id_count]) if len(known) < self.id_count else known[:0]
+        self._norms = np.concatenate([known, added])
+
     def verify(self, *, deep: bool = True) -> None:
-        """Re-check everything; with ``deep``, hash the vectors and index files again (no stamps)."""
+        """Re-check everything; with ``deep``, hash the vectors, segments and index files again (no stamps)."""
         if deep:
-            check_content(self.vectors_path, self.manifest["vectors_sha256"], _data_offset(self.vectors), fresh=True)
+            check_content(self.vectors_path, self.manifest["vectors_sha256"], _data_offset(self.base_rows), fresh=True)
+            if self.generation:
+                check_generation(self)
+                check_base_names(self)
         if self.index_path is not None:
             check_index_manifest(self.index_path, self.index_manifest, self.manifest)
             check_index_checksum(self.index_path, self.index_manifest, deep=deep, fresh=deep)
+
+    @property
+    def base_rows(self) -> np.ndarray:
+        """The base vectors file's rows (memory map), without the rows added since."""
+        return self.vectors.base if isinstance(self.vectors, Rows) else self.vectors
+
+
+_NONE_DELETED = np.zeros(0, dtype=np.int64)
+
+
+def _contains(sorted_ids: np.ndarray, value: int) -> bool:
+    at = int(np.searchsorted(sorted_ids, value))
+    return at < len(sorted_ids) and int(sorted_ids[at]) == value
+
+
+def check_generation(db: Database) -> None:
+    """Every added segment of a format-2 database re-hashed (no stamps)."""
+    for seg in db.generation.segments[1:]:
+        load_segment(db.vectors_path.parent, seg, db.dimension, trust=False, fresh=True)
+
+
+def check_base_names(db: Database) -> None:
+    """The base rows' names in the catalog against the manifest's ``names_sha256`` (what the
+    index was built from): O(N), so only where the base's content is hashed too."""
+    gen = db.generation
+    base_names = list(catalog.iter_names(gen.con, gen.gen, 0, len(db.base_rows)))
+    if sha256_lines(base_names) != db.manifest["names_sha256"]:
+        raise DatabaseError(f"{catalog.catalog_path(db.vectors_path)}: the names of generation {gen.gen} do not "
+                            "match the manifest's names_sha256 (edited); nothing was changed")
 
 
 def finish_interrupted_change(vectors_path: Path) -> None:
@@ -204,8 +279,22 @@ def find_databases(folders, *, name_rule: str | None = None) -> list[tuple[Path,
             model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
             rule = manifest.get("name_rule") or ("text" if model.get("kind") == "text" else "path")
             if name_rule is None or rule == name_rule:
-                found.setdefault(path.resolve(), manifest)
+                found.setdefault(path.resolve(), {**manifest, "items": _items(path, manifest)})
     return sorted(found.items())
+
+
+def _items(path: Path, manifest: dict[str, Any]) -> int:
+    """How many items a database holds now: its manifest's rows, with the catalog's adds and removes."""
+    if "generation" not in manifest:
+        return int(manifest["count"])
+    try:
+        con = catalog.connect(catalog.catalog_path(path))
+    except DatabaseError:
+        return int(manifest["count"])
+    try:
+        return catalog.item_count(con, manifest["generation"])
+    finally:
+        con.close()
 
 
 def require_vectors(path: Path) -> None:
@@ -214,107 +303,10 @@ def require_vectors(path: Path) -> None:
                             "or `similar-images text build` for texts)")
 
 
-def check_vectors(path: Path, manifest: dict[str, Any], array: np.ndarray) -> None:
-    count, dim = int(manifest["count"]), int(manifest["dimension"])
-    if array.shape != (count, dim):
-        raise DatabaseError(
-            f"{path}: the file holds {array.shape[0]} x {array.shape[1]} vectors but its "
-            f"manifest lists {count} names of dimension {dim}"
-        )
-    if sha256_lines(manifest["names"]) != manifest["names_sha256"]:
-        raise DatabaseError(f"{manifest_path(path)}: names do not match their recorded checksum")
-
-
-# Fields every index manifest must hold, with their JSON types (a missing one is an error).
-INDEX_FIELDS = {"count": (int,), "dimension": (int,), "model": (dict,), "index_bytes": (int,),
-                "index_sha256": (str,), "vectors_sha256": (str,), "names_sha256": (str,)}
-OPTIONAL_INDEX_FIELDS = {"pool_factor": (int,), "search_params": (dict,)}
-
-
-def read_index_manifest(index_path: Path) -> dict[str, Any]:
-    path = manifest_path(index_path)
-    if not path.exists():
-        if index_path.exists():
-            raise DatabaseError(
-                f"{path}: index manifest not found; rebuild the index with `similar-images build --force`"
-            )
-        raise DatabaseError(f"{index_path}: index file not found (build it with `similar-images build`)")
-    manifest = read_json(path)
-    if not isinstance(manifest, dict) or manifest.get("kind") != "index":
-        kind = manifest.get("kind") if isinstance(manifest, dict) else None
-        raise DatabaseError(f"{path}: not an index manifest (field 'kind' is {kind!r})")
-    require_fields(path, manifest, INDEX_FIELDS)
-    require_fields(path, {k: v for k, v in manifest.items() if k in OPTIONAL_INDEX_FIELDS},
-                   {k: t for k, t in OPTIONAL_INDEX_FIELDS.items() if k in manifest})
-    if manifest.get("pool_factor", 1) < 1:
-        raise DatabaseError(f"{path}: field 'pool_factor' must be at least 1, got {manifest['pool_factor']}")
-    ix.check_search_params(manifest.get("search_params", {}), path)
-    return manifest
-
-
-def check_index_manifest(index_path: Path, im: dict[str, Any], vm: dict[str, Any]) -> None:
-    """Refuse an index that was built from other vectors, names or model."""
-    where = f"{index_path} does not belong to these vectors"
-    if int(im.get("dimension", -1)) != int(vm["dimension"]):
-        raise DatabaseError(
-            f"{where}: index dimension {im.get('dimension')} != vectors dimension {vm['dimension']}"
-        )
-    if im.get("model") != vm["model"]:
-        raise DatabaseError(f"{where}: {describe_model_difference(im.get('model'), vm['model'])}")
-    if int(im.get("count", -1)) != int(vm["count"]):
-        raise DatabaseError(f"{where}: index holds {im.get('count')} vectors, the vectors file {vm['count']}")
-    for key, what in (("names_sha256", "names"), ("vectors_sha256", "vectors")):
-        if im.get(key) != vm.get(key):
-            raise DatabaseError(f"{where}: the {what} changed since the index was built (checksum differs)")
-
-
-def describe_model_difference(index_model: Any, vectors_model: Any) -> str:
-    if not isinstance(index_model, dict) or not isinstance(vectors_model, dict):
-        return f"index built for model {index_model!r}, vectors made by {vectors_model!r}"
-    keys = sorted(set(index_model) | set(vectors_model))
-    diffs = [
-        f"{k} {index_model.get(k)!r} vs {vectors_model.get(k)!r}"
-        for k in keys
-        if index_model.get(k) != vectors_model.get(k)
-    ]
-    return "index built for another model (index vs vectors: " + "; ".join(diffs) + ")"
-
-
-def check_index_checksum(index_path: Path, im: dict[str, Any], *, deep: bool, fresh: bool = False) -> None:
-    """The index file's size always; its sha256 when ``deep`` (a matching stamp counts unless ``fresh``)."""
-    if not index_path.exists():
-        raise DatabaseError(f"{index_path}: index file not found (build it with `similar-images build`)")
-    size = index_path.stat().st_size
-    if size != im["index_bytes"]:
-        raise DatabaseError(f"{index_path}: {size} bytes, its manifest says {im['index_bytes']}; "
-                            "run `similar-images verify --repair`")
-    if deep:
-        check_file_sha(index_path, im["index_sha256"], fresh=fresh, what="index")
-
-
-def check_index_object(index_path: Path, index, vm: dict[str, Any]) -> None:
-    if ix.index_dimension(index) != int(vm["dimension"]) or index.ntotal != int(vm["count"]):
-        raise DatabaseError(
-            f"{index_path}: index of {index.ntotal} x {ix.index_dimension(index)} vectors, "
-            f"expected {vm['count']} x {vm['dimension']}"
-        )
-
-
-# --- writing ---------------------------------------------------------------------------
-
-
-def index_manifest_for(index_path: Path, staged_index: Path, vm: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """The index manifest of a freshly written index file, bound to vectors manifest ``vm``."""
-    return {
-        **base,
-        "format": INDEX_FORMAT,
-        "kind": "index",
-        "count": int(vm["count"]),
-        "dimension": int(vm["dimension"]),
-        "model": vm["model"],
-        "vectors_sha256": vm.get("vectors_sha256"),
-        "names_sha256": vm.get("names_sha256"),
-        "index_bytes": staged_index.stat().st_size,
-        "index_sha256": sha256_file(staged_index),
-        "updated": now_iso(),
-    }
+def find_default_index(vectors: str | os.PathLike) -> Path | None:
+    """The index file beside ``vectors`` if there is one; None (exact search) otherwise."""
+    path = default_index_path(vectors)
+    if path.exists():
+        return path
+    log.info("no index %s: searching %s exactly", path, vectors)
+    return None

@@ -217,18 +217,21 @@ def search(index, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def search_reranked(
-    index, vectors, queries, k: int, *, pool_factor: int = 10, norms=None
+    index, vectors, queries, k: int, *, pool_factor: int = 10, norms=None, exclude=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate search for ``pool_factor * k`` candidates, re-scored exactly.
 
-    The scores returned are exact cosines against the stored float32 vectors, so an
-    image in the collection finds itself with 1.0.
+    Scores are exact cosines against the stored float32 vectors (an image of the collection
+    finds itself with 1.0). ``exclude`` (deleted ids) leave the pool, which grows by their number.
 
     Returns:
         ``(scores, ids)`` ``(m, k)``, best first, padded with ``-inf`` / ``-1``.
     """
-    pool = max(k, int(pool_factor) * k)
+    exclude = np.zeros(0, dtype=np.int64) if exclude is None else exclude
+    pool = max(k, int(pool_factor) * k) + len(exclude)
     _, candidates = search(index, queries, pool)  # (m, pool)
+    if len(exclude):
+        candidates = np.where(np.isin(candidates, exclude), -1, candidates)
     return rerank(vectors, queries, candidates, k, norms=norms)
 
 

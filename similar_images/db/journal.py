@@ -29,6 +29,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from similar_images.db.catalog import check_bare_name
 from similar_images.db.integrity import write_stamp
 from similar_images.db.locks import holds_lock, lock_path, reader_lock, writer_lock
 from similar_images.errors import DatabaseError
@@ -104,6 +105,8 @@ def read_journal(journal: Path) -> list[dict]:
               and (entry.get("before") is None or isinstance(entry.get("before"), dict)))
         if not ok:
             raise DatabaseError(f"{journal}: malformed entry {i} in field 'renames'; nothing was changed")
+        for key in ("staged", "final"):  # bare names: a planted entry cannot reach outside the folder
+            check_bare_name(entry[key], f"{journal}: entry {i} field {key!r}")
         staged, final = Path(entry["staged"]), Path(entry["final"])
         if not (staged.parent == final.parent and staged.name.startswith(f".{final.name}.")
                 and staged.name.endswith(STAGED_SUFFIX)):
@@ -196,6 +199,7 @@ class Stage:
     def __init__(self) -> None:
         self.renames: list[tuple[Path, Path]] = []
         self.shas: dict[Path, str] = {}
+        self.finishers: list = []
 
     def file(self, final: str | os.PathLike) -> Path:
         """A fresh staged path for ``final``; leftovers of dead writers for it are deleted first."""
@@ -204,6 +208,11 @@ class Stage:
         staged = staged_path(final)
         self.renames.append((staged, final))
         return staged
+
+    def after_commit(self, finish) -> None:
+        """Run ``finish()`` once the change is committed, still under the writers' lock
+        (clean-up that must not race another writer)."""
+        self.finishers.append(finish)
 
     def known_sha(self, staged: Path, sha: str) -> None:
         """Record the sha256 of a staged file hashed while written (spares the journal a re-read)."""
@@ -254,6 +263,8 @@ def change(base: str | os.PathLike, *, also: tuple[str | os.PathLike | None, ...
             raise
         if stage.renames:
             _commit_or_discard(stage, base)
+            for finish in stage.finishers:
+                finish()
 
 
 def _commit_or_discard(stage: Stage, base: Path) -> None:

@@ -37,7 +37,13 @@ def lock_path(base: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def writer_lock(base: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on ``<base>.lock`` (waits for other writers and for readers opening)."""
+    """Hold an exclusive lock on ``<base>.lock`` (waits for other writers and for readers opening).
+
+    Re-entrant within a thread: a change that starts another (an add that migrates or
+    compacts first) keeps the lock it holds."""
+    if holds_lock(base):
+        yield
+        return
     lock = lock_path(base)
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from similar_images.db.segments import Rows
+
 CHUNK = 8192
 
 
@@ -72,6 +74,8 @@ def rerank(vectors, queries, candidates, k: int, *, norms=None) -> tuple[np.ndar
     Returns:
         ``(scores, ids)`` ``(m, k)``, best first, padded with ``-inf`` / ``-1``.
     """
+    if isinstance(vectors, Rows):  # the base file in place, the rows added since from memory
+        return rerank_split(vectors, queries, candidates, k, norms=norms)
     if not _direct_ok(vectors):
         return rerank_numpy(vectors, queries, candidates, k, norms=norms)
     q = normalize(queries)  # (m, d)
@@ -148,6 +152,35 @@ def rerank_numpy(vectors, queries, candidates, k: int, *, norms=None) -> tuple[n
         top = _top(s, k)
         scores[i, : len(top)] = s[top]
         ids[i, : len(top)] = cand[top]
+    return scores, ids
+
+
+def rerank_split(rows: Rows, queries, candidates, k: int, *, norms=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rerank` over a base file and added rows: base candidates read in place by
+    :func:`candidate_scores`, added ones scored in NumPy; the best ``k`` of both."""
+    base_cand = np.where(np.asarray(candidates) < rows.split, candidates, -1)
+    added_cand = np.where(np.asarray(candidates) >= rows.split, candidates, -1)
+    base_s, base_i = rerank(rows.base, queries, base_cand, k, norms=norms)
+    added_s, added_i = rerank_numpy(rows, queries, added_cand, k, norms=norms)
+    return best_of(np.concatenate([base_s, added_s], axis=1), np.concatenate([base_i, added_i], axis=1), k)
+
+
+def best_of(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of each row of ``(m, p)`` ``scores`` / ``ids`` (``-1`` ids last), best first."""
+    scores = np.where(ids >= 0, scores, -np.inf)
+    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), -scores), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def drop_ids(scores: np.ndarray, ids: np.ndarray, excluded: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Results without the ``excluded`` ids (deleted items), the best ``k`` kept, padded with ``-1``."""
+    if len(excluded):
+        ids = np.where(np.isin(ids, excluded), -1, ids)
+    scores, ids = best_of(scores, ids, k)
+    if scores.shape[1] < k:  # fewer candidates than k: pad
+        pad = k - scores.shape[1]
+        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
     return scores, ids
 
 

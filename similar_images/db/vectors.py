@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from similar_images.db import journal
+from similar_images.db import catalog, journal
 from similar_images.db.integrity import check_npy_structure, read_npy_header, require_fields
 from similar_images.errors import DatabaseError
 from similar_images.fileio.files import (
@@ -29,8 +30,10 @@ from similar_images.fileio.files import (
 )
 
 
-def write_vectors_file(path: Path, shape: tuple[int, int], chunks) -> str:
-    """Write a ``.npy`` float32 file of ``shape`` from an iterable of row blocks; return its sha256."""
+def write_vectors_file(path: Path, shape: tuple[int, int], chunks, *, first_row: int = 0) -> str:
+    """Write a ``.npy`` float32 file of ``shape`` from an iterable of row blocks; return its sha256.
+
+    ``first_row`` is the id of the first row (a segment's), for the message about a bad row."""
     count = 0
     with open(path, "wb") as f:
         out = HashingWriter(f)
@@ -43,7 +46,7 @@ def write_vectors_file(path: Path, shape: tuple[int, int], chunks) -> str:
                 raise ValueError(f"block of shape {block.shape} in a file of shape {shape}")
             finite = np.isfinite(block).all(axis=1)  # (c,)
             if not finite.all():
-                row = count + int(np.argmin(finite))
+                row = first_row + count + int(np.argmin(finite))
                 raise DatabaseError(f"new vector {row} holds a non-finite value (NaN or infinity); "
                                     "refused, nothing was written")
             out.write(block.tobytes())
@@ -59,48 +62,117 @@ def write_vectors_file(path: Path, shape: tuple[int, int], chunks) -> str:
 
 log = logging.getLogger(__name__)
 
-VECTORS_FORMAT = 1
+# 1: names in the manifest; 2: names, added segments and deletions in the catalog (catalog.py).
+VECTORS_FORMAT = 2
+NAME_RULES = ("path", "text")
+WRITE_ROWS = 65_536  # rows copied at a time while writing (a memory map of millions is never loaded whole)
 
 
 def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write ``vectors`` and their manifest atomically; return the manifest written.
+    """Write ``vectors`` as a new generation of the database at ``path``; return the manifest written.
 
     ``manifest`` must hold at least ``model`` (an extractor's ``describe()``) and
-    ``names`` (one name per row). ``count``, ``dimension``, ``vectors_sha256`` and
-    ``names_sha256`` are filled in here. Both files are staged, then committed together
-    through the roll-forward journal (see ``journal.py``), under the writers' lock: a
-    kill -9 at any moment leaves the old pair or the new pair, never new vectors under
-    an old manifest.
+    ``names`` (one name per row); the manifest returned holds them too. The rows go to the ``.npy`` file, the names to the
+    catalog (``catalog.py``) under a new generation token, and the manifest (without the
+    names) names that generation. The catalog rows are inserted first, invisible to
+    readers; the vectors and manifest are then committed together through the
+    roll-forward journal (``journal.py``) under the writers' lock. A kill -9 at any
+    moment leaves the old generation or the new one; the next writer deletes leftovers.
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     names = list(manifest["names"])
     if vectors.ndim != 2 or len(vectors) != len(names):
         raise ValueError(f"vectors {vectors.shape} and {len(names)} names do not match")
     path = Path(path)
+    fields = {k: v for k, v in manifest.items() if k != "names"}
     with journal.change(path) as stage:
+        previous = current_generation(path)
         staged_vectors, staged_manifest = stage.file(path), stage.file(manifest_path(path))
-        sha = write_vectors_file(staged_vectors, vectors.shape, [vectors])  # hashed while written
+        blocks = (vectors[i:i + WRITE_ROWS] for i in range(0, len(vectors), WRITE_ROWS))  # bounded memory
+        sha = write_vectors_file(staged_vectors, vectors.shape, blocks)  # hashed while written
         stage.known_sha(staged_vectors, sha)
         manifest = {
             "format": VECTORS_FORMAT,
             "kind": "vectors",
-            **manifest,
+            **fields,
             "count": int(vectors.shape[0]),
             "dimension": int(vectors.shape[1]),
             "vectors_sha256": sha,
             "names_sha256": sha256_lines(names),
         }
+        manifest["generation"] = write_generation(path, staged_vectors, sha, names, rule_of(manifest))
         write_json_to(staged_manifest, manifest)
-    return manifest
+        stage.after_commit(lambda: finish_generation(path, manifest["generation"], previous))
+    return {**manifest, "names": names}  # the file holds no names: they are in the catalog
+
+
+def read_base_names(path: Path, manifest: dict[str, Any]) -> list[str]:
+    """The names of the base rows ``0..count-1`` of a format-2 database, from its catalog."""
+    con = catalog.connect(catalog.catalog_path(path))
+    try:
+        return list(catalog.iter_names(con, manifest["generation"], 0, int(manifest["count"])))
+    finally:
+        con.close()
+
+
+def current_generation(path: Path) -> str | None:
+    """The generation the manifest of ``path`` names now, if it is readable and names one."""
+    try:
+        return load_vectors_manifest(path).get("generation")
+    except DatabaseError:
+        return None
+
+
+def rule_of(manifest: dict[str, Any]) -> str:
+    """The database's name rule: recorded, else ``"text"`` for a text model's vectors, else ``"path"``."""
+    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    rule = manifest.get("name_rule") or ("text" if model.get("kind") == "text" else "path")
+    if rule not in NAME_RULES:
+        raise DatabaseError(f"unknown name_rule {rule!r} in a vectors manifest; expected one of {', '.join(NAME_RULES)}")
+    return rule
+
+
+def write_generation(path: Path, base_file: Path, sha: str, names, rule: str) -> str:
+    """Insert a new generation's items and base segment into the catalog (not yet visible:
+    no manifest names it); returns its token. ``base_file`` is the (staged) vectors file."""
+    gen = secrets.token_hex(8)
+    con = catalog.connect(catalog.catalog_path(path), create=True)
+    try:
+        with catalog.transaction(con, catalog.catalog_path(path)):
+            catalog.insert_items(con, gen, 0, names, (catalog.item_key(rule, n) for n in names))
+            catalog.insert_segment(con, gen, catalog.Segment(0, path.name, 0, len(names), base_file.stat().st_size, sha))
+    finally:
+        con.close()
+    return gen
+
+
+def finish_generation(path: Path, gen: str, previous: str | None = None) -> None:
+    """After ``gen`` was committed: delete the rows of other generations and unnamed segment files.
+
+    The ``previous`` generation's rows stay until the next full write, so a reader that
+    opened it before this commit still finds its names (its rows are in its memory)."""
+    con = catalog.connect(catalog.catalog_path(path))
+    try:
+        with catalog.transaction(con, catalog.catalog_path(path)):
+            catalog.drop_other_generations(con, (gen, previous) if previous else (gen,))
+        catalog.remove_unnamed_segments(path, con, gen)
+    finally:
+        con.close()
 
 
 # Fields every vectors manifest must hold, with their JSON types (a missing one is an error).
-VECTORS_FIELDS = {"model": (dict,), "names": (list,), "count": (int,), "dimension": (int,),
-                  "vectors_sha256": (str,), "names_sha256": (str,)}
+VECTORS_FIELDS = {"model": (dict,), "count": (int,), "dimension": (int,), "vectors_sha256": (str,),
+                  "names_sha256": (str,)}
+FORMAT_FIELDS = {1: {"names": (list,)}, 2: {"generation": (str,)}}
 
 
-def load_vectors_manifest(path: str | os.PathLike) -> dict[str, Any]:
+def load_vectors_manifest(path: str | os.PathLike, *, with_names: bool = False) -> dict[str, Any]:
     """The manifest of vectors file ``path``, checked for the fields readers rely on.
+
+    A format-1 manifest holds the names (checked against their count and checksum); a
+    format-2 one names its catalog generation instead (the names live in the catalog).
+    ``with_names`` adds the base rows' ``names`` from the catalog (O(N): for tools and
+    tests that compare whole databases, not for opening one).
 
     Raises:
         DatabaseError: a required field (``VECTORS_FIELDS``) is missing or of the wrong type,
@@ -108,7 +180,16 @@ def load_vectors_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """
     where = manifest_path(path)
     manifest = read_json(where)
-    require_fields(where, manifest, VECTORS_FIELDS)
+    fmt = manifest.get("format", 1) if isinstance(manifest, dict) else None
+    if fmt not in FORMAT_FIELDS:
+        raise DatabaseError(f"{where}: vectors format {fmt!r}; this version reads {sorted(FORMAT_FIELDS)}")
+    require_fields(where, manifest, {**VECTORS_FIELDS, **FORMAT_FIELDS[fmt]})
+    if fmt == 2:
+        if not manifest["generation"].isalnum():
+            raise DatabaseError(f"{where}: field 'generation' must be a plain token, got {manifest['generation']!r}")
+        if with_names:
+            manifest["names"] = read_base_names(Path(path), manifest)
+        return manifest
     if not all(isinstance(n, str) for n in manifest["names"]):
         raise DatabaseError(f"{where}: field 'names' must hold only strings")
     if len(manifest["names"]) != manifest["count"]:

@@ -15,10 +15,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from similar_images.db import catalog, journal
 from similar_images.db import index as ix
-from similar_images.db import journal
 from similar_images.db.build import build_index_files
 from similar_images.db.database import (
+    Database,
     check_index_checksum,
     check_index_manifest,
     check_index_object,
@@ -68,6 +69,11 @@ def verify_database(vectors: str | os.PathLike, index: str | os.PathLike | None 
             verdicts, vectors_path, lambda: _vectors_content(vectors_path, manifest)) is not None
         if index is not None:
             _check_index(verdicts, Path(index), manifest if vectors_ok else None)
+    if vectors_ok and "generation" in manifest:  # an open of its own: outside the shared lock held above
+        _attempt(verdicts, catalog.catalog_path(vectors_path), lambda: _catalog(vectors_path))
+    if all(v.ok for v in verdicts):  # the very checks of an open, so verify never passes what open refuses
+        _attempt(verdicts, vectors_path, lambda: (Database.open(vectors_path, index, fresh=True),
+                                                  "opens as a search opens it"))
     return verdicts
 
 
@@ -113,7 +119,17 @@ def _check_journal(vectors_path: Path) -> Verdict:
 def _vectors_manifest(vectors_path: Path):
     require_vectors(vectors_path)
     manifest = load_vectors_manifest(vectors_path)
+    if "generation" in manifest:
+        return manifest, f"{manifest['count']} base rows of generation {manifest['generation']}, required fields ok"
     return manifest, f"{manifest['count']} names, required fields and names checksum ok"
+
+
+def _catalog(vectors_path: Path):
+    db = Database.open(vectors_path, None, fresh=True)  # segments re-hashed, base names against their checksum
+    db.verify(deep=True)
+    segments = len(db.generation.segments)
+    return db, (f"{db.id_count} items in {segments} segment(s), {len(db.deleted)} removed since the last "
+                "compaction; segments and names match their checksums")
 
 
 def _vectors_content(vectors_path: Path, manifest):

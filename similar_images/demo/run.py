@@ -127,7 +127,7 @@ def ensure_vectors(paths: DemoPaths, extractor, *, rebuild: bool = False, show_p
 
     stale = rebuild
     if paths.vectors.exists() and not rebuild:
-        manifest = load_vectors_manifest(paths.vectors)
+        manifest = load_vectors_manifest(paths.vectors, with_names=True)
         if manifest["model"] == extractor.describe() and manifest["names"] == read_file_list(paths.file_list):
             return False
         log.warning("the sample vectors were made by another model or list; extracting again")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -111,9 +112,11 @@ def find_duplicates(db, *, threshold: float | str = AUTO, k: int = DEFAULT_K, ru
     """
     grouping.check_rule(rule)
     cosine = resolve_threshold(threshold, db.model)
-    n = len(db)
-    paths = [str(db.image_path(i)) for i in range(n)]
-    identical = identical_files(paths, show_progress=show_progress) if hash_files else []
+    n = db.database.id_count  # ids of removed items (until compaction) are in no pair and no group
+    live = db.database.live_ids()
+    paths = [str(Path(db.image_dir) / name) for name in db.names]
+    identical = [[int(live[p]) for p in same] for same in identical_files([paths[i] for i in live],
+                                                                          show_progress=show_progress)] if hash_files else []
     pairs = near_pairs(db, threshold=cosine, k=k, batch_size=batch_size, pool_factor=pool_factor,
                        show_progress=show_progress)
     vectors = db.database.vectors
@@ -121,9 +124,9 @@ def find_duplicates(db, *, threshold: float | str = AUTO, k: int = DEFAULT_K, ru
     same_bytes = {i: frozenset(s) for s in identical for i in s}
     groups = tuple(_group(number, members, db.names, paths, vectors, same_bytes)
                    for number, members in enumerate(ids, 1))
-    log.info("%d images: %d pairs >= %.3f, %d identical sets, %d groups", n, len(pairs), cosine,
+    log.info("%d images: %d pairs >= %.3f, %d identical sets, %d groups", len(live), len(pairs), cosine,
              len(identical), len(groups))
-    return Duplicates(groups, cosine, rule, k, n, len(pairs), len(identical), dict(db.model))
+    return Duplicates(groups, cosine, rule, k, len(live), len(pairs), len(identical), dict(db.model))
 
 
 def _group(number: int, members: np.ndarray, names, paths, vectors, same_bytes) -> Group:

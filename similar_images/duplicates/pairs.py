@@ -93,13 +93,15 @@ def near_pairs(db, *, threshold: float, k: int = 10, batch_size: int = DEFAULT_B
     with tqdm(total=n, desc="duplicates", unit="img", disable=not show_progress) as bar:
         for start in range(0, n, batch_size):
             queries = np.asarray(vectors[start:start + batch_size], dtype=np.float32)  # (m, d)
+            deleted = database.deleted  # removed since the last compaction: neither queries nor results
             if database.index is None:
-                scores, ids = ranking.exact_search(vectors, queries, k + 1, norms=norms)  # (m, k + 1)
+                scores, ids = ranking.drop_ids(*ranking.exact_search(vectors, queries, k + 1 + len(deleted), norms=norms),
+                                               deleted, k + 1)  # (m, k + 1)
             else:  # exact cosines of the index's candidates
                 scores, ids = ix.search_reranked(database.index, vectors, queries, k + 1, pool_factor=pool_factor,
-                                                 norms=norms)
+                                                 norms=norms, exclude=deleted)
             rows = np.broadcast_to(np.arange(start, start + len(queries))[:, None], ids.shape)
-            keep = (ids >= 0) & (ids != rows) & (scores >= threshold)
+            keep = (ids >= 0) & (ids != rows) & (scores >= threshold) & ~np.isin(rows, deleted)
             parts.append(unique_pairs(rows[keep], ids[keep], scores[keep]))
             bar.update(len(queries))
     if not parts:

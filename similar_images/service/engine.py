@@ -191,7 +191,7 @@ class Engine:
                 report = writer.add(paths, show_progress=False)
             writer.warm(model=False)  # the new rows' norms, before queries see this state
             self.db = writer
-        ids = {name: i for i, name in enumerate(writer.names)}
+        ids = writer.ids_of(report.added + report.already_present)
         return {"added": [{"id": ids[n], "name": n} for n in report.added],
                 "already_present": [{"id": ids.get(n), "name": n} for n in report.already_present],
                 "skipped": [{"name": s.get("path", ""), "error": s.get("message", "")} for s in report.skipped],
@@ -210,8 +210,10 @@ class Engine:
 
     def _writer(self) -> SimilarImages:
         db = self.db
-        return SimilarImages.open(db.database.vectors_path, db.database.index_path, image_dir=db.image_dir,
-                                  extractor=db.extractor)
+        writer = SimilarImages.open(db.database.vectors_path, db.database.index_path, image_dir=db.image_dir,
+                                    extractor=db.extractor)
+        writer.adopt_norms(db)  # the rows it shares with the serving state need no second pass
+        return writer
 
     @staticmethod
     def _store(folder: Path, data: bytes) -> Path:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from similar_images.db.changes import AddResult, add_rows, remove_rows
+from similar_images.db.changes import AddResult, add_rows, find_present, remove_rows
 from similar_images.errors import DatabaseError
 from similar_images.models import minilm
 
@@ -88,8 +88,8 @@ class TextDatabase:
         return len(self._db)
 
     @property
-    def texts(self) -> list[str]:
-        """Row-aligned texts: ``texts[id]``."""
+    def texts(self) -> Sequence[str]:
+        """Texts by id: ``texts[id]``."""
         return self._db.names
 
     def text(self, text_id: int) -> str:
@@ -166,7 +166,7 @@ class TextDatabase:
             :class:`similar_images.db.changes.AddResult` (``added``, ``already_present``).
         """
         cleaned = [minilm.clean_text(t) for t in texts]
-        present = set(self.texts)
+        present = set(find_present(self._db.database, cleaned))
         new = list(dict.fromkeys(t for t in cleaned if t and t not in present))
         already = [t for t in cleaned if t in present]
         if not new:
@@ -183,7 +183,7 @@ class TextDatabase:
         Texts are matched exactly (the database's ``"text"`` name rule), never as paths.
 
         Returns:
-            The texts removed. Ids of later texts shift down.
+            The texts removed. Other texts keep their ids until the next compaction.
 
         Raises:
             ValueError: a text is not in the database; nothing is removed then.

@@ -104,7 +104,7 @@ def test_runs_with_the_model_and_options_asked_for(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert asked == {"model": "vgg16", "weights": "none", "model_file": str(tmp_path / "m.h5"), "device": "cpu"}
     output = Path(f"{file_list}.saved_predictions.npy")
-    assert load_vectors_manifest(output)["names"] == names and len(open_vectors(output)) == len(names)
+    assert load_vectors_manifest(output, with_names=True)["names"] == names and len(open_vectors(output)) == len(names)
     assert f"done {len(names)}, skipped 0" in result.output and str(output) in result.output
     assert "no interrupted run" not in result.output
     assert f"next: similar-images build -i {output}" in result.output  # the next step, said
@@ -120,7 +120,7 @@ def test_resume_with_nothing_to_resume_says_so(tmp_path, monkeypatch):
     result = run_cli("-l", file_list, "-d", folder, "-o", tmp_path / "v.npy", "--resume", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "no interrupted run to resume" in result.output and "starting from the beginning" in result.output
-    assert load_vectors_manifest(tmp_path / "v.npy")["names"] == names
+    assert load_vectors_manifest(tmp_path / "v.npy", with_names=True)["names"] == names
 
 
 def test_resume_on_a_finished_output_says_it_is_complete_and_cleans_partial(tmp_path, monkeypatch):
@@ -219,7 +219,7 @@ def test_ctrl_c_and_kill_9_then_resume_give_the_uninterrupted_vectors(tmp_path):
     fourth = start(["-l", file_list, "-d", folder, "-o", reference], tmp_path)
     assert fourth.wait(timeout=600) == 0, fourth.communicate()
 
-    resumed, expected = load_vectors_manifest(output), load_vectors_manifest(reference)
+    resumed, expected = load_vectors_manifest(output, with_names=True), load_vectors_manifest(reference, with_names=True)
     assert resumed["names"] == expected["names"] == [n for n in names if n not in BAD or n == "huge.png"]
     assert resumed["skipped"] == expected["skipped"]
     assert resumed["timings"]["resumed_chunks"] == len(done)

@@ -38,6 +38,7 @@ def tiny_db(tmp_path, monkeypatch):
     vectors, image_dir = image_db(tmp_path, 12)
     vectors.rename(VECTORS)
     Path(str(vectors) + ".manifest.json").rename(VECTORS + ".manifest.json")
+    Path(str(vectors) + ".catalog.sqlite").rename(VECTORS + ".catalog.sqlite")  # a database moves whole
     assert run("build", "-d", "48").exit_code == 0
     return image_dir
 

@@ -49,8 +49,10 @@ def test_verify_says_ok_per_file(db):
     result = run("verify", "--vectors", str(vectors))
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert lines[:4] == [line for line in lines[:4] if line.startswith("ok  ")] and len(lines) == 5
+    # manifest, vectors, index manifest, index, catalog, and the open a search does
+    assert lines[:6] == [line for line in lines[:6] if line.startswith("ok  ")] and len(lines) == 7
     assert f"ok  {vectors}: {N} x {DIM} float32, checksum matches, all values finite" in lines
+    assert any(line.startswith(f"ok  {vectors}.catalog.sqlite: {N} items in 1 segment(s)") for line in lines)
     assert lines[-1] == "verified: db.npy and its index are intact"
 
 

@@ -66,7 +66,7 @@ def test_ray_equals_local_engine_efficientnet(tmp_path, local_ray):  # noqa: F81
     assert {s["path"]: s["reason"] for s in ray_run[0]["skipped"]} == {k: v for k, v in BAD.items() if k != "huge.png"}
     assert ray_run[0]["timings"]["engine"] == "ray" and ray_run[0]["timings"]["actors"] == 2
     assert not partial_dir(tmp_path / "ray.npy").exists()
-    assert load_vectors_manifest(tmp_path / "ray.npy")["vectors_sha256"] == ray_run[0]["vectors_sha256"]
+    assert load_vectors_manifest(tmp_path / "ray.npy", with_names=True)["vectors_sha256"] == ray_run[0]["vectors_sha256"]
 
 
 @pytest.mark.slow

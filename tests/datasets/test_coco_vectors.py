@@ -55,7 +55,7 @@ def test_vectors_download_check_install(vectors_site):
     result = _run(VECTORS_SCRIPT, "--sha256", digest, cwd=work, env=env)
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(open_vectors(_output(work)), vectors)
-    manifest = load_vectors_manifest(_output(work))
+    manifest = load_vectors_manifest(_output(work), with_names=True)
     assert manifest["names"] == sorted(IMAGE_NAMES)
     assert (manifest["count"], manifest["dimension"]) == (5, 1280)
     assert manifest["model"]["name"] == "efficientnet-lite0"

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from similar_images.db.changes import add_rows, name_rule, remove_rows
+from similar_images.db.changes import add_rows, remove_rows
 from similar_images.db.database import Database
+from similar_images.db.vectors import rule_of as name_rule
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import DatabaseError
 

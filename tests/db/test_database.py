@@ -18,11 +18,12 @@ from _index_data import copy_database, vector_db
 from similar_images.db import journal
 from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
+from similar_images.db.compaction import compact
 from similar_images.db.database import Database, default_index_path
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import DatabaseError
 from similar_images.evaluation.synthetic import clustered_vectors
-from similar_images.fileio.files import manifest_path, sha256_lines
+from similar_images.fileio.files import manifest_path
 
 N, DIM = 1200, 32
 
@@ -82,13 +83,19 @@ def test_open_refuses_an_index_of_another_dimension(tmp_path, db_files):
 
 
 def test_open_refuses_names_and_vectors_of_different_counts(db_files):
+    import sqlite3
+
+    from similar_images.db.catalog import catalog_path
+
     vectors_path, _, _ = db_files
-    names = json.loads(manifest_path(vectors_path).read_text())["names"]
-    rewrite_manifest(vectors_path, names=names[:-1])
-    with pytest.raises(DatabaseError, match=f"{N - 1} names for {N} vectors"):
+    con = sqlite3.connect(catalog_path(vectors_path))
+    with con:
+        con.execute("DELETE FROM items WHERE id=?", (N - 1,))
+    con.close()
+    with pytest.raises(DatabaseError, match=f"names items up to id {N - 2}, its segments hold {N} rows"):
         Database.open(vectors_path)
-    rewrite_manifest(vectors_path, names=names[:-1], count=N - 1, names_sha256=sha256_lines(names[:-1]))
-    with pytest.raises(DatabaseError, match=f"holds {N} x {DIM} vectors but its manifest lists {N - 1} names"):
+    rewrite_manifest(vectors_path, count=N - 1)
+    with pytest.raises(DatabaseError, match=f"db.npy: .*{N - 1}"):
         Database.open(vectors_path)
 
 
@@ -101,7 +108,7 @@ def test_open_refuses_an_index_built_for_another_model(db_files):
 
 def test_open_refuses_an_index_older_than_the_vectors(db_files):
     vectors_path, index_path, vectors = db_files
-    names = json.loads(manifest_path(vectors_path).read_text())["names"]
+    names = list(Database.open(vectors_path).names)
     save_vectors(vectors_path, vectors[::-1], {"model": {"name": "synthetic", "weights": "none(seed=0)", "dim": DIM},
                                                "names": names})
     with pytest.raises(DatabaseError, match="the vectors changed since the index was built"):
@@ -144,7 +151,7 @@ def test_add_appends_encodes_and_does_not_duplicate(db_files):
     db.verify(deep=True)
     assert len(db) == N + 5 and db.index.ntotal == N + 5 and db.names[-5:] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]
     np.testing.assert_array_equal(db.vectors[:N], vectors)
-    assert [h["op"] for h in db.manifest["history"]] == ["add", "add"]
+    np.testing.assert_array_equal(db.vectors[N + 4], new[1])  # e.jpg, the added rows' own segments
 
 
 def test_add_refuses_vectors_of_another_dimension(db_files):
@@ -159,7 +166,12 @@ def test_remove_deletes_rows_and_keeps_everything_consistent(db_files):
     assert removed == ["v00003.jpg", "v00010.jpg"]
     db = Database.open(vectors_path, index_path)
     db.verify(deep=True)
-    assert len(db) == N - 2 and "v00003.jpg" not in db.names and db.names[3] == "v00004.jpg"
+    live = [db.names[i] for i in db.live_ids()]
+    assert len(db) == len(live) == N - 2 and "v00003.jpg" not in live and db.names[4] == "v00004.jpg"
+    np.testing.assert_array_equal(db.vectors[4], vectors[4])  # ids do not shift until compaction
+    compact(vectors_path, index_path)
+    db = Database.open(vectors_path, index_path)
+    assert len(db) == db.id_count == N - 2 and db.names[3] == "v00004.jpg"
     np.testing.assert_array_equal(db.vectors[3], vectors[4])
 
 
@@ -199,6 +211,7 @@ KILLER = textwrap.dedent("""
     from similar_images.db import index as ix
     from similar_images.fileio import files
     from similar_images.db.changes import add_rows, remove_rows
+    from similar_images.db.compaction import compact
 
     point, op, vectors_path, index_path = sys.argv[1:5]
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)
@@ -230,7 +243,9 @@ KILLER = textwrap.dedent("""
                 die()
             return real_unlink(self, *a, **k)
         pathlib.Path.unlink = unlink
-    if op == "add":
+    if op == "compact":
+        compact(vectors_path, index_path)
+    elif op == "add":
         new = np.random.default_rng(5).random((3, int(sys.argv[5])), dtype=np.float32)
         add_rows(vectors_path, index_path, new, ["new0.jpg", "new1.jpg", "new2.jpg"])
     else:
@@ -253,28 +268,28 @@ def run_killed(tmp_path, point, op, vectors_path, index_path) -> subprocess.Comp
 def assert_consistent(vectors_path, index_path) -> Database:
     db = Database.open(vectors_path, index_path)
     db.verify(deep=True)
-    assert db.index.ntotal == len(db) == len(db.names) == db.vectors.shape[0]
+    assert db.index.ntotal == db.id_count == len(db.names) == db.vectors.shape[0]
     return db
 
 
-@pytest.mark.parametrize("op", ["add", "remove"])
 @pytest.mark.parametrize("point", BEFORE_COMMIT + AFTER_COMMIT)
-def test_kill_9_during_a_change_leaves_the_old_or_the_new_database(tmp_path, db_files, point, op):
+def test_kill_9_during_a_compaction_leaves_the_old_or_the_new_generation(tmp_path, db_files, point):
+    """Compaction is the full write of a growing database (adds and removes are in test_growing.py)."""
     vectors_path, index_path, _ = db_files
-    proc = run_killed(tmp_path, point, op, vectors_path, index_path)
+    new = np.random.default_rng(5).random((3, DIM), dtype=np.float32)
+    add_rows(vectors_path, index_path, new, ["new0.jpg", "new1.jpg", "new2.jpg"], auto_compact=False)
+    remove_rows(vectors_path, index_path, ["v00000.jpg", "v00001.jpg"], auto_compact=False)
+    proc = run_killed(tmp_path, point, "compact", vectors_path, index_path)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     db = assert_consistent(vectors_path, index_path)
     changed = point in AFTER_COMMIT
-    if op == "add":
-        assert len(db) == (N + 3 if changed else N)
-        if changed:
-            from similar_images.db import index as ix
+    assert len(db) == N + 1 and "v00000.jpg" not in [db.names[i] for i in db.live_ids()]
+    assert db.id_count == (N + 1 if changed else N + 3) and len(db.deleted) == (0 if changed else 2)
+    from similar_images.db import index as ix
 
-            _, ids = ix.search_reranked(db.index, db.vectors, db.vectors[[N + 1]], 1)
-            assert ids[0, 0] == N + 1 and db.names[N + 1] == "new1.jpg"
-    else:
-        assert len(db) == (N - 2 if changed else N)
-        assert ("v00000.jpg" in db.names) is not changed
+    new1 = db.live_ids()[-2]
+    _, ids = ix.search_reranked(db.index, db.vectors, db.vectors[[new1]], 1, exclude=db.deleted)
+    assert ids[0, 0] == new1 and db.names[new1] == "new1.jpg"
     # The next change cleans up what the killed one left, and works.
     add_rows(vectors_path, index_path, np.ones((1, DIM), np.float32), ["later.jpg"])
     assert_consistent(vectors_path, index_path)

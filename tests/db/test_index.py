@@ -8,7 +8,7 @@ import pytest
 from similar_images.db import index as ix
 from similar_images.db import ranking
 from similar_images.db import recall as rc
-from similar_images.db.changes import remove_ids
+from similar_images.db.index_edits import remove_ids
 from similar_images.db.recall import recall_of_ids
 from similar_images.evaluation.synthetic import clustered_vectors
 

@@ -14,6 +14,7 @@ from _index_data import copy_database, vector_db
 from similar_images.db import integrity
 from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
+from similar_images.db.compaction import compact
 from similar_images.db.database import Database
 from similar_images.db.vectors import save_vectors
 from similar_images.db.verify import repair, verify_database
@@ -157,15 +158,27 @@ def test_a_missing_required_field_is_an_error(db, field):
         Database.open(vectors_path)
 
 
+def set_catalog_names(vectors_path, names: dict[int, str]) -> None:
+    import sqlite3
+
+    from similar_images.db.catalog import catalog_path
+
+    con = sqlite3.connect(catalog_path(vectors_path))
+    with con:
+        for item, name in names.items():
+            con.execute("UPDATE items SET name=?, key=? WHERE id=?", (name, name, item))
+    con.close()
+
+
 def test_names_swapped_without_their_checksum_are_refused(db):
     vectors_path, _, _ = db
-    names = json.loads(manifest_path(vectors_path).read_text())["names"]
-    names[0], names[1] = names[1], names[0]
-    edit_json(manifest_path(vectors_path), names=names, names_sha256=None)
+    names = list(Database.open(vectors_path).names)
+    set_catalog_names(vectors_path, {0: names[1], 1: names[0]})
+    with pytest.raises(DatabaseError, match="names of generation .* do not match the manifest's names_sha256"):
+        Database.open(vectors_path, fresh=True)
+    assert not all(v.ok for v in verify_database(vectors_path))
+    edit_json(manifest_path(vectors_path), names_sha256=None)
     with pytest.raises(DatabaseError, match="missing field 'names_sha256'"):
-        Database.open(vectors_path)
-    edit_json(manifest_path(vectors_path), names_sha256="0" * 64)
-    with pytest.raises(DatabaseError, match="names do not match their recorded checksum"):
         Database.open(vectors_path)
 
 
@@ -244,20 +257,28 @@ def test_non_finite_vectors_are_refused_when_written(db, tmp_path):
     assert not list(tmp_path.glob(".*.staged"))
 
 
-@pytest.mark.parametrize("writer", ["remove", "add", "build"])
-def test_writers_refuse_to_re_sign_damaged_vectors(db, writer):
+@pytest.mark.parametrize("writer", ["remove", "add", "build", "compact"])
+def test_writers_never_re_sign_damaged_vectors(db, writer):
+    """Full writes (build, compact) re-sign the vectors: they re-check them first and refuse.
+    An add or a remove re-signs nothing it did not write (a segment, tombstones): it goes
+    ahead, and the damage stays visible to every open and to verify."""
     vectors_path, index_path, _ = db
     Database.open(vectors_path, index_path)  # stamped: writers must not rely on it
     swap_rows(vectors_path, 0, 30)
     damaged = vectors_path.read_bytes()
-    with pytest.raises(DatabaseError, match="contents do not match the checksum"):
-        if writer == "remove":
-            remove_rows(vectors_path, index_path, ["v00005.jpg"])
-        elif writer == "add":
-            add_rows(vectors_path, index_path, np.ones((1, DIM), np.float32), ["new.jpg"])
-        else:
-            build_index_files(vectors_path, index_path, index_type="flat", force=True, show_progress=False)
+    if writer == "remove":
+        remove_rows(vectors_path, index_path, ["v00005.jpg"], auto_compact=False)
+    elif writer == "add":
+        add_rows(vectors_path, index_path, np.ones((1, DIM), np.float32), ["new.jpg"], auto_compact=False)
+    else:
+        with pytest.raises(DatabaseError, match="contents do not match the checksum"):
+            if writer == "build":
+                build_index_files(vectors_path, index_path, index_type="flat", force=True, show_progress=False)
+            else:
+                compact(vectors_path, index_path)
     assert vectors_path.read_bytes() == damaged  # not rewritten, and still refused
+    with pytest.raises(DatabaseError, match="contents do not match the checksum"):
+        Database.open(vectors_path, index_path)
     assert not verify_database(vectors_path)[1].ok
 
 
@@ -268,7 +289,7 @@ def test_verify_gives_one_verdict_per_file(db):
     vectors_path, index_path, _ = db
     verdicts = verify_database(vectors_path, index_path)
     assert [v.path.name for v in verdicts] == ["db.npy.manifest.json", "db.npy", "db.faiss.index.manifest.json",
-                                               "db.faiss.index"]
+                                               "db.faiss.index", "db.npy.catalog.sqlite", "db.npy"]
     assert all(v.ok for v in verdicts), [v.line() for v in verdicts]
 
 
@@ -276,7 +297,7 @@ def test_verify_repairs_a_damaged_index_from_the_vectors(db):
     vectors_path, index_path, vectors = db
     poke(index_path, index_path.stat().st_size - 9, b"\xff\xff")
     verdicts = verify_database(vectors_path, index_path)
-    assert [v.ok for v in verdicts] == [True, True, True, False] and verdicts[-1].repairable
+    assert [v.ok for v in verdicts] == [True, True, True, False, True] and verdicts[3].repairable
     assert repair(vectors_path, index_path, verdicts)[0].startswith(f"repaired  {index_path}: rebuilt the flat")
     assert all(v.ok for v in verify_database(vectors_path, index_path))
     opened = Database.open(vectors_path, index_path)
@@ -295,7 +316,8 @@ def test_verify_names_damaged_vectors_and_does_not_rebuild_over_them(db):
 def test_names_checksum_recomputed_is_accepted(db):
     """Control: a consistent edit (names and their checksum) is not flagged as damage."""
     vectors_path, _, _ = db
-    names = json.loads(manifest_path(vectors_path).read_text())["names"]
+    names = list(Database.open(vectors_path).names)
     names[0] = "renamed.jpg"
-    edit_json(manifest_path(vectors_path), names=names, names_sha256=sha256_lines(names))
-    assert Database.open(vectors_path).names[0] == "renamed.jpg"
+    set_catalog_names(vectors_path, {0: "renamed.jpg"})
+    edit_json(manifest_path(vectors_path), names_sha256=sha256_lines(names))
+    assert Database.open(vectors_path, fresh=True).names[0] == "renamed.jpg"

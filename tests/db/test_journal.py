@@ -16,6 +16,7 @@ from _index_data import vector_db
 from similar_images.db import journal
 from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
+from similar_images.db.compaction import compact
 from similar_images.db.database import Database
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import DatabaseError
@@ -39,8 +40,9 @@ def test_the_journal_records_checksums_and_fingerprints(tmp_path, monkeypatch):
             seen.update(json.loads(Path(journal_file).read_text()))
         return real(journal_file)
 
+    remove_rows(path, None, ["v00000.jpg"], auto_compact=False)  # a tombstone: no journal
     monkeypatch.setattr(journal, "roll_forward", capture)
-    remove_rows(path, None, ["v00000.jpg"])
+    compact(path)  # a full write: through the journal
     entries = seen["renames"]
     assert seen["format"] == journal.JOURNAL_FORMAT and [e["final"] for e in entries] == ["db.npy", "db.npy.manifest.json"]
     assert entries[0]["sha256"] == json.loads(manifest_path(path).read_text())["vectors_sha256"]
@@ -74,8 +76,9 @@ def test_a_stale_journal_is_refused_and_nothing_good_is_replaced(tmp_path):
 
 def test_a_staged_file_that_does_not_match_its_checksum_is_refused(tmp_path, monkeypatch):
     path = small_db(tmp_path)
+    remove_rows(path, None, ["v00000.jpg"], auto_compact=False)
     monkeypatch.setattr(journal, "roll_forward", lambda j: False)  # "kill" right after the commit point
-    remove_rows(path, None, ["v00000.jpg"])
+    compact(path)
     monkeypatch.undo()
     staged = next(tmp_path.glob(".db.npy.*.staged"))
     with open(staged, "r+b") as f:  # damaged while the change waited to be finished
@@ -93,7 +96,9 @@ def test_a_staged_file_that_does_not_match_its_checksum_is_refused(tmp_path, mon
     ('{"format": 1, "renames": []}', "field 'format' is 1"),
     ('{"renames": [', "unreadable JSON"),
     ('{"format": 2, "renames": [{"staged": "../.db.npy.1.staged", "final": "db.npy", "sha256": "0", "before": null}]}',
-     "not a staged copy"),
+     "entry 0 field 'staged' names the file '../.db.npy.1.staged', which is not a plain file name"),
+    ('{"format": 2, "renames": [{"staged": "../v/.keep.txt.1.staged", "final": "../v/keep.txt", "sha256": "0", '
+     '"before": null}]}', "entry 0 field 'staged' names the file '../v/.keep.txt.1.staged'"),
     ('{"format": 2, "renames": [{"staged": "db.npy.manifest.json", "final": "db.npy", "sha256": "0", "before": null}]}',
      "not a staged copy"),
 ])
@@ -107,8 +112,9 @@ def test_malformed_journals_name_the_file_and_field(tmp_path, body, message):
 
 def test_after_the_commit_point_the_next_open_finishes_the_change(tmp_path, monkeypatch):
     path = small_db(tmp_path)
+    remove_rows(path, None, ["v00000.jpg"], auto_compact=False)
     monkeypatch.setattr(journal, "roll_forward", lambda j: False)
-    remove_rows(path, None, ["v00000.jpg"])
+    compact(path)
     monkeypatch.undo()
     assert journal.journal_path(path).exists()
     db = Database.open(path)
@@ -185,18 +191,20 @@ def test_disk_full_names_the_file_says_nothing_changed_and_leaves_nothing(tmp_pa
     assert len(Database.open(path)) == N
 
 
-def test_disk_full_while_writing_the_index_of_an_add(tmp_path, monkeypatch):
+def test_disk_full_while_writing_the_index_of_a_compaction(tmp_path, monkeypatch):
     from similar_images.db import index as ix
 
     path = small_db(tmp_path)
     index = tmp_path / "db.faiss.index"
     build_index_files(path, index, index_type="flat", show_progress=False, eval_queries=5)
+    add_rows(path, index, np.ones((1, DIM), np.float32), ["new.jpg"], auto_compact=False)
     monkeypatch.setattr(ix, "write_index_to", lambda *_: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
     with pytest.raises(DatabaseError, match=r"db\.faiss\.index: disk full while writing a change of db\.npy; "
                                             "nothing was changed"):
-        add_rows(path, index, np.ones((1, DIM), np.float32), ["new.jpg"])
+        compact(path, index)
     monkeypatch.undo()
-    assert len(Database.open(path, index)) == N and not list(tmp_path.glob(".*.staged"))
+    db = Database.open(path, index)
+    assert len(db) == N + 1 and len(db.base_rows) == N and not list(tmp_path.glob(".*.staged"))
 
 
 def test_a_reader_thread_waits_for_a_writer_thread_of_the_same_process(tmp_path):

@@ -1,6 +1,7 @@
 """kill -9 at each commit step of save_vectors (extract's commit) and of build, by injected
 faults: the next open sees the old or the new state, verified, and the next writer cleans up.
-(add/remove at each step: tests/db/test_database.py.)"""
+and of migrate (format 1 to the catalog). (Compaction at each step: tests/db/test_database.py;
+add/remove: tests/db/test_growing.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from _index_data import vector_db
+from _index_data import vector_db, write_format_1
 
 from similar_images.db.build import build_index_files
 from similar_images.db.database import Database
@@ -36,7 +37,10 @@ KILLER = textwrap.dedent("""
     if point == "staged":  # everything staged, killed just before the commit point
         from similar_images.db import journal
         journal.commit = lambda *a, **k: die()
-    if op == "save":
+    if op == "migrate":
+        from similar_images.db.compaction import migrate
+        migrate(vectors_path)
+    elif op == "save":
         from similar_images.db.vectors import save_vectors
         names = [f"n{i}.jpg" for i in range(50)]
         save_vectors(vectors_path, np.ones((50, int(sys.argv[5])), np.float32), {"model": {"name": "synthetic"},
@@ -89,3 +93,24 @@ def test_kill_9_during_build_then_the_next_build_cleans_up(tmp_path, point, comm
     assert not list(tmp_path.glob(".*.staged")) and not list(tmp_path.glob(".*.tmp"))
     _, ids = db.index.search(np.asarray(vectors[:1]), 1)
     assert ids[0, 0] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point, committed", [("staged", False), ("replace0", False), ("replace1", True)])
+def test_kill_9_during_a_migration_leaves_format_1_or_2(tmp_path, point, committed):
+    from similar_images.db.vectors import load_vectors_manifest
+
+    vectors = np.random.default_rng(0).random((N, DIM), dtype=np.float32)
+    names = [f"v{i:05d}.jpg" for i in range(N)]
+    vectors_path = tmp_path / "old.npy"
+    write_format_1(vectors_path, vectors, names)
+    proc = run_killed(tmp_path, point, "migrate", vectors_path, tmp_path / "unused.index")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    db = Database.open(vectors_path)
+    assert (db.generation is not None) is committed and list(db.names) == names
+    assert all(v.ok for v in verify_database(vectors_path))
+    from similar_images.db.compaction import migrate
+
+    assert migrate(vectors_path) is not committed  # the next migration finishes the job, or has none to do
+    assert load_vectors_manifest(vectors_path, with_names=True)["names"] == names
+    assert not list(tmp_path.glob(".*.staged")) and not list(tmp_path.glob(".*.tmp"))

@@ -312,5 +312,5 @@ def test_another_model_or_a_damaged_index_is_rebuilt(built, tmp_path):
     assert [r.marked for r in fixed.results] == [True] * COPIES + [False] * (10 - COPIES)
     run = demo.run_demo(workdir, photos=DEMO_PHOTOS, model_options={"weights": "none"}, show_progress=False)
     assert run.built
-    assert load_vectors_manifest(paths.vectors)["model"]["weights"] == "none(seed=0)"
+    assert load_vectors_manifest(paths.vectors, with_names=True)["model"]["weights"] == "none(seed=0)"
     assert len(run.results) == 10

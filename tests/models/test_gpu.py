@@ -64,7 +64,7 @@ def test_extract_device_cuda_end_to_end(tmp_path):
                                            str(outputs[device]), "--model", "efficientnet-lite0", "--device", device,
                                            "--no-progress"])
         assert result.exit_code == 0, result.output
-    manifest = load_vectors_manifest(outputs["cuda"])
+    manifest = load_vectors_manifest(outputs["cuda"], with_names=True)
     assert manifest["names"] == names and manifest["model"]["device"] == "cuda"
     gpu, cpu = np.asarray(open_vectors(outputs["cuda"])), np.asarray(open_vectors(outputs["cpu"]))
     assert cosines(gpu, cpu).min() >= 0.999

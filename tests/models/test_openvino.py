@@ -282,7 +282,7 @@ def test_extract_cli_int8_reuses_cached_model(effnet_int8, collection, cache, tm
             "--model", "efficientnet-lite0", "--no-progress", "-b", "16"]
     result = CliRunner().invoke(main, [*args, "--runtime", "openvino", "--precision", "int8"])
     assert result.exit_code == 0, result.output
-    manifest = load_vectors_manifest(out)
+    manifest = load_vectors_manifest(out, with_names=True)
     assert manifest["model"] == effnet_int8.describe() and manifest["count"] == 54
 
     bad = CliRunner().invoke(main, [*args, "--precision", "int8", "--force"])
