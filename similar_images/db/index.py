@@ -23,6 +23,7 @@ Measurements: ``benchmarks/search.py``, ``build_index.py`` and ``benchmarks/READ
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -51,7 +52,7 @@ from similar_images.db.index_training import (  # noqa: F401 (re-exported: ix.tr
     train_index,
     training_size,
 )
-from similar_images.db.ranking import exact_search, normalize, rerank, row_norms  # noqa: F401 (re-exported)
+from similar_images.db.ranking import exact_search, normalize, one_thread, rerank, row_norms  # noqa: F401 (re-exported)
 from similar_images.fileio.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ DEFAULT_NPROBE = 16
 DEFAULT_EF_SEARCH = 128
 DEFAULT_POOL_FACTOR = 10  # candidates re-ranked per result when the manifest records none (recall.py)
 CHUNK = 8192
+SMALL_ADD = 2048  # fewer rows are added on one thread (see add_vectors)
 
 
 def new_index(plan: IndexPlan, dim: int):
@@ -76,8 +78,10 @@ def add_vectors(index, vectors, *, show_progress: bool = False) -> None:
     from tqdm.auto import tqdm
 
     n = len(vectors)
-    # Faiss encodes each chunk on all OpenMP threads (faiss.omp_get_max_threads(): the usable cores).
-    with tqdm(total=n, unit="vec", desc="adding", disable=not show_progress or n < CHUNK) as bar:
+    # Faiss encodes each chunk on all OpenMP threads (faiss.omp_get_max_threads(): the usable cores);
+    # a few rows (those added since the index was written, on open) on one: see ranking.one_thread.
+    threads = one_thread() if n < SMALL_ADD else contextlib.nullcontext()
+    with threads, tqdm(total=n, unit="vec", desc="adding", disable=not show_progress or n < CHUNK) as bar:
         for start in range(0, n, CHUNK):
             chunk = normalize(vectors[start:start + CHUNK])  # (c, d)
             index.add(chunk)
