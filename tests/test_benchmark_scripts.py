@@ -58,3 +58,10 @@ def test_scale_benchmark_runs_at_a_tiny_size(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| 3,000 | today | IVF76,PQ16x6 | 16 |" in done.stdout  # 3,000 vectors: fewer lists and bits
     assert "| 3,000 | nlist=40/nprobe=8 | IVF40,PQ16x6 | 8 |" in done.stdout
+
+
+def test_growth_benchmark_runs_at_a_tiny_size(tmp_path):
+    done = run_script("growth.py", "--sizes", "3000", "--repeats", "1", "--work", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 3,000 |")]
+    assert "KB" in row and (tmp_path / "n3000" / "db.npy.catalog.sqlite").exists()
