@@ -196,7 +196,7 @@ def test_faiss_full_disk_while_writing_the_index_is_one_line_and_nothing_changed
 @pytest.mark.parametrize("params, says", [
     ({"nprobe": -5}, "field 'search_params': 'nprobe' must be a whole number >= 1, got -5"),
     ({"nprobe": "8"}, "field 'search_params': 'nprobe' must be a whole number >= 1, got '8'"),
-    ({"nprob": 8}, "field 'search_params' has unknown parameter 'nprob' (known: nprobe, efSearch)"),
+    ({"nprob": 8}, "field 'search_params' has unknown parameter 'nprob' (known: nprobe, efSearch, quantizer_efSearch)"),
     # valid in itself, but a flat index has no lists to probe: Faiss refuses, we name the field
     ({"nprobe": 8}, "field 'search_params': Faiss cannot set nprobe=8 on this index (IndexFlatIP: "
                     "could not set parameter nprobe)"),
