@@ -143,7 +143,7 @@ def _check_index(verdicts: list[Verdict], index: Path, vm) -> None:
         verdicts.append(Verdict(index, False, "not checked: the vectors did not verify"))
         return
     im = _attempt(verdicts, manifest_path(index), lambda: (_index_manifest(index, vm), "fields ok, built from "
-                                                           "these vectors and names"), repairable=True)
+                                                           "these vectors and names"), repairable=not _names_edited(index, vm))
     if im is None:
         return
 
@@ -154,6 +154,17 @@ def _check_index(verdicts: list[Verdict], index: Path, vm) -> None:
         return loaded, f"{loaded.ntotal} vectors, {im['index_bytes']} bytes, checksum matches"
 
     _attempt(verdicts, index, content, repairable=True)
+
+
+def _names_edited(index: Path, vm) -> bool:
+    """The index was built from other names than the vectors manifest now lists: the index
+    manifest's copy of ``names_sha256`` is the last evidence of a names edit, so a repair
+    that rebuilt the index would re-sign names nothing independent vouches for."""
+    try:
+        recorded = json.loads(manifest_path(index).read_text(encoding="utf-8")).get("names_sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(recorded, str) and recorded != vm.get("names_sha256")
 
 
 def _index_manifest(index: Path, vm):

@@ -321,3 +321,22 @@ def test_names_checksum_recomputed_is_accepted(db):
     set_catalog_names(vectors_path, {0: "renamed.jpg"})
     edit_json(manifest_path(vectors_path), names_sha256=sha256_lines(names))
     assert Database.open(vectors_path, fresh=True).names[0] == "renamed.jpg"
+
+
+def test_repair_does_not_re_sign_edited_names(db):
+    """Names and their checksum edited together: the index manifest's copy of the old checksum
+    is the evidence; verify reports it and repair refuses to rebuild over it."""
+    vectors_path, index_path, _ = db
+    names = list(Database.open(vectors_path).names)
+    names[0] = "renamed.jpg"
+    set_catalog_names(vectors_path, {0: "renamed.jpg"})
+    edit_json(manifest_path(vectors_path), names_sha256=sha256_lines(names))
+    with pytest.raises(DatabaseError, match="the names changed since the index was built"):
+        Database.open(vectors_path, index_path)
+    verdicts = verify_database(vectors_path, index_path)
+    bad = [v for v in verdicts if not v.ok]
+    assert bad and not any(v.repairable for v in bad)
+    assert repair(vectors_path, index_path, verdicts) == []
+    with pytest.raises(DatabaseError, match="the names changed since the index was built"):
+        Database.open(vectors_path, index_path)  # still refused: nothing re-signed
+
