@@ -172,7 +172,8 @@ def _open_for_change(base: Path, index_path) -> Database:
 
     Trusted: an add or a remove re-signs nothing it did not write itself (the base file,
     the index and earlier segments keep their own checksums, checked by readers)."""
-    journal.roll_forward(journal.journal_path(base))  # a full write cut short: finished, or refused
+    others = (index_path,) if index_path else ()
+    journal.roll_forward(journal.journal_path(base), journal.database_files(base, others))  # finished, or refused
     db = Database.open(base, None, trust=True)
     if db.generation is None:
         log.warning("%s: converting to the growing format (names in %s) before the first change",
@@ -182,7 +183,7 @@ def _open_for_change(base: Path, index_path) -> Database:
     if db.generation is None:
         raise DatabaseError(f"{base}: the database could not be converted; run `similar-images migrate`")
     # what dead writers left: staged files of a full write, segments no transaction named
-    journal.clean_leftovers(journal.database_files(base, (index_path,) if index_path else ()))
+    journal.clean_leftovers(journal.database_files(base, others))
     catalog.remove_unnamed_segments(base, db.generation.con, db.generation.gen)
     return db
 

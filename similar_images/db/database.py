@@ -113,7 +113,7 @@ class Database:
         """
         vectors_path = Path(vectors)
         for _ in range(3):
-            finish_interrupted_change(vectors_path)
+            finish_interrupted_change(vectors_path, index)
             with journal.reader_lock(vectors_path):
                 if journal.journal_path(vectors_path).exists() and not journal.holds_lock(vectors_path):
                     continue  # a writer died after its commit point: finish it, then open
@@ -243,13 +243,15 @@ def check_base_names(db: Database) -> None:
                             "match the manifest's names_sha256 (edited); nothing was changed")
 
 
-def finish_interrupted_change(vectors_path: Path) -> None:
-    """Roll forward a change interrupted after its commit point (under the writers' lock)."""
+def finish_interrupted_change(vectors_path: Path, index=None) -> None:
+    """Roll forward a change interrupted after its commit point (under the writers' lock);
+    ``index``, the one the caller opens, may live in another folder."""
     if journal.journal_path(vectors_path).exists() and not journal.holds_lock(vectors_path):
         # Under the writers' lock, so a reader never races a writer that is applying
         # (and then deleting) its own journal.
         with journal.writer_lock(vectors_path):
-            journal.roll_forward(journal.journal_path(vectors_path))
+            journal.roll_forward(journal.journal_path(vectors_path),
+                                 journal.database_files(vectors_path, (index,) if index is not None else ()))
 
 
 def _data_offset(array) -> int:

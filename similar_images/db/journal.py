@@ -87,11 +87,15 @@ def commit(journal: str | os.PathLike, renames: list[tuple[Path, Path]],
                 "sha256": shas.get(staged) or sha256_file(staged), "before": fingerprint(final)}
                for staged, final in renames]
     write_json_atomic(journal, {"format": JOURNAL_FORMAT, "renames": entries})  # the commit point
-    roll_forward(journal)
+    roll_forward(journal, [final for _, final in renames])
 
 
-def read_journal(journal: Path) -> list[dict]:
-    """The journal's entries, each checked; a malformed journal is refused naming the field."""
+def read_journal(journal: Path, allowed=()) -> list[dict]:
+    """The journal's entries, each checked; a malformed journal is refused naming the field.
+
+    An entry names files by bare names in the journal's folder, or else exactly one of the
+    ``allowed`` paths (an index the caller keeps in another folder): a planted entry cannot
+    make a reader rename anything else."""
     data = read_json(journal)
     if not isinstance(data, dict) or data.get("format") != JOURNAL_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
@@ -105,8 +109,11 @@ def read_journal(journal: Path) -> list[dict]:
               and (entry.get("before") is None or isinstance(entry.get("before"), dict)))
         if not ok:
             raise DatabaseError(f"{journal}: malformed entry {i} in field 'renames'; nothing was changed")
-        for key in ("staged", "final"):  # bare names: a planted entry cannot reach outside the folder
-            check_bare_name(entry[key], f"{journal}: entry {i} field {key!r}")
+        named = os.path.abspath(journal.parent / entry["final"])
+        elsewhere_ok = named in {os.path.abspath(a) for a in allowed} and os.path.basename(entry["final"]) != entry["final"]
+        for key in ("staged", "final"):  # bare names, or the caller's own index in another folder
+            if not elsewhere_ok:
+                check_bare_name(entry[key], f"{journal}: entry {i} field {key!r}")
         staged, final = Path(entry["staged"]), Path(entry["final"])
         if not (staged.parent == final.parent and staged.name.startswith(f".{final.name}.")
                 and staged.name.endswith(STAGED_SUFFIX)):
@@ -115,7 +122,7 @@ def read_journal(journal: Path) -> list[dict]:
     return entries
 
 
-def roll_forward(journal: str | os.PathLike) -> bool:
+def roll_forward(journal: str | os.PathLike, allowed=()) -> bool:
     """Finish a committed change whose renames were interrupted.
 
     Every staged file still present must match the checksum the journal recorded, and
@@ -128,7 +135,7 @@ def roll_forward(journal: str | os.PathLike) -> bool:
     journal = Path(journal)
     if not journal.exists():
         return False
-    entries = read_journal(journal)
+    entries = read_journal(journal, allowed)
     pending = []
     for entry in entries:
         staged, final = journal.parent / entry["staged"], journal.parent / entry["final"]
@@ -250,8 +257,9 @@ def change(base: str | os.PathLike, *, also: tuple[str | os.PathLike | None, ...
     base = Path(base)
     base.parent.mkdir(parents=True, exist_ok=True)
     with writer_lock(base):
-        roll_forward(journal_path(base))
-        clean_leftovers(database_files(base, tuple(a for a in also if a is not None)))
+        others = tuple(a for a in also if a is not None)
+        roll_forward(journal_path(base), database_files(base, others))
+        clean_leftovers(database_files(base, others))
         stage = Stage()
         try:
             yield stage

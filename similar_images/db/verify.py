@@ -62,7 +62,7 @@ def verify_database(vectors: str | os.PathLike, index: str | os.PathLike | None 
         index: the index file, or None to check the vectors only.
     """
     vectors_path = Path(vectors)
-    verdicts = [_check_journal(vectors_path)] if journal.journal_path(vectors_path).exists() else []
+    verdicts = [_check_journal(vectors_path, index)] if journal.journal_path(vectors_path).exists() else []
     with journal.reader_lock(vectors_path):
         manifest = _attempt(verdicts, manifest_path(vectors_path), lambda: _vectors_manifest(vectors_path))
         vectors_ok = manifest is not None and _attempt(
@@ -106,10 +106,10 @@ def _strip(message: str, path: Path) -> str:
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
-def _check_journal(vectors_path: Path) -> Verdict:
+def _check_journal(vectors_path: Path, index) -> Verdict:
     path = journal.journal_path(vectors_path)
     try:
-        entries = journal.read_journal(path)
+        entries = journal.read_journal(path, journal.database_files(vectors_path, (index,) if index is not None else ()))
     except DatabaseError as exc:
         return Verdict(path, False, _strip(str(exc), path))
     return Verdict(path, True, f"an interrupted change of {len(entries)} file(s); the next open finishes it "

@@ -35,10 +35,10 @@ def test_the_journal_records_checksums_and_fingerprints(tmp_path, monkeypatch):
     seen = {}
     real = journal.roll_forward
 
-    def capture(journal_file):
+    def capture(journal_file, *rest):
         if Path(journal_file).exists():
             seen.update(json.loads(Path(journal_file).read_text()))
-        return real(journal_file)
+        return real(journal_file, *rest)
 
     remove_rows(path, None, ["v00000.jpg"], auto_compact=False)  # a tombstone: no journal
     monkeypatch.setattr(journal, "roll_forward", capture)
@@ -77,7 +77,7 @@ def test_a_stale_journal_is_refused_and_nothing_good_is_replaced(tmp_path):
 def test_a_staged_file_that_does_not_match_its_checksum_is_refused(tmp_path, monkeypatch):
     path = small_db(tmp_path)
     remove_rows(path, None, ["v00000.jpg"], auto_compact=False)
-    monkeypatch.setattr(journal, "roll_forward", lambda j: False)  # "kill" right after the commit point
+    monkeypatch.setattr(journal, "roll_forward", lambda *a: False)  # "kill" right after the commit point
     compact(path)
     monkeypatch.undo()
     staged = next(tmp_path.glob(".db.npy.*.staged"))
@@ -113,7 +113,7 @@ def test_malformed_journals_name_the_file_and_field(tmp_path, body, message):
 def test_after_the_commit_point_the_next_open_finishes_the_change(tmp_path, monkeypatch):
     path = small_db(tmp_path)
     remove_rows(path, None, ["v00000.jpg"], auto_compact=False)
-    monkeypatch.setattr(journal, "roll_forward", lambda j: False)
+    monkeypatch.setattr(journal, "roll_forward", lambda *a: False)
     compact(path)
     monkeypatch.undo()
     assert journal.journal_path(path).exists()
@@ -222,3 +222,19 @@ def test_a_reader_thread_waits_for_a_writer_thread_of_the_same_process(tmp_path)
             pass
     reader.join(10)
     assert opened == [N] and not journal.holds_lock(path)
+
+
+def test_an_index_in_another_folder_is_finished_by_an_open_that_names_it(tmp_path, monkeypatch):
+    path = small_db(tmp_path)
+    elsewhere = tmp_path / "indexes"
+    elsewhere.mkdir()
+    index = elsewhere / "db.faiss.index"
+    build_index_files(path, index, index_type="flat", show_progress=False, eval_queries=5)
+    remove_rows(path, index, ["v00000.jpg"], auto_compact=False)
+    monkeypatch.setattr(journal, "roll_forward", lambda *a, **k: False)  # killed right after the commit point
+    compact(path, index)
+    monkeypatch.undo()
+    with pytest.raises(DatabaseError, match=r"entry \d field 'staged' names the file 'indexes/"):
+        Database.open(path)  # without its index, the open cannot tell that path from a planted one
+    db = Database.open(path, index)
+    assert len(db) == db.id_count == db.index.ntotal == N - 1 and not journal.journal_path(path).exists()
