@@ -63,8 +63,8 @@ def test_vectors_download_check_install(vectors_site):
     assert manifest["source"] == {"url": env["COCO_VECTORS_URL"], "sha256": digest}
     assert "Next: similar-images build -d 1280" in result.stderr
     assert sorted(p.name for p in work.iterdir()) == [
-        "ms_coco_file_list.txt", _output(work).name, _output(work).name + ".lock",
-        _output(work).name + ".manifest.json", _output(work).name + ".verified.json"]
+        "ms_coco_file_list.txt", _output(work).name, _output(work).name + ".catalog.sqlite",
+        _output(work).name + ".lock", _output(work).name + ".manifest.json", _output(work).name + ".verified.json"]
 
     before = len(server.requests)
     again = _run(VECTORS_SCRIPT, "--sha256", digest, cwd=work, env=env)
