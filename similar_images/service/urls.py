@@ -55,6 +55,9 @@ class UrlFetcher:
         deadline = Deadline(self.policy.deadline, self.policy.timeout)
 
         def settle(body: bytes | None, error: BaseException | None) -> None:  # in the event loop
+            if thread.is_alive():  # the slot is free once the thread is gone, so at most max_fetches exist
+                loop.call_later(0.001, settle, body, error)
+                return
             slots.release()
             if done.done():  # the request was cancelled
                 return
@@ -80,7 +83,8 @@ class UrlFetcher:
         with self._count_lock:
             self.running += 1
         try:
-            threading.Thread(target=work, name="url-fetch", daemon=True).start()
+            thread = threading.Thread(target=work, name="url-fetch", daemon=True)
+            thread.start()
         except BaseException:
             with self._count_lock:
                 self.running -= 1
