@@ -35,7 +35,7 @@ from similar_images.db.vectors import (
     write_generation,
     write_vectors_file,
 )
-from similar_images.fileio.files import manifest_path, write_json_to
+from similar_images.fileio.files import manifest_path, sha256_lines, write_json_to
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def compact(vectors_path, index_path=None) -> dict:
         stage.known_sha(staged_vectors, sha)
         names = db.names.take(live) if len(live) else []
         vm = {**db.manifest, "format": VECTORS_FORMAT, "count": len(live), "vectors_sha256": sha,
-              "names_sha256": _sha_lines(names),
+              "names_sha256": sha256_lines(list(names)),
               "history": list(db.manifest.get("history", [])) + [
                   {"op": "compact", "count": len(live), "dropped": len(db.deleted), "at": now_iso()}]}
         vm["generation"] = write_generation(base, staged_vectors, sha, names, rule_of(vm))
@@ -119,12 +119,6 @@ def migrate(vectors_path) -> bool:
 def _live_blocks(rows, live: np.ndarray):
     for start in range(0, len(live), CHUNK):
         yield np.asarray(rows[live[start:start + CHUNK]], dtype=np.float32)
-
-
-def _sha_lines(names) -> str:
-    from similar_images.fileio.files import sha256_lines
-
-    return sha256_lines(list(names))
 
 
 def _remove_deleted(index, deleted: np.ndarray, rows, live: np.ndarray) -> None:
