@@ -18,10 +18,17 @@ machine the load drifts).
 Goals (issue 13): 8 clients 0 errors; throughput >= 0.8 x the model's batch throughput;
 p50 at 1 client <= 1.3 x one in-process query. Only 127.0.0.1 is contacted.
 
+``--engines`` compares, in one run at ``--clients`` (8), the one-process service with
+``serve --engine ray`` (issue 29): ``local``, and ``ray:RxS`` for R replicas and S shards
+(``ray:1x1`` is Ray Serve's overhead, ``ray:2x1`` two replicas, ``ray:1x2`` two shards).
+Each Ray row starts its own local Ray (``similar-images serve --engine ray``, 127.0.0.1)
+under a temporary ``RAY_TMPDIR`` and stops it (Ctrl-C, then its leftover processes).
+
 Usage::
 
     .venv/bin/python benchmarks/serve_load.py                    # needs `similar-images demo` first
     .venv/bin/python benchmarks/serve_load.py --clients 1,8 --requests 120 --json out.json
+    .venv/bin/python benchmarks/serve_load.py --engines local,ray:1x1,ray:2x1,ray:1x2 --clients 8
 """
 
 from __future__ import annotations
@@ -55,6 +62,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     parser.add_argument("-k", type=int, default=8)
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--engines", default=None,
+                        help="compare engines at --clients: local and ray:RxS (R replicas, S shards), comma-separated")
+    parser.add_argument("--cpus-per-replica", type=float, default=0.25, help="ray: CPUs each replica reserves")
     return parser.parse_args(argv)
 
 
@@ -111,17 +121,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(args, batch_size: int) -> tuple[subprocess.Popen, str]:
+def start_server(args, batch_size: int, extra=(), env=None, wait_s: float = 120) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
     command = [sys.executable, "-c", "from similar_images.cli import main; main()", "serve",
                "--vectors", args.vectors, "--index", args.index, "--image-dir", args.image_dir,
-               "--port", str(port), "--batch-size", str(batch_size), "--batch-wait-ms", str(args.batch_wait_ms)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               "--port", str(port), "--batch-size", str(batch_size), "--batch-wait-ms", str(args.batch_wait_ms),
+               *extra]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             sys.exit("the server exited: " + process.stderr.read().decode()[-2000:])
@@ -172,9 +184,72 @@ async def load(url: str, uploads: list[bytes], clients: int, requests: int, max_
             "p99_ms": p99, "mean_batch_size": stats.get("mean_batch_size")}
 
 
+def compare_engines(args, uploads: list[bytes]) -> None:
+    """One row per engine at ``--clients`` (issue 29): throughput and p50/p95/p99."""
+    import shutil
+    import signal
+    import tempfile
+
+    clients = int(args.clients.split(",")[-1])
+    print(f"machine: {machine_line()}")
+    rows = []
+    for engine in args.engines.split(","):
+        temp = tempfile.mkdtemp(prefix="rb", dir="/tmp")  # Ray's session files (short: socket paths)
+        if engine == "local":
+            process, url = start_server(args, args.batch_size)
+        else:
+            replicas, shards = engine.removeprefix("ray:").split("x")
+            extra = ["--engine", "ray", "--replicas", replicas, "--shards", shards,
+                     "--cpus-per-replica", str(args.cpus_per_replica)]
+            # Ray's processes start without rfc3987-syntax's 2.3 s import (docs/scale.md, "A busy machine")
+            no_rfc = ROOT / "tests" / "cluster" / "_no_rfc3987"
+            env = {"RAY_TMPDIR": temp, "PYTHONPATH": f"{no_rfc}{os.pathsep}{ROOT}", "RAY_USAGE_STATS_ENABLED": "0"}
+            process, url = start_server(args, args.batch_size, extra, env, wait_s=900)
+        try:
+            load_start = os.getloadavg()[0]
+            row = asyncio.run(load(url, uploads, clients, args.requests, args.max_seconds, args.k))
+            row.update(engine=engine, load=[round(load_start, 2), round(os.getloadavg()[0], 2)])
+            rows.append(row)
+            print(f"{engine:8s} {clients} clients: {row['throughput_req_s']:6.2f} req/s, p50 {row['p50_ms']:.0f} "
+                  f"p95 {row['p95_ms']:.0f} p99 {row['p99_ms']:.0f} ms, {row['errors']} errors "
+                  f"{row['error_samples'][:1]}, {row['requests']} requests in {row['seconds']:.1f} s, load "
+                  f"{row['load'][0]:.1f} -> {row['load'][1]:.1f}", flush=True)
+        finally:
+            process.send_signal(signal.SIGINT)  # the CLI stops Ray Serve and its local Ray
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+            _kill_leftovers(temp)
+            shutil.rmtree(temp, ignore_errors=True)
+    print("| engine | clients | throughput | p50 | p95 | p99 | errors | load (start -> end) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['engine']} | {r['clients']} | {r['throughput_req_s']:.1f} req/s | {r['p50_ms']:.0f} ms | "
+              f"{r['p95_ms']:.0f} ms | {r['p99_ms']:.0f} ms | {r['errors']} | {r['load'][0]:.1f} -> {r['load'][1]:.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=1))
+
+
+def _kill_leftovers(temp: str) -> None:
+    """Ray's processes of one row (their command lines name its temporary folder), by id."""
+    import signal
+
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if temp.encode() in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     uploads = photos(args.image_dir)
+    if args.engines:
+        compare_engines(args, uploads)
+        return
     load_before = os.getloadavg()
     print(f"machine: {machine_line()}")
     before = in_process(args, uploads)

@@ -42,15 +42,32 @@ def demo_database() -> tuple[Path, Path, Path]:
               help="Most queries per model call (micro-batching).")
 @click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
               help="How long a batch waits for queries already being decoded.")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="local: one process; ray: Ray Serve with replicas and shards (docs/scale.md).")
+@click.option("--replicas", default=None, type=click.IntRange(min=1),
+              help="ray: replicas of the app and of each shard.  [default: 1]")
+@click.option("--shards", default=None, type=click.IntRange(min=1),
+              help="ray: split the index into this many id ranges.  [default: 1]")
+@click.option("--address", default=None, help="ray: none: a local Ray (127.0.0.1); auto or HOST:PORT: that cluster.")
+@click.option("--cpus-per-replica", default=None, type=click.FloatRange(min=0.01),
+              help="ray: CPUs each replica reserves (fractions share a core).  [default: 1]")
+@click.option("--max-staleness", "max_staleness", default=None, type=click.FloatRange(min=0),
+              help="ray: seconds a replica may answer from an older state after a write.  [default: 1]")
 @database_options("image", device=True)
 def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_private_urls, url_deadline,
-          max_url_fetches, allow_writes, cors_origins, request_timeout, batch_size, batch_wait_ms, vectors, index,
-          exact, image_dir, device, verbose):
+          max_url_fetches, allow_writes, cors_origins, request_timeout, batch_size, batch_wait_ms, engine, replicas,
+          shards, address, cpus_per_replica, max_staleness, vectors, index, exact, image_dir, device, verbose):
     """Serve the search over HTTP, with a web page at http://HOST:PORT/.
 
     The API is described at /docs and /openapi.json. Without COCO files in the current
     folder it serves the demo's sample database (run `similar-images demo` first).
+    With --engine ray the same app runs on Ray Serve, with --replicas and --shards.
     """
+    ray_only = {"--replicas": replicas, "--shards": shards, "--address": address,
+                "--cpus-per-replica": cpus_per_replica, "--max-staleness": max_staleness}
+    if engine == "local" and any(value is not None for value in ray_only.values()):
+        given = ", ".join(name for name, value in ray_only.items() if value is not None)
+        raise click.UsageError(f"{given}: only with --engine ray")
     setup_logging(verbose)
     from similar_images.errors import SimilarImagesError
     from similar_images.service.config import DEFAULT_MAX_PIXELS, ServiceConfig
@@ -78,7 +95,31 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
     try:
         db = open_from_options("image", vectors, index, exact, image_dir, device=device)
         click.echo(f"similar-images: {len(db)} images; loading the model...", err=True)
+        if engine == "ray":
+            serve_ray(db, config, host=host, port=port, replicas=replicas or 1, shards=shards or 1, address=address,
+                      cpus_per_replica=cpus_per_replica or 1.0, max_staleness=max_staleness, device=device)
+            return
         click.echo(f"serving on http://{host}:{port}/  (Ctrl-C stops)", err=True)
         run_server(db, config, host=host, port=port, log_level="info" if verbose else "warning")
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def serve_ray(db, config, *, host, port, replicas, shards, address, cpus_per_replica, max_staleness, device) -> None:
+    """The same app on Ray Serve (``similar_images.serving``), until Ctrl-C."""
+    from similar_images.service.server import is_loopback
+    from similar_images.serving.launch import serve_on_ray
+    from similar_images.serving.spec import DEFAULT_MAX_AGE_S, ServingSpec, shard_ranges
+
+    if not is_loopback(host) and not config.token:
+        click.echo(f"warning: serving on {host} without --token: anyone who can reach this port can search", err=True)
+    try:
+        spec = ServingSpec(str(db.database.vectors_path), None if db.database.index_path is None else
+                           str(db.database.index_path), str(db.image_dir), config, replicas=replicas, shards=shards,
+                           ranges=shard_ranges(db.database.id_count, shards), cpus_per_replica=cpus_per_replica,
+                           max_age_s=DEFAULT_MAX_AGE_S if max_staleness is None else max_staleness, device=device)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"starting Ray Serve: {replicas} replica(s), {shards} shard(s)...", err=True)
+    serve_on_ray(spec, host=host, port=port, address=address,
+                 on_ready=lambda url: click.echo(f"serving on {url}/  (Ctrl-C stops)", err=True))

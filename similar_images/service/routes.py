@@ -70,12 +70,20 @@ async def call(function, *args, abandon_on_timeout: bool = True):
     """
     try:
         return await anyio.to_thread.run_sync(partial(function, *args), abandon_on_cancel=abandon_on_timeout)
-    except ImageError as exc:
-        raise HTTPException(_STATUS.get(exc.reason, 400), str(exc)) from None
-    except LookupError as exc:
-        raise HTTPException(404, str(exc.args[0] if exc.args else exc)) from None
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    except (ImageError, LookupError, ValueError) as exc:
+        raise HTTPException(*error_status(exc)) from None
+
+
+def error_status(exc: Exception) -> tuple[int, str] | None:
+    """``(status, message)`` of a package error a client caused, or None for a server fault
+    (also used by the Ray Serve writer, whose errors travel back to the route that forwarded)."""
+    if isinstance(exc, ImageError):
+        return _STATUS.get(exc.reason, 400), str(exc)
+    if isinstance(exc, LookupError):
+        return 404, str(exc.args[0] if exc.args else exc)
+    if isinstance(exc, ValueError):
+        return 422, str(exc)
+    return None
 
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: what monitors send

@@ -1,0 +1,58 @@
+"""Start ``serve --engine ray`` on a Ray cluster (a local one by default) and stop it."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from similar_images.cluster.session import ray_session
+from similar_images.errors import SimilarImagesError
+from similar_images.serving.spec import ServingSpec
+
+log = logging.getLogger(__name__)
+
+
+def start(spec: ServingSpec, *, host: str = "127.0.0.1", port: int = 8000) -> str:
+    """Deploy ``spec`` on the Ray this process is connected to; its base URL once every replica is up.
+
+    Raises:
+        SimilarImagesError: the cluster has fewer CPUs than the replicas reserve.
+    """
+    import ray
+
+    have = ray.cluster_resources().get("CPU", 0)
+    if spec.cpus_wanted() > have + 1e-9:
+        raise SimilarImagesError(
+            f"the replicas reserve {spec.cpus_wanted():g} CPUs ({spec.replicas} ingress, {spec.replicas} x "
+            f"{spec.shards} shard{'' if spec.shards == 1 else 's'}{', 1 writer' if spec.writer else ''}, "
+            f"{spec.cpus_per_replica:g} each), the cluster has {have:g}; lower --cpus-per-replica or --replicas")
+    from ray import serve
+
+    from similar_images.serving.deployments import APP_NAME, build_application
+
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_application(spec), name=APP_NAME, route_prefix="/")  # returns once every replica is healthy
+    return f"http://{host}:{port}"
+
+
+def stop() -> None:
+    """Delete the application and stop Ray Serve (the Ray cluster stays)."""
+    from ray import serve
+
+    serve.shutdown()
+
+
+def serve_on_ray(spec: ServingSpec, *, host: str, port: int, address: str | None = None,
+                 on_ready=None) -> None:
+    """Serve until Ctrl-C (the CLI): a local Ray on 127.0.0.1 unless ``address`` names a cluster."""
+    with ray_session(address):
+        try:
+            url = start(spec, host=host, port=port)
+            if on_ready is not None:
+                on_ready(url)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            log.info("stopped by Ctrl-C")
+        finally:
+            stop()

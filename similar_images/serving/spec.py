@@ -1,0 +1,78 @@
+"""What ``serve --engine ray`` serves and how: one frozen dataclass, checked before Ray starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from similar_images.service.config import ServiceConfig
+
+DEFAULT_MAX_AGE_S = 1.0  # the staleness bound of a replica (docs/scale.md, "Serving on Ray")
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """The database, the service's settings and the shape of the deployment.
+
+    Attributes:
+        vectors: the vectors file (every replica opens it: shared storage on a cluster).
+        index: the index file, or None (exact search).
+        image_dir: the folder the names are relative to (None: the manifest's).
+        config: the one-process service's settings (limits, token, URL rules, batching).
+        replicas: replicas of the ingress (the app and the model) and of each shard.
+        shards: the index split into this many id ranges, each its own deployment.
+        ranges: the shards' id ranges ``(start, stop)``, the last one open (``stop`` None)
+            so that added rows land in it; made by :func:`shard_ranges` from the count.
+        cpus_per_replica: CPUs Ray reserves for each replica (fractions share a core).
+        max_age_s: a replica answers from a state at most this old (see :mod:`.state`).
+        device: where the query model runs (``auto``, ``cpu``, ``cuda``).
+        extractor: a picklable factory of the feature model (tests, custom models);
+            None: the model recorded in the database.
+        request_timeout_s: how long the ingress waits for a shard's answer.
+    """
+
+    vectors: str
+    index: str | None
+    image_dir: str | None
+    config: ServiceConfig
+    replicas: int = 1
+    shards: int = 1
+    ranges: tuple[tuple[int, int | None], ...] = ((0, None),)
+    cpus_per_replica: float = 1.0
+    max_age_s: float = DEFAULT_MAX_AGE_S
+    device: str = "auto"
+    extractor: Any = None
+    request_timeout_s: float = 30.0
+
+    def __post_init__(self):
+        if self.replicas < 1 or self.shards < 1:
+            raise ValueError(f"replicas and shards must be at least 1, got {self.replicas} and {self.shards}")
+        if len(self.ranges) != self.shards:
+            raise ValueError(f"{self.shards} shards need {self.shards} id ranges, got {len(self.ranges)}")
+        if not 0 < self.cpus_per_replica:
+            raise ValueError(f"cpus_per_replica must be positive, got {self.cpus_per_replica}")
+        if self.max_age_s < 0 or self.request_timeout_s <= 0:
+            raise ValueError("max_age_s must not be negative and request_timeout_s must be positive")
+
+    @property
+    def writer(self) -> bool:
+        """Whether a writer deployment runs (``--allow-writes``)."""
+        return self.config.allow_writes
+
+    def cpus_wanted(self) -> float:
+        """CPUs the whole application reserves: ingress and shard replicas, and the writer."""
+        return self.cpus_per_replica * (self.replicas * (1 + self.shards) + (1 if self.writer else 0))
+
+
+def shard_ranges(count: int, shards: int) -> tuple[tuple[int, int | None], ...]:
+    """``shards`` contiguous id ranges over ``0..count-1`` of (nearly) equal size; the last is open.
+
+    Ids are row numbers, so a range is a slice of the vectors file and of the index's ids;
+    rows added later take the next ids, in the last range.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    if shards > max(count, 1):
+        raise ValueError(f"{shards} shards for {count} images: at most one shard an image")
+    cuts = [count * i // shards for i in range(shards + 1)]
+    return tuple((cuts[i], cuts[i + 1] if i < shards - 1 else None) for i in range(shards))

@@ -1,0 +1,54 @@
+"""``serve --engine ray``: the CLI's options become the spec; a cluster too small is one line."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from similar_images.cli import main
+from similar_images.errors import SimilarImagesError
+from similar_images.service.config import ServiceConfig
+from similar_images.serving import launch
+from similar_images.serving.spec import ServingSpec
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    calls = []
+    monkeypatch.setattr(launch, "serve_on_ray", lambda spec, **kwargs: calls.append((spec, kwargs)))
+    return calls
+
+
+def test_the_ray_options_become_the_spec(tiny_files, captured):
+    vectors, index, image_dir = tiny_files
+    result = CliRunner().invoke(main, ["serve", "--vectors", str(vectors), "--index", str(index), "--engine", "ray",
+                                       "--replicas", "2", "--shards", "3", "--cpus-per-replica", "0.25",
+                                       "--max-staleness", "2.5", "--address", "auto", "--port", "8124",
+                                       "--token", "t", "--allow-writes"])
+    assert result.exit_code == 0, result.output
+    spec, kwargs = captured[0]
+    assert (spec.replicas, spec.shards, spec.cpus_per_replica, spec.max_age_s) == (2, 3, 0.25, 2.5)
+    assert spec.ranges == ((0, 4), (4, 8), (8, None)) and spec.vectors == str(vectors) and spec.index == str(index)
+    assert spec.config.token == "t" and spec.writer and spec.cpus_wanted() == 0.25 * (2 * 4 + 1)
+    assert kwargs["address"] == "auto" and kwargs["port"] == 8124 and kwargs["host"] == "127.0.0.1"
+
+
+def test_ray_options_without_the_ray_engine_are_a_usage_error(tiny_files, captured):
+    result = CliRunner().invoke(main, ["serve", "--vectors", str(tiny_files[0]), "--replicas", "2", "--shards", "2"])
+    assert result.exit_code == 2 and "--replicas, --shards: only with --engine ray" in result.output and not captured
+
+
+def test_more_shards_than_images_is_a_usage_error(tiny_files, captured):
+    result = CliRunner().invoke(main, ["serve", "--vectors", str(tiny_files[0]), "--engine", "ray", "--shards", "13"])
+    assert result.exit_code == 2 and "13 shards for 12 images" in result.output and not captured
+
+
+def test_a_cluster_with_too_few_cpus_is_refused_before_anything_starts(tiny_files, monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    spec = ServingSpec(str(tiny_files[0]), None, None, ServiceConfig(), replicas=2, shards=2,
+                       ranges=((0, 6), (6, None)))
+    with pytest.raises(SimilarImagesError, match=r"reserve 6 CPUs \(2 ingress, 2 x 2 shards, 1 each\), the cluster "
+                                                 "has 2; lower --cpus-per-replica"):
+        launch.start(spec)

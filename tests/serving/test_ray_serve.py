@@ -1,0 +1,172 @@
+"""serve --engine ray on a local Ray (127.0.0.1, 2 CPUs): 2 ingress replicas, 2 shards of 2
+replicas each, one writer; the service's API tests, writes seen by both replicas within the
+bound, the shards' top-k against the one index, schemathesis, and a replica killed under load."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+import test_service_api as api
+from _index_data import TinyExtractor, free_port, image_db, register_tiny
+from _ray_cluster import local_ray, ray_auth_off  # noqa: F401 (fixtures)
+from _service_data import image_bytes
+
+from similar_images.db.build import build_index_files
+from similar_images.search import SimilarImages
+from similar_images.service.config import ServiceConfig
+from similar_images.serving.launch import start, stop
+from similar_images.serving.spec import ServingSpec, shard_ranges
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "ray-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_AGE_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def served(ray_temp_root, local_ray, tmp_path_factory):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("served")
+    with pytest.MonkeyPatch.context() as patch:
+        register_tiny(patch)
+        vectors, image_dir = image_db(tmp, 12)
+        index = tmp / "db.faiss.index"
+        build_index_files(vectors, index, index_type="flat", show_progress=False)
+    spec = ServingSpec(str(vectors), str(index), str(image_dir), ServiceConfig(token=TOKEN, allow_writes=True),
+                       replicas=2, shards=2, ranges=shard_ranges(12, 2), cpus_per_replica=0.2, max_age_s=MAX_AGE_S,
+                       extractor=TinyExtractor)
+    url = start(spec, host="127.0.0.1", port=free_port())
+    try:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
+            yield client, (vectors, index, image_dir)
+    finally:
+        stop()
+
+
+def url_of(client: httpx.Client) -> str:
+    return str(client.base_url).rstrip("/")
+
+
+def one_index(files) -> SimilarImages:
+    vectors, index, image_dir = files
+    return SimilarImages.open(vectors, index, image_dir=image_dir, extractor=TinyExtractor())
+
+
+def test_two_replicas_answer_the_service_api_tests(served):
+    client, files = served
+    api.test_an_uploaded_image_of_the_collection_finds_itself_first(client)
+    api.test_the_client_file_name_and_mime_type_are_not_trusted(client)
+    for k in (0, -1, 101, "many", "1.5"):
+        api.test_a_bad_k_is_422(client, k)
+    for body, status, words in [({"id": 12}, 404, "no image with id 12"), ({"id": "3"}, 422, "id: an integer"),
+                                ({"k": 3}, 422, '{"id": N}'), ([1, 2], 422, "a JSON object"),
+                                ({"url": "http://example.org/a.jpg"}, 400, "--allow-urls")]:
+        api.test_bad_json_queries(client, body, status, words)
+    api.test_a_body_that_is_not_json_or_multipart(client)
+    api.test_a_multipart_body_without_the_image_field(client)
+    api.test_images_are_served_by_id_only(client, files)
+    api.test_an_id_and_a_url_together_are_refused(client)
+    api.test_the_page_and_its_static_files_are_served(client)
+    api.test_openapi_and_docs(client)
+    assert httpx.get(url_of(client) + "/api/health").status_code == 401  # the token, as in one process
+    replicas = {client.get("/api/health").headers["x-served-by"] for _ in range(40)}
+    assert len(replicas) == 2, replicas
+    one = one_index(files)
+    for i in range(12):  # the two shards' merged top-k is the one index's
+        got = client.post("/api/search", json={"id": i, "k": 12}).json()["results"]
+        want = one.search(i, k=12)
+        assert [h["score"] for h in got] == pytest.approx([r.score for r in want], abs=1e-5)
+        assert [h["id"] for h in got][:1] == [i]
+
+
+def test_a_write_is_seen_by_both_replicas_within_the_bound(served):
+    client, files = served
+    added = client.post("/api/images", files=[("images", ("a.png", image_bytes(40), "image/png"))])
+    assert added.status_code == 200, added.text
+    committed = time.monotonic()  # the writer committed before it answered
+    new_id = added.json()["added"][0]["id"]
+    seen = {}
+    while time.monotonic() < committed + MAX_AGE_S + 20:
+        sent = time.monotonic()
+        response = client.get("/api/health")
+        count = response.json()["count"]
+        if sent >= committed + MAX_AGE_S:  # the documented bound: every replica holds the write
+            assert count == 13, (response.headers["x-served-by"], sent - committed)
+            seen[response.headers["x-served-by"]] = count
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2, seen
+    hits = client.post("/api/search", files={"image": ("q.png", image_bytes(40), "image/png")}).json()["results"]
+    assert hits[0]["id"] == new_id and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    one = one_index(files)
+    for i in (0, 6, new_id):  # the added row is in the last shard; the merge still equals the one index
+        got = client.post("/api/search", json={"id": i, "k": 13}).json()["results"]
+        assert [h["score"] for h in got] == pytest.approx([r.score for r in one.search(i, k=13)], abs=1e-5)
+
+
+def test_the_api_has_no_5xx_and_matches_its_schema_on_ray(served):
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+
+    client, _ = served
+    schema = schemathesis.openapi.from_url(url_of(client) + "/openapi.json", headers=AUTH)
+    checks = [not_a_server_error, response_schema_conformance, content_type_conformance]
+    seen = {}
+    for operation in [result.ok() for result in schema.get_all_operations()]:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def fuzz(case):
+            case.headers = {**(case.headers or {}), **AUTH}
+            response = case.call_and_validate(checks=checks)
+            seen.setdefault(case.operation.label, set()).add(response.status_code)
+
+        fuzz()
+    assert all(status < 500 for statuses in seen.values() for status in statuses), seen
+    assert 200 in seen["GET /api/health"]
+
+
+def test_a_shard_replica_killed_under_8_clients_gives_no_wrong_answer(served):
+    import ray
+
+    client, files = served
+    time.sleep(MAX_AGE_S * 1.5)  # every replica past the fuzzer's last write (a lower bound)
+    one = one_index(files)
+    expected = {i: [r.id for r in one.search(i, k=5)] for i in one.database.live_ids()[:8].tolist()}
+    outcomes, wrong, stop_at = [], [], time.monotonic() + 25
+
+    def run(number):
+        with httpx.Client(base_url=client.base_url, headers=AUTH, timeout=60) as http:
+            while time.monotonic() < stop_at:
+                i = list(expected)[number % len(expected)]
+                response = http.post("/api/search", json={"id": i, "k": 5})
+                outcomes.append((time.monotonic(), response.status_code, response.headers.get("retry-after")))
+                if response.status_code == 200 and [h["id"] for h in response.json()["results"]] != expected[i]:
+                    wrong.append((i, response.json()))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(5)
+    victim = next(a for a in ray.util.list_named_actors(all_namespaces=True) if "shard-0" in a["name"])
+    killed_at = time.monotonic()
+    ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
+    for thread in threads:
+        thread.join()
+    statuses = {status for _, status, _ in outcomes}
+    print(f"killed {victim['name']}: {len(outcomes)} answers, {sum(s == 503 for _, s, _ in outcomes)} x 503, "
+          f"{sum(s == 200 for _, s, _ in outcomes)} x 200, {len(wrong)} wrong")
+    assert wrong == [] and statuses <= {200, 503}, (wrong[:2], statuses)
+    assert all(retry == "1" for _, status, retry in outcomes if status == 503)
+    assert any(status == 200 for at, status, _ in outcomes if at > killed_at)  # the rest succeed
+    deadline = time.monotonic() + 180  # Ray Serve replaces the replica (slowly on a loaded machine)
+    while time.monotonic() < deadline:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "shard-0" in a["name"]]
+        if len(names) == 2 and victim["name"] not in names:
+            break
+        time.sleep(1)
+    assert victim["name"] not in names and len(names) == 2, names
