@@ -18,6 +18,7 @@ from similar_images.db.database import (
     now_iso,
     require_vectors,
 )
+from similar_images.db.index_manifest import refuse_edits_since_build
 from similar_images.fileio.files import manifest_path, write_json_to
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,9 @@ def build_index_files(
     Raises:
         FileExistsError: the index exists and ``force`` is false.
         ValueError: bad ``index_type`` or a dimension mismatch.
-        DatabaseError: the vectors file or its manifest is unusable.
+        DatabaseError: the vectors file or its manifest is unusable, or its names or model
+            description were edited since the index at ``index_path`` was built from these
+            same vectors (``force`` never re-signs an edit that only that index still shows).
     """
     ix.check_index_type(index_type)
     vectors_path = Path(vectors_path)
@@ -81,6 +84,7 @@ def build_index_files(
         # a fresh full check: an index is never built (and signed) over damaged vectors
         db = Database.open(vectors_path, None, fresh=True)
         vm, vectors = db.manifest, db.vectors  # (n, d) float32 memory map
+        refuse_edits_since_build(index_path, vectors_path, vm)  # the old index manifest: the last evidence of an edit
         n, d = vectors.shape
         if dimension is not None and d != dimension:
             raise ValueError(f"{vectors_path} holds {d}-dimensional vectors ({vm['model'].get('name', '?')}), "

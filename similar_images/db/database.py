@@ -41,7 +41,7 @@ from similar_images.db.index_manifest import (
     now_iso,  # noqa: F401
     read_index_manifest,
 )
-from similar_images.db.integrity import check_content
+from similar_images.db.integrity import check_content, drop_stamp
 from similar_images.db.segments import Generation, Rows, load_segment, open_generation
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import DatabaseError
@@ -239,6 +239,7 @@ def check_base_names(db: Database) -> None:
     gen = db.generation
     base_names = list(catalog.iter_names(gen.con, gen.gen, 0, len(db.base_rows)))
     if sha256_lines(base_names) != db.manifest["names_sha256"]:
+        drop_stamp(db.vectors_path)  # hashed just before: its new stamp must not spare the next open this check
         raise DatabaseError(f"{catalog.catalog_path(db.vectors_path)}: the names of generation {gen.gen} do not "
                             "match the manifest's names_sha256 (edited); nothing was changed")
 

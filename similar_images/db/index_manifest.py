@@ -67,6 +67,41 @@ def check_index_manifest(index_path: Path, im: dict[str, Any], vm: dict[str, Any
             raise DatabaseError(f"{where}: the {what} changed since the index was built (checksum differs)")
 
 
+def edits_since_build(index_path: Path, vm: dict[str, Any]) -> list[str]:
+    """What of vectors manifest ``vm`` was edited since the index was built from the very
+    same vectors: ``"names"`` and/or ``"model description"``, or nothing.
+
+    The index manifest's copies of ``names_sha256`` and ``model`` are the last evidence
+    of such an edit (the vectors manifest vouches for neither on its own), so a rebuild
+    (``verify --repair``, ``build --force``) must not replace them. Other vectors (their
+    checksum differs: a new extraction, a compaction) make the old copies irrelevant, and
+    an unreadable index manifest holds no evidence: both may be rebuilt.
+    """
+    try:
+        recorded = read_json(manifest_path(index_path))
+    except (DatabaseError, OSError):
+        return []
+    if not isinstance(recorded, dict) or recorded.get("vectors_sha256") != vm.get("vectors_sha256"):
+        return []
+    edited = []
+    if isinstance(recorded.get("names_sha256"), str) and recorded["names_sha256"] != vm.get("names_sha256"):
+        edited.append("names")
+    if isinstance(recorded.get("model"), dict) and recorded["model"] != vm.get("model"):
+        edited.append("model description")
+    return edited
+
+
+def refuse_edits_since_build(index_path: Path, vectors_path: Path, vm: dict[str, Any]) -> None:
+    """Refuse to rebuild (and re-sign) over the edits :func:`edits_since_build` finds."""
+    edited = edits_since_build(index_path, vm)
+    if edited:
+        raise DatabaseError(
+            f"{manifest_path(vectors_path)}: the {' and the '.join(edited)} changed since {index_path.name} was built "
+            "from these same vectors (edited by hand?); refusing to rebuild the index over them, which would "
+            f"re-sign them; nothing was changed. If the change is yours, delete {index_path.name} and its "
+            "manifest, then build again; if not, restore what was edited or extract again")
+
+
 def describe_model_difference(index_model: Any, vectors_model: Any) -> str:
     if not isinstance(index_model, dict) or not isinstance(vectors_model, dict):
         return f"index built for model {index_model!r}, vectors made by {vectors_model!r}"

@@ -23,9 +23,11 @@ from similar_images.db.database import (
     check_index_checksum,
     check_index_manifest,
     check_index_object,
+    finish_interrupted_change,
     read_index_manifest,
     require_vectors,
 )
+from similar_images.db.index_manifest import edits_since_build
 from similar_images.db.integrity import check_content
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import DatabaseError
@@ -107,13 +109,17 @@ def _strip(message: str, path: Path) -> str:
 
 
 def _check_journal(vectors_path: Path, index) -> Verdict:
+    """The journal checked and finished by the very call an open makes first, so a stale,
+    foreign or tampered journal is refused here as there, and the checks that follow see
+    the files an open would see, not a change half applied."""
     path = journal.journal_path(vectors_path)
     try:
         entries = journal.read_journal(path, journal.database_files(vectors_path, (index,) if index is not None else ()))
+        finish_interrupted_change(vectors_path, index)
     except DatabaseError as exc:
         return Verdict(path, False, _strip(str(exc), path))
-    return Verdict(path, True, f"an interrupted change of {len(entries)} file(s); the next open finishes it "
-                               "(or refuses it, naming the file)")
+    return Verdict(path, True, f"an interrupted change of {len(entries)} file(s): its staged files match their "
+                               "checksums; finished, as the next open would have")
 
 
 def _vectors_manifest(vectors_path: Path):
@@ -141,8 +147,10 @@ def _check_index(verdicts: list[Verdict], index: Path, vm) -> None:
     if vm is None:
         verdicts.append(Verdict(index, False, "not checked: the vectors did not verify"))
         return
+    # names or model edited since the index was built from these vectors: a rebuild would re-sign them
+    repairable = not edits_since_build(index, vm)
     im = _attempt(verdicts, manifest_path(index), lambda: (_index_manifest(index, vm), "fields ok, built from "
-                                                           "these vectors and names"), repairable=not _names_edited(index, vm))
+                                                           "these vectors and names"), repairable=repairable)
     if im is None:
         return
 
@@ -150,20 +158,10 @@ def _check_index(verdicts: list[Verdict], index: Path, vm) -> None:
         check_index_checksum(index, im, deep=True, fresh=True)
         loaded = ix.read_index(index)
         check_index_object(index, loaded, vm)
+        ix.set_search_params(loaded, im.get("search_params", {}), manifest_path(index))  # as an open does
         return loaded, f"{loaded.ntotal} vectors, {im['index_bytes']} bytes, checksum matches"
 
     _attempt(verdicts, index, content, repairable=True)
-
-
-def _names_edited(index: Path, vm) -> bool:
-    """The index was built from other names than the vectors manifest now lists: the index
-    manifest's copy of ``names_sha256`` is the last evidence of a names edit, so a repair
-    that rebuilt the index would re-sign names nothing independent vouches for."""
-    try:
-        recorded = json.loads(manifest_path(index).read_text(encoding="utf-8")).get("names_sha256")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(recorded, str) and recorded != vm.get("names_sha256")
 
 
 def _index_manifest(index: Path, vm):

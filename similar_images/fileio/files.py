@@ -70,6 +70,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DatabaseError(f"{path}: file not found") from None
     except (OSError, ValueError) as exc:
         raise DatabaseError(f"{path}: unreadable JSON ({exc})") from None
+    except RecursionError:  # json's C scanner gives up on deeply nested arrays or objects
+        raise DatabaseError(f"{path}: unreadable JSON (nested too deeply)") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

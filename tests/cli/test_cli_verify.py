@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from _corrupt import swap_rows
 from _index_data import copy_database, vector_db
 from click.testing import CliRunner
 
@@ -33,15 +34,6 @@ def db(tmp_path, template):
 
 def run(*args):
     return CliRunner().invoke(main, list(args))
-
-
-def swap_rows(path, a, b):
-    offset = read_npy_header(path)[2]
-    data = bytearray(path.read_bytes())
-    row = DIM * 4
-    ra, rb = data[offset + a * row: offset + (a + 1) * row], data[offset + b * row: offset + (b + 1) * row]
-    data[offset + a * row: offset + (a + 1) * row], data[offset + b * row: offset + (b + 1) * row] = rb, ra
-    path.write_bytes(bytes(data))
 
 
 def test_verify_says_ok_per_file(db):

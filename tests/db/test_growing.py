@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 
 import numpy as np
 import pytest
+from _corrupt import plant
 from _index_data import copy_database, vector_db, write_format_1
 
-from similar_images.db import catalog
 from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
 from similar_images.db.compaction import compact, migrate
@@ -132,13 +131,6 @@ def test_the_first_write_migrates_a_format_1_database(tmp_path, template, caplog
     remove_rows(vectors_path, None, ["v00002.jpg"])
     assert "converting to the growing format" in caplog.text
     assert load_vectors_manifest(vectors_path)["format"] == 2 and len(Database.open(vectors_path)) == 49
-
-
-def plant(vectors_path, sql, *args):
-    con = sqlite3.connect(catalog.catalog_path(vectors_path))
-    with con:
-        con.execute(sql, args)
-    con.close()
 
 
 @pytest.mark.parametrize("file", ["../victim/keep.npy", "/etc/passwd", "a/b.npy", "..", ""])

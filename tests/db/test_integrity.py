@@ -3,12 +3,11 @@ naming the file (and the field), never in a silent wrong result."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _corrupt import data_offset, edit_json, poke, set_catalog_names, swap_rows
 from _index_data import copy_database, vector_db
 
 from similar_images.db import integrity
@@ -19,7 +18,7 @@ from similar_images.db.database import Database
 from similar_images.db.vectors import save_vectors
 from similar_images.db.verify import repair, verify_database
 from similar_images.errors import DatabaseError
-from similar_images.fileio.files import manifest_path, sha256_lines
+from similar_images.fileio.files import manifest_path, sha256_file, sha256_lines
 
 N, DIM = 200, 16
 
@@ -38,40 +37,6 @@ def db(tmp_path, template):
     """A fresh copy: (vectors path, index path, vectors)."""
     folder, vectors = template
     return (*copy_database(folder, tmp_path), vectors)
-
-
-def data_offset(path: Path) -> int:
-    return integrity.read_npy_header(path)[2]
-
-
-def poke(path: Path, at: int, data: bytes) -> None:
-    """Overwrite bytes in place, as a disk error or a hostile user would."""
-    with open(path, "r+b") as f:
-        f.seek(at)
-        f.write(data)
-
-
-def edit_json(path: Path, **changes) -> None:
-    obj = json.loads(path.read_text())
-    for key, value in changes.items():
-        if value is None:
-            obj.pop(key, None)
-        else:
-            obj[key] = value
-    path.write_text(json.dumps(obj))
-
-
-def swap_rows(path: Path, a: int, b: int) -> None:
-    offset, row = data_offset(path), DIM * 4
-    with open(path, "r+b") as f:
-        f.seek(offset + a * row)
-        ra = f.read(row)
-        f.seek(offset + b * row)
-        rb = f.read(row)
-        f.seek(offset + a * row)
-        f.write(rb)
-        f.seek(offset + b * row)
-        f.write(ra)
 
 
 # --- content damage: found on the next open -------------------------------------------------
@@ -114,15 +79,9 @@ def test_damaged_values_are_refused(db, damage):
 def test_a_nan_row_with_a_matching_checksum_is_reported_by_row(db):
     vectors_path, _, _ = db
     poke(vectors_path, data_offset(vectors_path) + 5 * DIM * 4, np.float32(np.nan).tobytes())
-    edit_json(manifest_path(vectors_path), vectors_sha256=integrity_sha(vectors_path))
+    edit_json(manifest_path(vectors_path), vectors_sha256=sha256_file(vectors_path))
     with pytest.raises(DatabaseError, match="row 5 holds a non-finite value"):
         Database.open(vectors_path)
-
-
-def integrity_sha(path: Path) -> str:
-    from similar_images.fileio.files import sha256_file
-
-    return sha256_file(path)
 
 
 def test_trust_skips_only_the_content_check(db):
@@ -158,18 +117,6 @@ def test_a_missing_required_field_is_an_error(db, field):
         Database.open(vectors_path)
 
 
-def set_catalog_names(vectors_path, names: dict[int, str]) -> None:
-    import sqlite3
-
-    from similar_images.db.catalog import catalog_path
-
-    con = sqlite3.connect(catalog_path(vectors_path))
-    with con:
-        for item, name in names.items():
-            con.execute("UPDATE items SET name=?, key=? WHERE id=?", (name, name, item))
-    con.close()
-
-
 def test_names_swapped_without_their_checksum_are_refused(db):
     vectors_path, _, _ = db
     names = list(Database.open(vectors_path).names)
@@ -187,7 +134,7 @@ def test_index_checksums_removed_and_a_flipped_index_byte(db):
     edit_json(manifest_path(index_path), index_sha256=None)
     with pytest.raises(DatabaseError, match="db.faiss.index.manifest.json: missing field 'index_sha256'"):
         Database.open(vectors_path, index_path)
-    edit_json(manifest_path(index_path), index_sha256=integrity_sha(index_path))
+    edit_json(manifest_path(index_path), index_sha256=sha256_file(index_path))
     size = index_path.stat().st_size
     original = index_path.read_bytes()[size - 9]
     poke(index_path, size - 9, bytes([original ^ 0x01]))

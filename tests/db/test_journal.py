@@ -6,11 +6,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _corrupt import plant_stale_journal as stale_journal
 from _index_data import vector_db
 
 from similar_images.db import journal
@@ -20,7 +20,7 @@ from similar_images.db.compaction import compact
 from similar_images.db.database import Database
 from similar_images.db.vectors import save_vectors
 from similar_images.errors import DatabaseError
-from similar_images.fileio.files import manifest_path, write_json_atomic
+from similar_images.fileio.files import manifest_path
 
 N, DIM = 80, 8
 
@@ -54,13 +54,8 @@ def plant_stale_journal(tmp_path: Path) -> tuple[Path, bytes]:
     planted beside a good 80-row database."""
     old = tmp_path / "old"
     old.mkdir()
-    old_path = small_db(old, 60)
     path = small_db(tmp_path, N)
-    staged = journal.staged_path(path)
-    shutil.copy(old_path, staged)
-    entry = {"staged": staged.name, "final": path.name, "sha256": journal.sha256_file(staged),
-             "before": {"size": 123, "mtime_ns": 1}}
-    write_json_atomic(journal.journal_path(path), {"format": journal.JOURNAL_FORMAT, "renames": [entry]})
+    stale_journal(path, small_db(old, 60))
     return path, path.read_bytes()
 
 
