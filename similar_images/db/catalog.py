@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from similar_images.db.file_stats import SHA_INDEX
 from similar_images.errors import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS segments(gen TEXT NOT NULL, seq INTEGER NOT NULL, fil
     first_id INTEGER NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL, sha256 TEXT NOT NULL,
     PRIMARY KEY (gen, seq));
 CREATE TABLE IF NOT EXISTS tombstones(gen TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (gen, id));
-"""
+""" + SHA_INDEX + ";\n"
 SEGMENT_MARK = ".seg-"
 # How long a writer waits for another writer's transaction (readers never wait in WAL mode).
 BUSY_TIMEOUT_MS = 60_000
@@ -218,11 +219,20 @@ def ids_for_keys(con: sqlite3.Connection, gen: str, keys: Iterable[str]) -> dict
     return out
 
 
-def insert_items(con: sqlite3.Connection, gen: str, first_id: int, names: Iterable[str], keys: Iterable[str]) -> int:
-    """Insert items ``first_id, first_id + 1, ...`` (inside a transaction); returns how many."""
-    rows = ((gen, first_id + i, name, key) for i, (name, key) in enumerate(zip(names, keys)))
+def insert_items(con: sqlite3.Connection, gen: str, first_id: int, names: Iterable[str], keys: Iterable[str],
+                 stats: Iterable | None = None) -> int:
+    """Insert items ``first_id, first_id + 1, ...`` (inside a transaction); returns how many.
+
+    ``stats``, aligned with ``names``: each file's ``(size, mtime_ns, sha256)`` or None
+    (``file_stats.py``); without it the columns stay NULL."""
     before = con.total_changes
-    con.executemany("INSERT INTO items(gen, id, name, key) VALUES (?, ?, ?, ?)", rows)
+    if stats is None:
+        rows = ((gen, first_id + i, name, key) for i, (name, key) in enumerate(zip(names, keys)))
+        con.executemany("INSERT INTO items(gen, id, name, key) VALUES (?, ?, ?, ?)", rows)
+    else:
+        rows = ((gen, first_id + i, name, key, *(stat or (None, None, None)))
+                for i, (name, key, stat) in enumerate(zip(names, keys, stats, strict=True)))
+        con.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     return con.total_changes - before
 
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from similar_images.db import catalog, journal
+from similar_images.db import catalog, file_stats, journal
 from similar_images.db.compaction import maybe_compact, migrate
 from similar_images.db.database import Database, require_vectors
 from similar_images.db.integrity import write_stamp
@@ -111,8 +111,9 @@ def add_rows(vectors_path, index_path, vectors, names: list[str], *, image_dir=N
     return AddResult(added, already)
 
 
-def _commit_segment(db: Database, new: np.ndarray, names: list[str], rule: str) -> None:
-    """Write ``new`` ``(m, d)`` as a segment file, then name it and its items in one transaction."""
+def _commit_segment(db: Database, new: np.ndarray, names: list[str], rule: str, stats=None, also=None) -> None:
+    """Write ``new`` ``(m, d)`` as a segment file, then name it and its items in one transaction
+    (with ``also(con)``, the caller's other changes, in the same transaction)."""
     gen, where = db.generation, catalog.catalog_path(db.vectors_path)
     path = catalog.new_segment_path(db.vectors_path)
     try:
@@ -121,7 +122,10 @@ def _commit_segment(db: Database, new: np.ndarray, names: list[str], rule: str) 
         segment = catalog.Segment(gen.segments[-1].seq + 1, path.name, db.id_count, len(new), path.stat().st_size, sha)
         with catalog.transaction(gen.con, where):
             catalog.insert_segment(gen.con, gen.gen, segment)
-            catalog.insert_items(gen.con, gen.gen, db.id_count, names, (catalog.item_key(rule, n) for n in names))
+            catalog.insert_items(gen.con, gen.gen, db.id_count, names, (catalog.item_key(rule, n) for n in names),
+                                 stats)
+            if also is not None:
+                also(gen.con)
     except BaseException:
         path.unlink(missing_ok=True)  # never named: a leftover either way
         raise
@@ -165,6 +169,80 @@ def remove_rows(vectors_path, index_path, names: Iterable[str], *, image_dir=Non
     if auto_compact:
         maybe_compact(base, index_path)
     return removed
+
+
+class BatchResult(NamedTuple):
+    """What :func:`commit_batch` did, by name."""
+
+    added: list[str]  # new rows: embedded ones and copies
+    removed: list[str]  # names whose row was deleted (replaced ones included)
+    restamped: list[str]  # items whose file stats were updated, their vector kept
+    lost: list[str]  # copies whose source item was gone: nothing was added for them
+
+
+def commit_batch(vectors_path, index_path, *, vectors=None, names=(), stats=None, copies=(), removes=(),
+                 restamps=(), image_dir=None, auto_compact: bool = True) -> BatchResult:
+    """Commit one batch of a folder's changes in one SQLite transaction (and at most one segment).
+
+    Args:
+        vectors: ``(m, d)`` raw vectors of new rows named ``names`` (embedded by the caller).
+        stats: the new rows' file stats (``file_stats.FileStat``) aligned with ``names``, or None.
+        copies: ``(source, name, stat)``: a new row ``name`` holding the vector of the live
+            item ``source``, not re-embedded (with ``source`` in ``removes``: a moved file).
+        removes: names whose rows are deleted; absent ones are ignored. A name both removed
+            and added is replaced (a changed file: the old row goes, the new one comes).
+        restamps: ``(name, stat)``: new file stats for a live item whose content is unchanged.
+
+    A name added that is live and not removed is left as it is (not duplicated). Unlike
+    :func:`remove_rows`, the database may end up empty (a followed folder may be emptied).
+    A kill -9 leaves the database before or after the whole batch.
+    """
+    base, names = Path(vectors_path), list(names)
+    stats = list(stats) if stats is not None else [None] * len(names)
+    vectors = np.asarray(vectors if vectors is not None else np.zeros((0, 0)), dtype=np.float32)
+    if len(names) != len(stats) or (names and (vectors.ndim != 2 or len(vectors) != len(names))):
+        raise ValueError(f"vectors {vectors.shape}, {len(names)} names and {len(stats)} stats do not match")
+    require_vectors(base)
+    with journal.writer_lock(base):
+        db = _open_for_change(base, index_path)
+        rule, gen = rule_of(db.manifest), db.generation
+        sources = [c[0] for c in copies]
+        found = find_present(db, list(removes) + sources + [r[0] for r in restamps] + names +
+                             [c[1] for c in copies], image_dir)
+        dropped = {found[n] for n in removes if n in found}
+        rows, new_names, new_stats, lost, seen = [], [], [], [], set()
+        wanted = [(vectors[i], n, stats[i]) for i, n in enumerate(names)]
+        for source, name, stat in copies:
+            if source in found:
+                wanted.append((db.vectors[found[source]], name, stat))
+            else:
+                lost.append(name)
+        for row, name, stat in wanted:
+            key = catalog.item_key(rule, name)
+            if key in seen or (name in found and found[name] not in dropped):
+                continue  # already there (or twice in this batch): never duplicated
+            seen.add(key)
+            rows.append(row)
+            new_names.append(name)
+            new_stats.append(stat)
+        if rows and len(rows[0]) != db.dimension:
+            raise ValueError(f"new vectors have dimension {len(rows[0])}, the database {db.dimension}")
+        kept = [(n, stat) for n, stat in restamps if n in found and found[n] not in dropped]
+        restamped = [(found[n], stat) for n, stat in kept]
+
+        def also(con):
+            catalog.insert_tombstones(con, gen.gen, sorted(dropped))
+            file_stats.set_stats(con, gen.gen, restamped)
+
+        if rows:
+            _commit_segment(db, np.stack(rows).astype(np.float32), new_names, rule, new_stats, also)
+        elif dropped or restamped:
+            with catalog.transaction(gen.con, catalog.catalog_path(base)):
+                also(gen.con)
+        removed = gen.names.take(sorted(dropped)) if dropped else []
+    if (rows or dropped) and auto_compact:
+        maybe_compact(base, index_path)
+    return BatchResult(new_names, removed, [n for n, _ in kept], lost)
 
 
 def _open_for_change(base: Path, index_path) -> Database:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from similar_images.db import catalog, journal
+from similar_images.db import catalog, file_stats, journal
 from similar_images.db.database import Database, index_manifest_for, now_iso
 from similar_images.db.vectors import (
     VECTORS_FORMAT,
@@ -85,11 +85,14 @@ def compact(vectors_path, index_path=None) -> dict:
         sha = write_vectors_file(staged_vectors, (len(live), db.dimension), _live_blocks(db.vectors, live))
         stage.known_sha(staged_vectors, sha)
         names = db.names.take(live) if len(live) else []
+        # the files' size, mtime and hash (a followed folder's) stay with their items
+        stats = file_stats.stats_by_id(db.generation.con, db.generation.gen, live) \
+            if len(live) and file_stats.has_stats(db.generation.con, db.generation.gen) else None
         vm = {**db.manifest, "format": VECTORS_FORMAT, "count": len(live), "vectors_sha256": sha,
               "names_sha256": sha256_lines(list(names)),
               "history": list(db.manifest.get("history", [])) + [
                   {"op": "compact", "count": len(live), "dropped": len(db.deleted), "at": now_iso()}]}
-        vm["generation"] = write_generation(base, staged_vectors, sha, names, rule_of(vm))
+        vm["generation"] = write_generation(base, staged_vectors, sha, names, rule_of(vm), stats)
         write_json_to(stage.file(manifest_path(base)), vm)
         if db.index is not None:  # the open encoded the added rows already
             _remove_deleted(db.index, db.deleted, db.vectors, live)

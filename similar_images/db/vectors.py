@@ -132,14 +132,15 @@ def rule_of(manifest: dict[str, Any]) -> str:
     return rule
 
 
-def write_generation(path: Path, base_file: Path, sha: str, names, rule: str) -> str:
+def write_generation(path: Path, base_file: Path, sha: str, names, rule: str, stats=None) -> str:
     """Insert a new generation's items and base segment into the catalog (not yet visible:
-    no manifest names it); returns its token. ``base_file`` is the (staged) vectors file."""
+    no manifest names it); returns its token. ``base_file`` is the (staged) vectors file;
+    ``stats``, the items' file stats (``file_stats.py``) aligned with ``names``, or None."""
     gen = secrets.token_hex(8)
     con = catalog.connect(catalog.catalog_path(path), create=True)
     try:
         with catalog.transaction(con, catalog.catalog_path(path)):
-            catalog.insert_items(con, gen, 0, names, (catalog.item_key(rule, n) for n in names))
+            catalog.insert_items(con, gen, 0, names, (catalog.item_key(rule, n) for n in names), stats)
             catalog.insert_segment(con, gen, catalog.Segment(0, path.name, 0, len(names), base_file.stat().st_size, sha))
     finally:
         con.close()
