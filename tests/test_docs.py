@@ -76,4 +76,4 @@ def test_marked_commands_run_in_order(tmp_path):
             assert done.returncode == 0, f"{page.name}:\n{code}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
             ran += 1
     assert ran >= 3  # the sample database, your own photos, texts
-    assert (folder / "demo_output" / "results.png").exists() and (folder / "my_photos.faiss.index").exists()
+    assert (folder / "demo_output" / "results.png").exists() and (folder / "my_photos.saved_predictions.npy").exists()

@@ -81,6 +81,8 @@ COMMANDS: dict[str, str] = {
     "verify": "similar_images.cli.verify:verify",
     "compact": "similar_images.cli.compact:compact",
     "migrate": "similar_images.cli.compact:migrate",
+    "sync": "similar_images.cli.sync:sync",
+    "watch": "similar_images.cli.sync:watch",
 }
 
 # What `similar-images --help` says of each command, whole (Click would cut the docstrings'
@@ -97,6 +99,8 @@ SUMMARIES: dict[str, str] = {
     "serve": "Serve the search over HTTP: a web page, a JSON API and its docs.",
     "duplicates": "Group the near-duplicate and byte-identical images of a database.",
     "verify": "Check every file of a database: checksums, values, and that they belong together.",
+    "sync": "Make a database follow a folder of images: one command from a folder to a search.",
+    "watch": "Sync a folder now and whenever it changes (file-system events or periodic scans).",
 }
 
 # Set by -v (``setup_logging``): the top-level handler then shows the traceback.

@@ -89,6 +89,9 @@ def open_from_options(kind: str, vectors: str, index: str | None, exact: bool, i
     A missing vectors file is an error that lists the databases of this kind it can find
     (beside the vectors, here, and the demo's), each with the option that selects it.
     """
+    if kind == "image" and vectors == DEFAULT_VECTORS["image"] and (here := only_database_here()) is not None:
+        click.echo(f"note: no COCO database here; using {here.name}, the only image database in this folder", err=True)
+        vectors = str(here)
     if not Path(vectors).exists():
         raise click.ClickException(f"{vectors}: no such database ({database_hint(kind, vectors)})")
     index_path = index_from_options(vectors, index, exact)
@@ -105,6 +108,15 @@ def open_from_options(kind: str, vectors: str, index: str | None, exact: bool, i
 
         resolve_device(device, runtime=db.model.get("runtime") or "native")
     return db
+
+
+def only_database_here() -> Path | None:
+    """The one image database in the current folder when the default (COCO) one is not here:
+    what commands open without ``--vectors`` after ``similar-images sync my_photos/``."""
+    if Path(DEFAULT_VECTORS["image"]).exists():
+        return None
+    found = find_databases([Path(".")], name_rule="path")
+    return found[0][0] if len(found) == 1 else None
 
 
 __all__ = ["COCO_INDEX", "COCO_VECTORS", "DEFAULT_VECTORS", "database_options", "open_from_options"]
