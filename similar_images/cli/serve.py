@@ -53,27 +53,40 @@ def demo_database() -> tuple[Path, Path, Path]:
               help="ray: CPUs each replica reserves (fractions share a core).  [default: 1]")
 @click.option("--max-staleness", "max_staleness", default=None, type=click.FloatRange(min=0),
               help="ray: seconds a replica may answer from an older state after a write.  [default: 1]")
+@click.option("--watch", "watch", default=None, type=click.Path(file_okay=False), metavar="FOLDER",
+              help="Make the database follow FOLDER while serving (synced first; created beside it unless "
+                   "--vectors): a photo copied there is found seconds later.")
+@click.option("--poll", "poll_s", default=None, type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="With --watch: scan the folder every SECONDS instead of listening to file-system events.")
 @database_options("image", device=True)
 def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_private_urls, url_deadline,
           max_url_fetches, allow_writes, cors_origins, request_timeout, batch_size, batch_wait_ms, engine, replicas,
-          shards, address, cpus_per_replica, max_staleness, vectors, index, exact, image_dir, device, verbose):
+          shards, address, cpus_per_replica, max_staleness, watch, poll_s, vectors, index, exact, image_dir, device,
+          verbose):
     """Serve the search over HTTP, with a web page at http://HOST:PORT/.
 
     The API is described at /docs and /openapi.json. Without COCO files in the current
     folder it serves the demo's sample database (run `similar-images demo` first).
     With --engine ray the same app runs on Ray Serve, with --replicas and --shards.
+    With --watch FOLDER it serves FOLDER's database and keeps it in step with the folder.
     """
     ray_only = {"--replicas": replicas, "--shards": shards, "--address": address,
                 "--cpus-per-replica": cpus_per_replica, "--max-staleness": max_staleness}
     if engine == "local" and any(value is not None for value in ray_only.values()):
         given = ", ".join(name for name, value in ray_only.items() if value is not None)
         raise click.UsageError(f"{given}: only with --engine ray")
+    if poll_s is not None and watch is None:
+        raise click.UsageError("--poll needs --watch FOLDER")
+    if watch is not None and engine != "local":
+        raise click.UsageError("--watch: only with --engine local (one process follows the folder)")
     setup_logging(verbose)
     from similar_images.errors import SimilarImagesError
     from similar_images.service.config import DEFAULT_MAX_PIXELS, ServiceConfig
     from similar_images.service.server import serve as run_server
 
-    if vectors == DEFAULT_VECTORS["image"] and not Path(vectors).exists():
+    if watch is not None:
+        vectors, image_dir = _synced(watch, None if vectors == DEFAULT_VECTORS["image"] else vectors, device), None
+    elif vectors == DEFAULT_VECTORS["image"] and not Path(vectors).exists():
         demo_vectors, demo_index, demo_photos = demo_database()
         if not demo_vectors.exists():
             from similar_images.cli.options import database_hint
@@ -100,9 +113,23 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
                       cpus_per_replica=cpus_per_replica or 1.0, max_staleness=max_staleness, device=device)
             return
         click.echo(f"serving on http://{host}:{port}/  (Ctrl-C stops)", err=True)
-        run_server(db, config, host=host, port=port, log_level="info" if verbose else "warning")
+        run_server(db, config, host=host, port=port, log_level="info" if verbose else "warning", watch=watch,
+                   poll_s=poll_s)
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _synced(folder: str, vectors: str | None, device: str) -> str:
+    """Sync ``folder`` once before serving (creating its database); the vectors path."""
+    from similar_images.errors import SimilarImagesError
+    from similar_images.sync import sync_folder
+
+    try:
+        report = sync_folder(folder, vectors, device=device)
+    except (SimilarImagesError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.summary(), err=True)
+    return str(report.vectors)
 
 
 def serve_ray(db, config, *, host, port, replicas, shards, address, cpus_per_replica, max_staleness, device) -> None:

@@ -159,8 +159,10 @@ class Engine:
 
     @staticmethod
     def check_id(db: SimilarImages, image_id: int) -> None:
-        if not 0 <= image_id < len(db):
-            raise LookupError(f"no image with id {image_id} (the database holds ids 0..{len(db) - 1})")
+        # ids are stable between compactions: added rows take ids past len(db), removed ones leave gaps
+        if not db.database.is_live(int(image_id)):
+            raise LookupError(f"no image with id {image_id} (the database holds ids 0..{db.database.id_count - 1}"
+                              f"{', some removed' if len(db) < db.database.id_count else ''})")
 
     def image_file(self, image_id: int) -> Path:
         db = self.db
@@ -207,6 +209,15 @@ class Engine:
             writer.warm(model=False)
             self.db = writer
         return {"removed": removed, "count": len(writer)}
+
+    def refresh(self) -> None:
+        """Serve the database as it is on disk now (after another writer, such as a folder's
+        sync, committed): opened fresh, warmed, then swapped in; searches running meanwhile
+        finish on the state they started with."""
+        with self.write_lock:
+            writer = self._writer()
+            writer.warm(model=False)
+            self.db = writer
 
     def _writer(self) -> SimilarImages:
         db = self.db

@@ -23,11 +23,12 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(db: SimilarImages, config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning", watch=None, poll_s: float | None = None) -> None:
     """Open the service on ``host:port`` and serve until interrupted.
 
     The model is loaded and warmed before the port opens. uvicorn handles SIGINT and
-    SIGTERM: it stops accepting, lets running requests finish, then returns.
+    SIGTERM: it stops accepting, lets running requests finish, then returns. With
+    ``watch`` (a folder), the database follows it while serving (``watching.py``).
     """
     import uvicorn
 
@@ -40,7 +41,15 @@ def serve(db: SimilarImages, config: ServiceConfig, *, host: str = "127.0.0.1", 
     app = create_app(engine, warm_up=False)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                                            timeout_graceful_shutdown=10, server_header=False))
+    watcher = None
+    if watch is not None:
+        from similar_images.service.watching import start_watching
+
+        watcher = start_watching(engine, watch, poll_s=poll_s)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown; that is the normal stop
         log.info("stopped by Ctrl-C")
+    finally:
+        if watcher is not None:
+            watcher.stop()

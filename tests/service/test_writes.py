@@ -82,7 +82,10 @@ def test_remove_by_id(writer, tiny_files):
     assert "img000.png" not in [db.names[i] for i in db.database.live_ids()] and len(db) == 11
     results = writer.post("/api/search", json={"id": 1, "k": 11}, headers=AUTH).json()["results"]  # 0 is gone
     assert "img000.png" not in [h["name"] for h in results]
-    assert writer.delete("/api/images/11", headers=AUTH).status_code == 404
+    # ids are stable until a compaction: 11 still names img011.png, 0 is gone, 12 never was
+    assert writer.get("/api/images/11", headers=AUTH).status_code == 200
+    assert writer.delete("/api/images/0", headers=AUTH).status_code == 404
+    assert writer.delete("/api/images/12", headers=AUTH).status_code == 404
     assert writer.delete("/api/images/x", headers=AUTH).status_code == 422
 
 
