@@ -2,7 +2,7 @@
 
 Subcommands: ``download`` (a Sentiment140 sample), ``build`` (CSV -> vectors + index),
 ``search`` (free text or a corpus id), ``add`` and ``remove`` (change a database
-atomically). Default files, in the current folder: ``tweets.csv`` ->
+atomically), ``sync`` (follow a CSV file). Default files, in the current folder: ``tweets.csv`` ->
 ``tweets.csv.saved_predictions.npy`` (+ manifest) and ``tweets.csv.faiss.index``.
 They parse arguments and call :mod:`similar_images.text.corpus` and
 :mod:`similar_images.text.database`.
@@ -209,3 +209,31 @@ def remove(texts, vectors, index, exact, verbose):
     except (SimilarImagesError, ValueError) as exc:
         raise _fail(exc) from None
     click.echo(f"removed {len(removed)} text(s); the database now holds {len(db)}")
+
+
+@text.command(name="sync")
+@click.argument("csv_file", metavar="CSV", type=click.Path(dir_okay=False))
+@click.option("--column", default="text", show_default=True, help="The CSV column holding the texts.")
+@click.option("--vectors", default=None, type=click.Path(dir_okay=False),
+              help="The text database.  [default: CSV.saved_predictions.npy]")
+@click.option("-b", "--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Texts per model call.")
+@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@click.option("-v", "--verbose", is_flag=True, help="Log details.")
+def sync(csv_file, column, vectors, batch_size, device, no_progress, verbose):
+    """Make a text database follow a CSV file: new texts are added, texts no longer in it removed.
+
+    The first sync builds the database (and its index). A changed row is its old text
+    removed and its new text added; texts are stored once, as in `build`.
+    """
+    setup_logging(verbose)
+    from similar_images.errors import SimilarImagesError
+    from similar_images.text.follow import sync_texts
+
+    try:
+        report = sync_texts(csv_file, column=column, vectors=vectors, batch_size=batch_size, device=device,
+                            show_progress=not no_progress)
+    except (SimilarImagesError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    click.echo(report.summary())
