@@ -129,7 +129,7 @@ def start_server(args, batch_size: int, extra=(), env=None, wait_s: float = 120)
                "--vectors", args.vectors, "--index", args.index, "--image-dir", args.image_dir,
                "--port", str(port), "--batch-size", str(batch_size), "--batch-wait-ms", str(args.batch_wait_ms),
                *extra]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"

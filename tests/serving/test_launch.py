@@ -52,3 +52,20 @@ def test_a_cluster_with_too_few_cpus_is_refused_before_anything_starts(tiny_file
     with pytest.raises(SimilarImagesError, match=r"reserve 6 CPUs \(2 ingress, 2 x 2 shards, 1 each\), the cluster "
                                                  "has 2; lower --cpus-per-replica"):
         launch.start(spec)
+
+
+def test_the_rayservice_builder_makes_the_application_from_its_args(tiny_files, monkeypatch):
+    from ray.serve import Application
+
+    from similar_images.serving.deployments import app_builder
+
+    vectors, index, image_dir = tiny_files
+    monkeypatch.setenv("SIMILAR_IMAGES_TOKEN", "from-a-secret")
+    app = app_builder({"vectors": str(vectors), "index": str(index), "image_dir": str(image_dir), "replicas": 2,
+                       "shards": 2, "cpus_per_replica": "0.5", "allow_writes": "true"})
+    assert isinstance(app, Application)
+    spec = app._bound_deployment.init_args[0]
+    assert (spec.replicas, spec.shards, spec.ranges, spec.cpus_per_replica) == (2, 2, ((0, 6), (6, None)), 0.5)
+    assert spec.config.token == "from-a-secret" and spec.writer
+    with pytest.raises(ValueError, match="args.vectors"):
+        app_builder({"index": str(index)})
