@@ -28,11 +28,18 @@ def start(spec: ServingSpec, *, host: str = "127.0.0.1", port: int = 8000) -> st
             f"{spec.cpus_per_replica:g} each), the cluster has {have:g}; lower --cpus-per-replica or --replicas")
     from ray import serve
 
+    serve.start(http_options={"host": host, "port": port})
+    deploy(spec)
+    return f"http://{host}:{port}"
+
+
+def deploy(spec: ServingSpec) -> None:
+    """Deploy (or replace) the application on the running Ray Serve; returns once every replica is healthy."""
+    from ray import serve
+
     from similar_images.serving.deployments import APP_NAME, build_application
 
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(build_application(spec), name=APP_NAME, route_prefix="/")  # returns once every replica is healthy
-    return f"http://{host}:{port}"
+    serve.run(build_application(spec), name=APP_NAME, route_prefix="/")
 
 
 def stop() -> None:
