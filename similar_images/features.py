@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from similar_images.db.importing import NO_MODEL  # imported vectors of a model this program does not run
 from similar_images.errors import ModelError
 
 
@@ -137,6 +138,10 @@ def extractor_for(model: dict[str, Any], *, model_folder=None, device: str = "au
     """
     from similar_images.models.descriptors import Descriptor
 
+    if model.get("name") == NO_MODEL:
+        raise ModelError("this database's vectors were imported without a model (`similar-images import --model "
+                         "none`): search it by id (--id) or by vector; image and text queries need the model "
+                         "that made the vectors")
     options: dict[str, Any] = {} if device == "auto" else {"device": device}  # auto: the factory's default
     weights = str(model.get("weights", ""))
     if weights.startswith("none(seed=") and weights.endswith(")"):

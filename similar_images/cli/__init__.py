@@ -83,6 +83,7 @@ COMMANDS: dict[str, str] = {
     "migrate": "similar_images.cli.compact:migrate",
     "sync": "similar_images.cli.sync:sync",
     "watch": "similar_images.cli.sync:watch",
+    "import": "similar_images.cli.importing:import_vectors",
 }
 
 # What `similar-images --help` says of each command, whole (Click would cut the docstrings'
@@ -101,6 +102,7 @@ SUMMARIES: dict[str, str] = {
     "verify": "Check every file of a database: checksums, values, and that they belong together.",
     "sync": "Make a database follow a folder of images: one command from a folder to a search.",
     "watch": "Sync a folder now and whenever it changes (file-system events or periodic scans).",
+    "import": "Create a database from vectors computed elsewhere (.npy) and a names file.",
 }
 
 # Set by -v (``setup_logging``): the top-level handler then shows the traceback.

@@ -79,7 +79,8 @@ def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> 
     roll-forward journal (``journal.py``) under the writers' lock. A kill -9 at any
     moment leaves the old generation or the new one; the next writer deletes leftovers.
     """
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not isinstance(vectors, np.ndarray):
+        vectors = np.asarray(vectors, dtype=np.float32)
     names = list(manifest["names"])
     if vectors.ndim != 2 or len(vectors) != len(names):
         raise ValueError(f"vectors {vectors.shape} and {len(names)} names do not match")
@@ -88,7 +89,8 @@ def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> 
     with journal.change(path) as stage:
         previous = current_generation(path)
         staged_vectors, staged_manifest = stage.file(path), stage.file(manifest_path(path))
-        blocks = (vectors[i:i + WRITE_ROWS] for i in range(0, len(vectors), WRITE_ROWS))  # bounded memory
+        # bounded memory: a memory map of another dtype (an import) is converted a block at a time
+        blocks = (np.asarray(vectors[i:i + WRITE_ROWS], dtype=np.float32) for i in range(0, len(vectors), WRITE_ROWS))
         sha = write_vectors_file(staged_vectors, vectors.shape, blocks)  # hashed while written
         stage.known_sha(staged_vectors, sha)
         manifest = {
