@@ -32,6 +32,9 @@ from similar_images.db.recall import TARGET_RECALL
               help="IVF lists (ivfpq, pca-ivfpq, opq-ivfpq); fewer when the training sample is small.  "
                    "[default: from the collection's size: 100 up to 100,000 vectors, then 4 x sqrt(N), at most "
                    "one per 39 training vectors; an HNSW graph finds the lists from 4096]")
+@click.option("--pq", default=None, type=click.IntRange(min=1),
+              help="Bytes of a PQ code (ivfpq, pca-ivfpq, opq-ivfpq); finer codes need fewer candidates re-ranked.  "
+                   "[default: from the collection's size: 16 up to 100,000 vectors, then 32]")
 @click.option("--nprobe", default=None, type=click.IntRange(min=1),
               help="IVF lists a query scans.  [default: measured: the cheapest nprobe and re-ranking pool "
                    "that reach --recall-target]")
@@ -47,7 +50,7 @@ from similar_images.db.recall import TARGET_RECALL
 @click.option("--address", default=None,
               help="ray: the cluster to join ('auto', or HOST:PORT).  [default: start a local Ray]")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
-def build(input_vectors, output_filename, dimension, index_type, nlist, nprobe, recall_target, train_size, force,
+def build(input_vectors, output_filename, dimension, index_type, nlist, pq, nprobe, recall_target, train_size, force,
           no_progress, engine, address, verbose):
     """Build the Faiss index that `similar-images search` uses.
 
@@ -70,7 +73,8 @@ def build(input_vectors, output_filename, dimension, index_type, nlist, nprobe, 
     if address and engine != "ray":
         raise click.UsageError("--address needs --engine ray")
     click.echo(f"building the {index_type} index of {input_vectors} ...", err=True)
-    options = {"index_type": index_type, "dimension": dimension, "force": force, "nlist": nlist, "nprobe": nprobe,
+    options = {"index_type": index_type, "dimension": dimension, "force": force, "nlist": nlist, "pq": pq,
+               "nprobe": nprobe,
                "recall_target": recall_target, "train_size": train_size, "show_progress": not no_progress}
     try:
         if engine == "ray":

@@ -22,8 +22,14 @@ def _index_for(vectors, index):
 @click.command(name="compact")
 @VECTORS
 @INDEX
+@click.option("--store", default=None, type=click.Choice(["float32", "float16"]),
+              help="Rewrite the rows as float32 or float16 (half the disk and the bytes a re-ranking reads).  "
+                   "[default: the database's store]")
+@click.option("--retrain", is_flag=True,
+              help="Then train the index again for the collection as it is now (its lists from today's size, "
+                   "nprobe and pool measured again): after it has grown past what it was trained for.")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
-def compact(vectors, index, verbose):
+def compact(vectors, index, store, retrain, verbose):
     """Fold the images added and removed since the last full write into a new generation.
 
     Adds write small segment files and removes write tombstones, so each costs what it
@@ -40,11 +46,20 @@ def compact(vectors, index, verbose):
     try:
         before = Database.open(vectors, None, trust=True)
         dropped, added = len(before.deleted), before.id_count - len(before.base_rows)
-        manifest = run_compaction(vectors, _index_for(vectors, index))
-    except SimilarImagesError as exc:
+        index = _index_for(vectors, index)
+        if retrain and index is None:
+            raise click.UsageError("--retrain needs an index (--index, or one beside the vectors)")
+        manifest = run_compaction(vectors, index, store=store)
+        click.echo(f"compacted {vectors}: {manifest['count']} items ({added} added rows folded in, "
+                   f"{dropped} removed rows dropped; {manifest.get('store', 'float32')} store)")
+        if retrain:
+            from similar_images.db.build import build_summary
+            from similar_images.db.build import retrain as run_retrain
+
+            click.echo(f"training the index {index} again ...", err=True)
+            click.echo(build_summary(run_retrain(vectors, index, show_progress=False), index))
+    except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"compacted {vectors}: {manifest['count']} items ({added} added rows folded in, "
-               f"{dropped} removed rows dropped)")
 
 
 @click.command(name="migrate")

@@ -20,16 +20,20 @@ from similar_images.cli import setup_logging
               help="Folder the names are relative to (recorded).  [default: the database's folder]")
 @click.option("--name-rule", default="path", show_default=True, type=click.Choice(["path", "text"]),
               help="path: names are image files (a//b.jpg and a/b.jpg are one); text: exact strings.")
+@click.option("--store", default=None, type=click.Choice(["float32", "float16"]),
+              help="How the rows are kept: float16 halves the disk and what a re-ranking reads, for cosines "
+                   "within float16 rounding.  [default: float16 from 4 GiB of float32 rows, else float32]")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
-def import_vectors(vectors, names, output, model, image_dir, name_rule, no_progress, verbose):
+def import_vectors(vectors, names, output, model, image_dir, name_rule, store, no_progress, verbose):
     """Create a database from VECTORS (.npy, n x d, float16/32/64) and --names (n lines).
 
     Everything is checked before anything is written: the dtype, finite values, one name
     a row, no name twice. Build the index afterwards with `similar-images build -i OUTPUT`.
     """
     setup_logging(verbose)
-    from similar_images.db.importing import NO_MODEL, import_vectors as run_import
+    from similar_images.db.importing import NO_MODEL
+    from similar_images.db.importing import import_vectors as run_import
     from similar_images.errors import SimilarImagesError
 
     described = None
@@ -42,9 +46,10 @@ def import_vectors(vectors, names, output, model, image_dir, name_rule, no_progr
             raise click.UsageError(f"--model: {exc}; or none") from None
     try:
         manifest = run_import(vectors, names, output, model=described, image_dir=image_dir, name_rule=name_rule,
-                              show_progress=not no_progress)
+                              store=store, show_progress=not no_progress)
     except (SimilarImagesError, ValueError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"imported {manifest['count']:,} vectors of dimension {manifest['dimension']} "
-               f"({manifest['model']['name']}) into {output}; build its index with "
+               f"({manifest['model']['name']}, {manifest.get('store', 'float32')} store) into {output}; build its "
+               "index with "
                f"`similar-images build -i {output}`")

@@ -114,6 +114,7 @@ def build_sharded(
     train_size: int = ix.DEFAULT_TRAIN_SIZE,
     seed: int = 0,
     show_progress: bool = False,
+    pq: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """:func:`similar_images.db.index.build_index`, with the adding done by Ray tasks.
 
@@ -131,11 +132,11 @@ def build_sharded(
     from tqdm.auto import tqdm
 
     n, dim = vectors.shape
-    plan = ix.plan_index(index_type, n, dim, nlist=nlist, train_size=train_size)
+    plan = ix.plan_index(index_type, n, dim, nlist=nlist, train_size=train_size, pq=pq)
     if plan.index_type not in SHARDED_TYPES:
         logger.info("%s has nothing to shard; building in this process", plan.spec)
         index, info = ix.build_index(vectors, index_type, nlist=nlist, train_size=train_size, seed=seed,
-                                     show_progress=show_progress)
+                                     show_progress=show_progress, pq=pq)
         return index, {**info, "engine": "local"}
     index = ix.new_index(plan, dim)
     used = ix.train_index(index, vectors, train_size=train_size, seed=seed)

@@ -32,6 +32,7 @@ def build_index_files(
     dimension: int | None = None,
     force: bool = False,
     nlist: int | None = None,
+    pq: int | None = None,
     nprobe: int | None = None,
     recall_target: float = tuning.DEFAULT_RECALL_TARGET,
     train_size: int = ix.DEFAULT_TRAIN_SIZE,
@@ -50,6 +51,7 @@ def build_index_files(
         force: replace an existing index.
         nlist: IVF lists for the IVF types; ``None``: from the collection's size
             (:func:`index_plan.plan_index`), fewer when the training sample is small.
+        pq: bytes of a PQ code (IVF types); ``None``: from the collection's size.
         nprobe: IVF lists a query probes; ``None``: measured (:func:`tuning.choose_search`).
         recall_target: recall@10 against exact search (with re-ranking) that ``nprobe``
             and the re-ranking pool are chosen to reach.
@@ -92,7 +94,7 @@ def build_index_files(
         log.info("building %s index over %d x %d vectors", index_type, n, d)
         start = time.perf_counter()
         index, info = (builder or ix.build_index)(vectors, index_type, nlist=nlist, train_size=train_size,
-                                                  seed=seed, show_progress=show_progress)
+                                                  seed=seed, show_progress=show_progress, pq=pq)
         build_seconds = time.perf_counter() - start
         own = recall_mod.own_queries(vectors, n_queries=eval_queries, seed=seed)  # one exact search for all
         choice = tuning.choose_search(index, vectors, own, target=recall_target, nprobe=nprobe,
@@ -108,11 +110,25 @@ def build_index_files(
                 "search_why": choice.why, "trials": choice.trials}
         base = {**info, "search_params": choice.search_params, "plan": plan, "metric": "cosine",
                 "vectors": vectors_path.name, "pool_factor": pool_factor, "pool_recalls": pool_recalls,
-                "build_seconds": round(build_seconds, 3), "built": now_iso(), "recall": recall}
+                "build_seconds": round(build_seconds, 3), "built": now_iso(), "recall": recall,
+                "trained_for": int(n)}  # what the lists and the search were chosen for (index_manifest.outgrown)
         manifest = index_manifest_for(index_path, staged_index, vm, base)
         stage.known_sha(staged_index, manifest["index_sha256"])
         write_json_to(stage.file(manifest_path(index_path)), manifest)
     return manifest
+
+
+def retrain(vectors_path: str | os.PathLike, index_path: str | os.PathLike, *,
+            show_progress: bool = False) -> dict[str, Any]:
+    """Build the index at ``index_path`` again for the collection as it is now (the lists from
+    today's size, nprobe and pool measured again), keeping its type and recall target; the
+    changes since the last full write are folded in first. Returns the new index manifest."""
+    from similar_images.db.index_manifest import read_index_manifest
+
+    old = read_index_manifest(Path(index_path))
+    target = (old.get("plan") or {}).get("recall_target", tuning.DEFAULT_RECALL_TARGET)
+    return build_index_files(vectors_path, index_path, index_type=old.get("requested_type", old.get("index_type")),
+                             force=True, recall_target=float(target), show_progress=show_progress)
 
 
 def fold_changes(vectors_path: Path, index_path: Path) -> None:

@@ -27,7 +27,7 @@ from similar_images.db import catalog, file_stats, journal
 from similar_images.db.compaction import maybe_compact, migrate
 from similar_images.db.database import Database, require_vectors
 from similar_images.db.integrity import write_stamp
-from similar_images.db.vectors import resolve_image_dir, rule_of, write_vectors_file
+from similar_images.db.vectors import resolve_image_dir, rule_of, store_dtype, write_vectors_file
 from similar_images.errors import DatabaseError
 from similar_images.fileio.files import fsync_dir
 
@@ -117,7 +117,8 @@ def _commit_segment(db: Database, new: np.ndarray, names: list[str], rule: str, 
     gen, where = db.generation, catalog.catalog_path(db.vectors_path)
     path = catalog.new_segment_path(db.vectors_path)
     try:
-        sha = write_vectors_file(path, new.shape, [new], first_row=db.id_count)  # flushed and synced
+        sha = write_vectors_file(path, new.shape, [new], first_row=db.id_count,  # flushed and synced
+                                 dtype=store_dtype(db.manifest))
         fsync_dir(path.parent)
         segment = catalog.Segment(gen.segments[-1].seq + 1, path.name, db.id_count, len(new), path.stat().st_size, sha)
         with catalog.transaction(gen.con, where):

@@ -28,10 +28,12 @@ import numpy as np
 from similar_images.db import catalog, file_stats, journal
 from similar_images.db.database import Database, index_manifest_for, now_iso
 from similar_images.db.vectors import (
+    DEFAULT_STORE,
     VECTORS_FORMAT,
     finish_generation,
     load_vectors_manifest,
     rule_of,
+    store_dtype,
     write_generation,
     write_vectors_file,
 )
@@ -69,26 +71,33 @@ def maybe_compact(vectors_path, index_path) -> bool:
     return why is not None
 
 
-def compact(vectors_path, index_path=None) -> dict:
+def compact(vectors_path, index_path=None, *, store: str | None = None) -> dict:
     """Write the live rows as a new generation (vectors, catalog, index); returns the new manifest.
 
     Everything re-signed is re-checked first (no stamps), so damaged content is refused,
-    never re-signed.
+    never re-signed. ``store``: write the rows as ``"float16"`` or ``"float32"`` from now on
+    (None: the database's store); the index is kept (it holds its own codes).
     """
     base = Path(vectors_path)
+    if store is not None:
+        store_dtype({"store": store})  # an unknown store is refused before anything is written
     index_path = Path(index_path) if index_path is not None and Path(index_path).exists() else None
     migrate(base)  # a no-op for a database in the catalog format
     with journal.change(base, also=(index_path,)) as stage:
         db = Database.open(base, index_path, fresh=True)
         live = db.live_ids()  # (n,) ascending
         staged_vectors = stage.file(base)
-        sha = write_vectors_file(staged_vectors, (len(live), db.dimension), _live_blocks(db.vectors, live))
+        kept = {k: v for k, v in db.manifest.items() if k != "store"}
+        stored = {"store": store or db.manifest.get("store", DEFAULT_STORE)}
+        stored = {} if stored["store"] == DEFAULT_STORE else stored  # absent means float32
+        sha = write_vectors_file(staged_vectors, (len(live), db.dimension), _live_blocks(db.vectors, live),
+                                 dtype=store_dtype(stored))
         stage.known_sha(staged_vectors, sha)
         names = db.names.take(live) if len(live) else []
         # the files' size, mtime and hash (a followed folder's) stay with their items
         stats = file_stats.stats_by_id(db.generation.con, db.generation.gen, live) \
             if len(live) and file_stats.has_stats(db.generation.con, db.generation.gen) else None
-        vm = {**db.manifest, "format": VECTORS_FORMAT, "count": len(live), "vectors_sha256": sha,
+        vm = {**kept, **stored, "format": VECTORS_FORMAT, "count": len(live), "vectors_sha256": sha,
               "names_sha256": sha256_lines(list(names)),
               "history": list(db.manifest.get("history", [])) + [
                   {"op": "compact", "count": len(live), "dropped": len(db.deleted), "at": now_iso()}]}

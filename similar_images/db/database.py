@@ -40,6 +40,7 @@ from similar_images.db.index_manifest import (
     index_manifest_for,  # noqa: F401  (writers import it from here)
     now_iso,  # noqa: F401
     read_index_manifest,
+    say_outgrown,
 )
 from similar_images.db.integrity import check_content, drop_stamp
 from similar_images.db.segments import Generation, Rows, load_segment, open_generation
@@ -143,6 +144,7 @@ class Database:
             ix.set_search_params(db.index, db.index_manifest.get("search_params", {}), manifest_path(db.index_path))
             if isinstance(db.vectors, Rows):  # rows added since the index was written: encoded here, O(added)
                 ix.add_vectors(db.index, db.vectors.added)
+            say_outgrown(db.index_path, db.index_manifest, len(db), log)
         return db
 
     @property
@@ -230,7 +232,7 @@ def _contains(sorted_ids: np.ndarray, value: int) -> bool:
 def check_generation(db: Database) -> None:
     """Every added segment of a format-2 database re-hashed (no stamps)."""
     for seg in db.generation.segments[1:]:
-        load_segment(db.vectors_path.parent, seg, db.dimension, trust=False, fresh=True)
+        load_segment(db.vectors_path.parent, seg, db.dimension, trust=False, fresh=True, store=db.manifest.get("store"))
 
 
 def check_base_names(db: Database) -> None:

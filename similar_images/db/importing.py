@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from similar_images.db import catalog
-from similar_images.db.vectors import NAME_RULES, save_vectors
+from similar_images.db.vectors import NAME_RULES, STORES, default_store, save_vectors
 from similar_images.errors import DatabaseError
 from similar_images.fileio.files import manifest_path
 
@@ -93,11 +93,15 @@ def read_names(path: str | os.PathLike, rule: str) -> list[str]:
     return names
 
 
-def check_rows(vectors: np.ndarray, where: Path, *, show_progress: bool = False) -> None:
-    """Every value of ``vectors`` finite, read by chunks; the first bad row is named."""
+def check_rows(vectors: np.ndarray, where: Path, *, store: str = "float32", show_progress: bool = False) -> None:
+    """Every value of ``vectors`` finite, and within the range of the ``store``'s dtype
+    (float16: 65,504; float32 from float64 rows), read by chunks; the first bad row is named."""
     from tqdm.auto import tqdm
 
     n = len(vectors)
+    kept = STORES[store]
+    limit = float(np.finfo(kept).max)
+    hint = "; import it with --store float32" if store == "float16" else ""
     with tqdm(total=n, unit="row", desc="checking", disable=not show_progress) as bar:
         for start in range(0, n, CHECK_ROWS):
             block = np.asarray(vectors[start:start + CHECK_ROWS])  # (c, d) as stored
@@ -105,6 +109,10 @@ def check_rows(vectors: np.ndarray, where: Path, *, show_progress: bool = False)
             if not finite.all():
                 raise DatabaseError(f"{where}: row {start + int(np.argmin(finite))} holds a non-finite value (NaN or "
                                     "infinity); refused, nothing was written")
+            fits = (np.abs(block) <= limit).all(axis=1) if block.dtype.itemsize > kept.itemsize else finite
+            if not fits.all():
+                raise DatabaseError(f"{where}: row {start + int(np.argmin(fits))} holds a value beyond {kept}'s "
+                                    f"range ({limit:,.6g}){hint}; refused, nothing was written")
             bar.update(len(block))
 
 
@@ -118,7 +126,7 @@ def check_output(output: Path) -> None:
 
 def import_vectors(vectors: str | os.PathLike, names: str | os.PathLike, output: str | os.PathLike, *,
                    model: dict[str, Any] | None = None, image_dir: str | os.PathLike | None = None,
-                   name_rule: str = "path", show_progress: bool = False) -> dict[str, Any]:
+                   name_rule: str = "path", store: str | None = None, show_progress: bool = False) -> dict[str, Any]:
     """Create the database ``output`` (a vectors file) from the array ``vectors`` and the names file ``names``.
 
     Args:
@@ -129,6 +137,7 @@ def import_vectors(vectors: str | os.PathLike, names: str | os.PathLike, output:
             ``None``: no model (:func:`no_model`): queries by vector or by id only.
         image_dir: the folder the names are relative to (``name_rule="path"``), recorded.
         name_rule: ``"path"`` (image files) or ``"text"`` (names kept as exact strings).
+        store: keep the rows as ``"float32"`` or ``"float16"``; None: :func:`vectors.default_store`.
 
     Returns:
         The vectors manifest written (with ``names``).
@@ -140,6 +149,8 @@ def import_vectors(vectors: str | os.PathLike, names: str | os.PathLike, output:
     """
     if name_rule not in NAME_RULES:
         raise ValueError(f"unknown name rule {name_rule!r}; choose one of: {', '.join(NAME_RULES)}")
+    if store is not None and store not in STORES:
+        raise ValueError(f"unknown store {store!r}; choose one of: {', '.join(STORES)}")
     source, output = Path(vectors), Path(output)
     check_output(output)
     array = open_source(source)  # (n, d) memory map
@@ -152,14 +163,16 @@ def import_vectors(vectors: str | os.PathLike, names: str | os.PathLike, output:
     if len(listed) != n:
         raise DatabaseError(f"{names}: {len(listed):,} names for the {n:,} rows of {source}; one name a row, in row "
                             "order; refused, nothing was written")
-    check_rows(array, source, show_progress=show_progress)
+    store = store or default_store(n, d)
+    check_rows(array, source, store=store, show_progress=show_progress)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fields: dict[str, Any] = {"model": model, "names": listed, "name_rule": name_rule,
+    fields: dict[str, Any] = {"model": model, "names": listed, "name_rule": name_rule, "store": store,
                               "imported_from": {"vectors": str(source), "dtype": str(array.dtype),
                                                 "names": str(names)}}
     if image_dir is not None:
         fields["image_dir"] = _recorded_dir(Path(image_dir), output)
-    log.info("importing %d x %d %s vectors from %s into %s", n, d, array.dtype, source, output)
+    log.info("importing %d x %d %s vectors from %s into %s (%s store)", n, d, array.dtype, source, output,
+             fields["store"])
     return save_vectors(output, array, fields)
 
 

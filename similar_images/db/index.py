@@ -97,12 +97,14 @@ def build_index(
     seed: int = 0,
     show_progress: bool = False,
     points_per_centroid: int = TRAIN_POINTS_PER_CENTROID,
+    pq: int | None = None,
 ):
     """Train and fill an index over ``vectors`` ``(n, d)`` (raw or memory-mapped).
 
     The training sample is bounded (:func:`training_size`): ``points_per_centroid``
     vectors per centroid of the largest k-means, at most ``train_size``. ``nlist``:
-    IVF lists; ``None``: from the collection's size (:func:`index_plan.plan_index`).
+    IVF lists; ``None``: from the collection's size (:func:`index_plan.plan_index`); ``pq``
+    the bytes of a PQ code, likewise.
 
     Returns:
         ``(index, info)``: the Faiss index (id ``i`` is row ``i``) and a dict with
@@ -111,7 +113,7 @@ def build_index(
     """
     n, dim = vectors.shape
     # Lists and code sizes must fit the vectors the training sees, not the collection.
-    plan = plan_index(index_type, n, dim, nlist=nlist, train_size=train_size)
+    plan = plan_index(index_type, n, dim, nlist=nlist, train_size=train_size, pq=pq)
     if plan.note:
         log.info("%s", plan.note)
     index = new_index(plan, dim)
@@ -217,7 +219,10 @@ def search(index, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
     """
     q = normalize(queries)  # (m, d)
     k = max(1, min(int(k), max(1, index.ntotal)))
-    return index.search(q, k)
+    # One query is searched on one thread whatever the OpenMP setting (Faiss splits a batch by
+    # queries): on a busy machine, waking a second thread for nothing cost more than the scan.
+    with one_thread() if len(q) == 1 else contextlib.nullcontext():
+        return index.search(q, k)
 
 
 def search_reranked(

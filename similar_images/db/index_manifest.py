@@ -149,3 +149,30 @@ def index_manifest_for(index_path: Path, staged_index: Path, vm: dict[str, Any],
         "index_sha256": sha256_file(staged_index),
         "updated": now_iso(),
     }
+
+
+# An index is trained and tuned (lists, nprobe, pool) on the vectors it was built from; adds
+# and compactions encode new rows without retraining. Past this many times those vectors,
+# its recall is no longer the one measured, and `search` says so (once per database).
+OUTGROWN_FACTOR = 2.0
+_said_outgrown: set[tuple[str, int]] = set()
+
+
+def outgrown(im: dict[str, Any], items: int) -> str | None:
+    """Why an index built on ``im["trained_for"]`` vectors no longer fits ``items``, or None
+    (also for indexes built before the field was recorded)."""
+    built = im.get("trained_for")
+    if not isinstance(built, int) or isinstance(built, bool) or built <= 0 or items <= OUTGROWN_FACTOR * built:
+        return None
+    return (f"the index was trained and tuned on {built:,} vectors and the database now holds {items:,} "
+            f"(over {OUTGROWN_FACTOR:g} x): its lists and recall were chosen for the smaller collection; "
+            "rebuild it with `similar-images build --force` or `similar-images compact --retrain`")
+
+
+def say_outgrown(index_path: Path, im: dict[str, Any], items: int, log) -> None:
+    """Log :func:`outgrown`'s warning once per index file and size."""
+    why = outgrown(im, items)
+    key = (str(index_path), int(im.get("trained_for") or 0))
+    if why and key not in _said_outgrown:
+        _said_outgrown.add(key)
+        log.warning("%s: %s", index_path, why)

@@ -26,10 +26,10 @@ import math
 from typing import NamedTuple
 
 INDEX_TYPES: dict[str, str] = {
-    "ivfpq": "IVF{nlist}{quantizer},PQ16x{nbits}",
+    "ivfpq": "IVF{nlist}{quantizer},PQ{pq}x{nbits}",
     "flat": "Flat",
-    "pca-ivfpq": "PCA{pca},IVF{nlist}{quantizer},PQ16x{nbits}",
-    "opq-ivfpq": "OPQ16_{pca},IVF{nlist}{quantizer},PQ16x{nbits}",
+    "pca-ivfpq": "PCA{pca},IVF{nlist}{quantizer},PQ{pq}x{nbits}",
+    "opq-ivfpq": "OPQ{pq}_{pca},IVF{nlist}{quantizer},PQ{pq}x{nbits}",
     "hnsw": "HNSW32",
 }
 DEFAULT_INDEX_TYPE = "ivfpq"
@@ -40,6 +40,9 @@ LISTS_PER_SQRT_N = 4  # Faiss' guideline: 4 to 16 x sqrt(N) lists
 HNSW_QUANTIZER_LISTS = 4096  # from here the centroids are searched by a graph
 HNSW_QUANTIZER = "_HNSW32"
 MIN_TRAIN_VECTORS = 1000  # below this a trained index is not worth it: exact search is instant
+DEFAULT_PQ = 16  # bytes a code: the original's PQ16, kept up to SMALL_COLLECTION vectors
+LARGE_PQ = 16  # past it (being measured: benchmarks/pq_codes.py); --pq chooses another
+PQ_SIZES = (64, 32, 16, 8)  # code sizes a dimension may be cut into (the largest that divides it is kept)
 # Faiss' k-means wants at least 39 training points per centroid (and samples down to 256).
 POINTS_PER_CENTROID = 39
 
@@ -74,14 +77,27 @@ def lists_for(n: int) -> tuple[int, str]:
     return nlist, f"{LISTS_PER_SQRT_N} x sqrt({n:,}) = {nlist} lists (Faiss' guideline)"
 
 
+def codes_for(n: int, dim: int) -> tuple[int, str]:
+    """Bytes a PQ code takes for ``n`` vectors of ``dim`` dimensions (after any PCA), and why."""
+    if n <= SMALL_COLLECTION:
+        wanted, why = DEFAULT_PQ, f"PQ{DEFAULT_PQ} up to {SMALL_COLLECTION:,} vectors (the original's)"
+    else:
+        wanted, why = LARGE_PQ, f"PQ{LARGE_PQ} past {SMALL_COLLECTION:,} vectors"
+    pq = next((m for m in PQ_SIZES if m <= wanted and dim % m == 0), 0)
+    if pq != wanted:
+        why += f", PQ{pq}: the largest that divides {dim} dimensions"
+    return pq, why
+
+
 def plan_index(index_type: str, n: int, dim: int, *, nlist: int | None = None,
-               train_size: int | None = None) -> IndexPlan:
+               train_size: int | None = None, pq: int | None = None) -> IndexPlan:
     """Choose the Faiss factory string for ``n`` vectors of ``dim`` dimensions.
 
     Args:
         nlist: IVF lists asked for; ``None``: from ``n`` (:func:`lists_for`).
         train_size: vectors the training sample may hold (default: all ``n``); the lists
             and PQ code sizes must fit the vectors the training sees.
+        pq: bytes a PQ code takes; ``None``: from ``n`` (:func:`codes_for`).
 
     A collection too small to train the requested index gets fewer IVF lists and fewer
     PQ bits, or exact search below :data:`MIN_TRAIN_VECTORS`; ``note`` says so.
@@ -101,6 +117,11 @@ def plan_index(index_type: str, n: int, dim: int, *, nlist: int | None = None,
         raise ValueError(f"{index_type} needs at least 16 dimensions, got {dim}")
     if index_type == "ivfpq" and dim % 16:
         raise ValueError(f"ivfpq needs a dimension divisible by 16, got {dim}")
+    coded = dim if index_type == "ivfpq" else pca  # what the PQ cuts into sub-vectors
+    if pq is not None and (pq < 1 or coded % pq):
+        raise ValueError(f"--pq {pq} does not divide the {coded} dimensions the codes cover; "
+                         f"choose one of: {', '.join(str(m) for m in PQ_SIZES if coded % m == 0)}")
+    pq, pq_why = codes_for(n, coded) if pq is None else (pq, f"PQ{pq} asked for (--pq)")
     wanted, why = lists_for(n) if nlist is None else (nlist, f"{nlist} lists asked for (--nlist)")
     bound = max(1, trained_on // POINTS_PER_CENTROID)
     use_nlist = max(1, min(wanted, bound))
@@ -110,7 +131,8 @@ def plan_index(index_type: str, n: int, dim: int, *, nlist: int | None = None,
     if quantizer:
         why += f"; centroids searched by an HNSW graph (from {HNSW_QUANTIZER_LISTS} lists)"
     nbits = max(4, min(8, int(math.log2(trained_on / POINTS_PER_CENTROID))))
-    spec = INDEX_TYPES[index_type].format(nlist=use_nlist, nbits=nbits, pca=pca, quantizer=quantizer)
+    why += f"; {pq_why}"
+    spec = INDEX_TYPES[index_type].format(nlist=use_nlist, nbits=nbits, pca=pca, quantizer=quantizer, pq=pq)
     notes = []
     if use_nlist != wanted:
         notes.append(f"{use_nlist} lists instead of {wanted}")

@@ -64,17 +64,20 @@ def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     return tuple(shape), dtype, offset
 
 
-def check_npy_structure(path: Path, count: int, dimension: int) -> int:
-    """Check the header and size of vectors file ``path`` against the manifest; return the data offset."""
+def check_npy_structure(path: Path, count: int, dimension: int, *, dtype=np.float32) -> int:
+    """Check the header and size of vectors file ``path`` against the manifest (``dtype``: its
+    store, float32 or float16); return the data offset."""
+    expected_dtype = np.dtype(dtype)
     shape, dtype, offset = read_npy_header(path)
-    if dtype != np.dtype(np.float32):
-        raise DatabaseError(f"{path}: header field 'descr' is {dtype}, expected float32 ('<f4')")
+    if dtype != expected_dtype:
+        raise DatabaseError(f"{path}: header field 'descr' is {dtype}, expected {expected_dtype} "
+                            f"({expected_dtype.str!r})")
     if shape != (count, dimension):
         shown = " x ".join(str(s) for s in shape)
         raise DatabaseError(f"{path}: the file holds {shown} vectors but its manifest lists "
                             f"{count} names of dimension {dimension}")
     size = path.stat().st_size
-    expected = offset + count * dimension * 4
+    expected = offset + count * dimension * expected_dtype.itemsize
     if size != expected:
         raise DatabaseError(f"{path}: {size} bytes, but its header says {expected} (truncated or padded)")
     return offset
@@ -123,18 +126,20 @@ def check_content(path: Path, recorded_sha: str, offset: int, *, trust: bool = F
     if not fresh and stamp_matches(path, recorded_sha):
         return "stamp"
     digest, row_bytes = hashlib.sha256(), None
-    shape, _, offset = read_npy_header(path)  # the file's own offset, whatever the caller passed
+    shape, dtype, offset = read_npy_header(path)  # the file's own offset and dtype, whatever the caller passed
+    size = dtype.itemsize if dtype in (np.dtype(np.float16), np.dtype(np.float32)) else 4
+    values_dtype = dtype if size == dtype.itemsize else np.dtype("<f4")
     with open(path, "rb") as f:
         digest.update(f.read(offset))
-        row_bytes = max(4 * int(shape[1]), 4) if len(shape) == 2 else 4
+        row_bytes = max(size * int(shape[1]), size) if len(shape) == 2 else size
         chunk = max(CHUNK_BYTES // row_bytes, 1) * row_bytes
         first_bad, done = None, 0
         while block := f.read(chunk):
             digest.update(block)
             if first_bad is None:
-                values = np.frombuffer(block[: len(block) // 4 * 4], dtype="<f4")
+                values = np.frombuffer(block[: len(block) // size * size], dtype=values_dtype)
                 if not np.isfinite(values).all():
-                    first_bad = (done + int(np.argmin(np.isfinite(values))) * 4) // row_bytes
+                    first_bad = (done + int(np.argmin(np.isfinite(values))) * size) // row_bytes
             done += len(block)
     if digest.hexdigest() != recorded_sha:
         raise DatabaseError(f"{path}: contents do not match the checksum in its manifest "

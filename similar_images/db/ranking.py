@@ -8,6 +8,7 @@ once. Scores are cosine similarities; ids are row numbers.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def row_norms(vectors) -> np.ndarray:
     """``(n,)`` float32 L2 norms, read in chunks."""
     out = np.empty(len(vectors), dtype=np.float32)
     for start in range(0, len(vectors), CHUNK):
-        out[start:start + CHUNK] = np.linalg.norm(np.asarray(vectors[start:start + CHUNK]), axis=1)
+        out[start:start + CHUNK] = np.linalg.norm(np.asarray(vectors[start:start + CHUNK], dtype=np.float32), axis=1)
     return out
 
 
@@ -63,11 +64,12 @@ def rerank(vectors, queries, candidates, k: int, *, norms=None) -> tuple[np.ndar
 
     Each query's candidates are read once, in row order, straight from ``vectors``
     (usually the memory map) by Faiss' one-thread SIMD kernels, without copying them
-    (:func:`candidate_scores`); other arrays take the NumPy path (:func:`rerank_numpy`).
-    Both give the same ids and the same float32 cosines (to float32 rounding).
+    (:func:`candidate_scores`); other arrays (a float16 store) take the NumPy path
+    (:func:`rerank_numpy`), which scores float32 copies of the rows. Both give the same ids
+    and the same float32 cosines (to float32 rounding) for the same stored values.
 
     Args:
-        vectors: ``(n, d)`` float32, raw, usually memory-mapped (only candidate rows are read).
+        vectors: ``(n, d)`` float32 or float16, raw, usually memory-mapped (only candidate rows are read).
         queries: ``(m, d)``.
         candidates: ``(m, p)`` int ids, ``-1`` for none.
         k: results to keep per query.
@@ -78,7 +80,8 @@ def rerank(vectors, queries, candidates, k: int, *, norms=None) -> tuple[np.ndar
     """
     if isinstance(vectors, Rows):  # the base file in place, the rows added since from memory
         return rerank_split(vectors, queries, candidates, k, norms=norms)
-    if not _direct_ok(vectors):
+    half = _direct_ok(vectors, np.float16)  # a float16 store: its candidates decoded by Faiss
+    if not (half or _direct_ok(vectors)):
         return rerank_numpy(vectors, queries, candidates, k, norms=norms)
     q = normalize(queries)  # (m, d)
     candidates = np.asarray(candidates, dtype=np.int64)
@@ -90,7 +93,7 @@ def rerank(vectors, queries, candidates, k: int, *, norms=None) -> tuple[np.ndar
         cand = np.unique(row[(row >= 0) & (row < n)])  # sorted: one forward pass over the file
         if len(cand) == 0:
             continue
-        s = candidate_scores(vectors, q[i], cand, norms=norms)  # (p,)
+        s = half_scores(vectors, q[i], cand) if half else candidate_scores(vectors, q[i], cand, norms=norms)  # (p,)
         top = _top(s, k)
         scores[i, : len(top)] = s[top]
         ids[i, : len(top)] = cand[top]
@@ -125,6 +128,32 @@ def candidate_scores(vectors, query: np.ndarray, cand: np.ndarray, *, norms=None
     return dots / np.maximum(cand_norms, 1e-12)
 
 
+def half_scores(vectors, query: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """:func:`candidate_scores` for a float16 store: the candidates' rows are gathered (2 bytes
+    a value), decoded to float32 by Faiss' SIMD scalar quantizer, and scored with their own
+    norms, all on one thread (NumPy's float16 cast and OpenBLAS's threads were the slow parts)."""
+    import faiss
+
+    d = vectors.shape[1]
+    rows = np.ascontiguousarray(vectors[cand])  # (p, d) float16: only the candidates' rows are read
+    block = np.empty(rows.shape, dtype=np.float32)  # (p, d)
+    query = np.ascontiguousarray(query, dtype=np.float32)
+    dots, sq = np.empty(len(cand), dtype=np.float32), np.empty(len(cand), dtype=np.float32)
+    with one_thread():
+        _fp16_codec(d).decode_c(faiss.swig_ptr(rows.view(np.uint8)), faiss.swig_ptr(block), len(rows))
+        faiss.fvec_inner_products_ny(faiss.swig_ptr(dots), faiss.swig_ptr(query), faiss.swig_ptr(block), d, len(cand))
+        faiss.fvec_norms_L2sqr(faiss.swig_ptr(sq), faiss.swig_ptr(block), d, len(cand))
+    return dots / np.maximum(np.sqrt(sq), 1e-12)
+
+
+@functools.lru_cache(maxsize=8)
+def _fp16_codec(d: int):
+    """Faiss' float16 scalar quantizer for ``d`` dimensions: its codes are IEEE float16 rows."""
+    import faiss
+
+    return faiss.ScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16)
+
+
 @contextlib.contextmanager
 def one_thread():
     """Faiss on one OpenMP thread in this block (this thread's setting only): work of a few
@@ -140,9 +169,9 @@ def one_thread():
         faiss.omp_set_num_threads(threads)
 
 
-def _direct_ok(vectors) -> bool:
-    """Faiss can read ``vectors`` in place: a C-contiguous 2-d float32 NumPy array (or memory map)."""
-    return (isinstance(vectors, np.ndarray) and vectors.ndim == 2 and vectors.dtype == np.float32
+def _direct_ok(vectors, dtype=np.float32) -> bool:
+    """Faiss can read ``vectors`` in place: a C-contiguous 2-d NumPy array (or memory map) of ``dtype``."""
+    return (isinstance(vectors, np.ndarray) and vectors.ndim == 2 and vectors.dtype == dtype
             and vectors.flags.c_contiguous and len(vectors) > 0)
 
 

@@ -29,7 +29,8 @@ class Rows:
     """``(n, d)`` float32 rows addressed by id: ``base`` (memory map) then ``added`` (in memory).
 
     Supports what readers of a vectors array use: ``len``, ``shape``, an int, a slice or
-    an int array as index, and ``np.asarray`` (which copies everything: O(N)).
+    an int array as index, and ``np.asarray`` (which copies everything: O(N)). A float16
+    store's base rows come out as float32, like the added ones.
     """
 
     ndim = 2
@@ -51,11 +52,11 @@ class Rows:
             i = int(key) + (len(self) if key < 0 else 0)
             if not 0 <= i < len(self):
                 raise IndexError(f"row {key} out of range for {len(self)} rows")
-            return self.base[i] if i < self.split else self.added[i - self.split]
+            return self.base[i].astype(np.float32) if i < self.split else self.added[i - self.split]
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self))
             if step == 1:
-                parts = [np.asarray(self.base[start:min(stop, self.split)]),
+                parts = [np.asarray(self.base[start:min(stop, self.split)], dtype=np.float32),
                          self.added[max(start - self.split, 0):max(stop - self.split, 0)]]
                 return np.concatenate(parts) if len(parts[0]) and len(parts[1]) else max(parts, key=len)
             key = np.arange(start, stop, step)
@@ -67,7 +68,7 @@ class Rows:
         return out
 
     def __array__(self, dtype=None, copy=None):
-        whole = np.concatenate([np.asarray(self.base), self.added])
+        whole = np.concatenate([np.asarray(self.base, dtype=np.float32), self.added])
         return whole if dtype is None else whole.astype(dtype)
 
 
@@ -127,7 +128,8 @@ def open_generation(vectors_path: Path, manifest: dict, base: np.ndarray, *, tru
     if (first.rows, first.sha256) != (len(base), manifest["vectors_sha256"]):
         raise DatabaseError(f"{where}: the base segment of generation {gen} holds {first.rows} rows of another "
                             f"checksum than {vectors_path.name} ({len(base)} rows); run `similar-images verify`")
-    added = [load_segment(vectors_path.parent, s, base.shape[1], trust=trust, fresh=fresh) for s in snap.segments[1:]]
+    added = [load_segment(vectors_path.parent, s, base.shape[1], trust=trust, fresh=fresh, store=manifest.get("store"))
+             for s in snap.segments[1:]]
     rows = Rows(base, np.concatenate(added)) if added else base
     top = con.execute("SELECT MAX(id) FROM items WHERE gen=?", (gen,)).fetchone()[0]
     if (top if top is not None else -1) != snap.id_count - 1:
@@ -136,11 +138,13 @@ def open_generation(vectors_path: Path, manifest: dict, base: np.ndarray, *, tru
     return Generation(rows, CatalogNames(con, gen, snap.id_count, where), snap.deleted, con, gen, snap.segments)
 
 
-def load_segment(folder: Path, segment: catalog.Segment, dimension: int, *, trust: bool, fresh: bool) -> np.ndarray:
-    """An added segment's rows ``(rows, d)`` in memory, its checksum checked (stamp-aware)."""
+def load_segment(folder: Path, segment: catalog.Segment, dimension: int, *, trust: bool, fresh: bool,
+                 store: str | None = None) -> np.ndarray:
+    """An added segment's rows ``(rows, d)`` float32 in memory, its checksum checked (stamp-aware);
+    ``store``: the database's (``manifest["store"]``, None: float32)."""
     path = folder / catalog.check_bare_name(segment.file, f"segment {segment.seq}")
     if not path.exists():
         raise DatabaseError(f"{path}: segment {segment.seq} named by the catalog is missing; run `similar-images verify`")
-    array = open_vectors(path, {"count": segment.rows, "dimension": dimension})
+    array = open_vectors(path, {"count": segment.rows, "dimension": dimension, **({"store": store} if store else {})})
     check_content(path, segment.sha256, 0, trust=trust, fresh=fresh)
     return np.array(array, dtype=np.float32)

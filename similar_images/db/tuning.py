@@ -15,8 +15,11 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from similar_images.db import index as ix
 from similar_images.db.recall import POOL_FACTORS, TARGET_RECALL, OwnQueries, choose_pool_factor, pool_recalls
+from similar_images.db.segments import Rows
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,18 @@ class SearchChoice(NamedTuple):
     why: str
 
 
-def query_bytes(n: int, nlist: int, code_size: int, dim: int, nprobe: int, pool: int, k: int) -> float:
+def query_bytes(n: int, nlist: int, code_size: int, dim: int, nprobe: int, pool: int, k: int,
+                value_bytes: int = 4) -> float:
     """Bytes a query reads, the cost model of the choice: the codes of ``nprobe`` lists
-    (``n / nlist`` codes of ``code_size`` bytes each) and ``pool x k`` float32 rows to re-rank."""
-    return nprobe * n / max(1, nlist) * code_size + pool * k * 4 * dim
+    (``n / nlist`` codes of ``code_size`` bytes each) and ``pool x k`` stored rows to re-rank
+    (``value_bytes``: 4 for a float32 store, 2 for float16)."""
+    return nprobe * n / max(1, nlist) * code_size + pool * k * value_bytes * dim
+
+
+def stored_value_bytes(vectors) -> int:
+    """Bytes of one stored value: 2 for a float16 store (its base file), else 4."""
+    base = vectors.base if isinstance(vectors, Rows) else vectors
+    return int(getattr(base, "dtype", np.dtype(np.float32)).itemsize)
 
 
 def ivf_params(index, nprobe: int) -> dict[str, int]:
@@ -74,11 +85,12 @@ def choose_search(index, vectors, own: OwnQueries, *, k: int = 10, target: float
         return SearchChoice(params, factor, recall, recall >= target, trials,
                             f"{factor} x k candidates: the smallest pool measured to reach recall@{k} {target}")
     n, dim, nlist, code_size = len(vectors), vectors.shape[1], int(ivf.nlist), int(ivf.code_size)
+    value_bytes = stored_value_bytes(vectors)
     ladder = [nprobe] if nprobe else [p for p in NPROBES if p < nlist] + [min(nlist, NPROBES[-1])]
     best: dict[str, Any] | None = None
     trials: list[dict[str, Any]] = []
     for probes in dict.fromkeys(ladder):
-        cost_floor = query_bytes(n, nlist, code_size, dim, probes, 0, k)
+        cost_floor = query_bytes(n, nlist, code_size, dim, probes, 0, k, value_bytes)
         smaller = tuple(f for f in factors if best is None or f < best["pool_factor"])
         if best is not None and (cost_floor >= best["bytes"] or not smaller):
             break  # more lists probed cannot read less any more
@@ -86,7 +98,7 @@ def choose_search(index, vectors, own: OwnQueries, *, k: int = 10, target: float
         recalls = pool_recalls(index, vectors, k=k, target=target, factors=smaller, own=own, largest_first=True)
         for f, r in recalls.items():
             trials.append({"nprobe": probes, "pool_factor": int(f), "recall": r,
-                           "bytes": round(query_bytes(n, nlist, code_size, dim, probes, int(f), k))})
+                           "bytes": round(query_bytes(n, nlist, code_size, dim, probes, int(f), k, value_bytes))})
         last = trials[-1] if recalls else None
         if last and last["recall"] >= target and (best is None or last["bytes"] < best["bytes"]):
             best = last

@@ -2,8 +2,9 @@
 
 Layout of a vectors file ``V`` (for example ``ms_coco_file_list.txt.saved_predictions.npy``):
 
-* ``V``: a ``.npy`` array, float32, shape ``(count, dimension)``, raw model outputs
-  (not normalised), row ``i`` belongs to ``manifest["names"][i]``.
+* ``V``: a ``.npy`` array, float32 (or float16: ``manifest["store"]``), shape
+  ``(count, dimension)``, raw model outputs (not normalised), row ``i`` belongs to the
+  catalog's item ``i``.
 * ``V.manifest.json``: see :func:`~similar_images.fileio.files.manifest_path`; holds the model
   description, the row-aligned names, the skipped files with reasons, checksums and timings.
 """
@@ -29,27 +30,57 @@ from similar_images.fileio.files import (
     write_json_to,
 )
 
+# The store: how the rows are kept on disk (``manifest["store"]``, absent: float32). float16
+# halves the bytes a re-ranking reads and the disk (10,000,000 x 1280: 26 GB, not 51) for
+# cosines within float16 rounding (docs/scale.md); rows are float32 once read.
+STORES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
+DEFAULT_STORE = "float32"
+# A new database's rows are stored in float16 from this many bytes of float32 rows (1,000,000
+# x 1280 is 5.1 GB): past it the rows outgrow the page cache of a small machine first, and a
+# re-ranking that reads half the bytes wins; below it float32 re-ranks in place (docs/scale.md).
+FLOAT16_STORE_FROM_BYTES = 4 << 30
 
-def write_vectors_file(path: Path, shape: tuple[int, int], chunks, *, first_row: int = 0) -> str:
-    """Write a ``.npy`` float32 file of ``shape`` from an iterable of row blocks; return its sha256.
 
-    ``first_row`` is the id of the first row (a segment's), for the message about a bad row."""
+def default_store(count: int, dimension: int) -> str:
+    """The store a new database of ``count`` x ``dimension`` rows gets when none is asked for."""
+    return "float16" if count * dimension * 4 >= FLOAT16_STORE_FROM_BYTES else DEFAULT_STORE
+
+
+def store_dtype(manifest: dict[str, Any] | None) -> np.dtype:
+    """The dtype of a database's vectors files (base and segments) from its manifest."""
+    store = (manifest or {}).get("store", DEFAULT_STORE)
+    if store not in STORES:
+        raise DatabaseError(f"unknown store {store!r} in a vectors manifest; this version reads {', '.join(STORES)}")
+    return STORES[store]
+
+
+def write_vectors_file(path: Path, shape: tuple[int, int], chunks, *, first_row: int = 0,
+                       dtype: np.dtype = STORES[DEFAULT_STORE]) -> str:
+    """Write a ``.npy`` file of ``shape`` and ``dtype`` (float32 or float16) from an iterable
+    of row blocks; return its sha256.
+
+    ``first_row`` is the id of the first row (a segment's), for the message about a bad row;
+    a row finite in float32 but beyond float16's range is refused as non-finite too."""
     count = 0
+    dtype = np.dtype(dtype)
     with open(path, "wb") as f:
         out = HashingWriter(f)
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+        header = {"descr": np.lib.format.dtype_to_descr(dtype),
                   "fortran_order": False, "shape": tuple(int(s) for s in shape)}
         np.lib.format.write_array_header_1_0(out, header)
         for block in chunks:
             block = np.ascontiguousarray(block, dtype=np.float32)  # (c, d)
             if block.ndim != 2 or block.shape[1] != shape[1]:
                 raise ValueError(f"block of shape {block.shape} in a file of shape {shape}")
-            finite = np.isfinite(block).all(axis=1)  # (c,)
+            with np.errstate(over="ignore"):  # a value beyond float16's range becomes inf: refused below
+                stored = block if dtype == block.dtype else block.astype(dtype)  # (c, d) as kept on disk
+            finite = np.isfinite(stored).all(axis=1)  # (c,)
             if not finite.all():
                 row = first_row + count + int(np.argmin(finite))
-                raise DatabaseError(f"new vector {row} holds a non-finite value (NaN or infinity); "
+                beyond = " (beyond float16's range, 65,504)" if np.isfinite(block[int(np.argmin(finite))]).all() else ""
+                raise DatabaseError(f"new vector {row} holds a non-finite value (NaN or infinity){beyond}; "
                                     "refused, nothing was written")
-            out.write(block.tobytes())
+            out.write(stored.tobytes())
             count += len(block)
         f.flush()
         os.fsync(f.fileno())
@@ -86,12 +117,16 @@ def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> 
         raise ValueError(f"vectors {vectors.shape} and {len(names)} names do not match")
     path = Path(path)
     fields = {k: v for k, v in manifest.items() if k != "names"}
+    fields.setdefault("store", default_store(*vectors.shape))
+    store_dtype(fields)  # an unknown store is refused before anything is written
+    if fields.get("store") == DEFAULT_STORE:
+        del fields["store"]  # absent means float32: the manifests of every earlier version
     with journal.change(path) as stage:
         previous = current_generation(path)
         staged_vectors, staged_manifest = stage.file(path), stage.file(manifest_path(path))
         # bounded memory: a memory map of another dtype (an import) is converted a block at a time
         blocks = (np.asarray(vectors[i:i + WRITE_ROWS], dtype=np.float32) for i in range(0, len(vectors), WRITE_ROWS))
-        sha = write_vectors_file(staged_vectors, vectors.shape, blocks)  # hashed while written
+        sha = write_vectors_file(staged_vectors, vectors.shape, blocks, dtype=store_dtype(fields))  # hashed too
         stage.known_sha(staged_vectors, sha)
         manifest = {
             "format": VECTORS_FORMAT,
@@ -206,7 +241,8 @@ def load_vectors_manifest(path: str | os.PathLike, *, with_names: bool = False) 
 
 
 def open_vectors(path: str | os.PathLike, manifest: dict[str, Any] | None = None):
-    """Memory-map a vectors file read-only: ``(count, dimension)`` float32.
+    """Memory-map a vectors file read-only: ``(count, dimension)`` float32 (or float16: the
+    manifest's ``store``; without a manifest, the header's dtype of the two).
 
     The header and the file size are checked first (against ``manifest``'s count and
     dimension when given), so a damaged file gives one line naming it, not a numpy error.
@@ -214,16 +250,16 @@ def open_vectors(path: str | os.PathLike, manifest: dict[str, Any] | None = None
     path = Path(path)
     if manifest is None:
         shape, dtype, offset = read_npy_header(path)
-        if len(shape) != 2 or dtype != np.float32:
-            raise DatabaseError(f"{path}: expected a 2-d float32 array, got {dtype} {shape}")
-        offset = check_npy_structure(path, *shape)
+        if len(shape) != 2 or dtype not in STORES.values():
+            raise DatabaseError(f"{path}: expected a 2-d float32 or float16 array, got {dtype} {shape}")
+        offset = check_npy_structure(path, *shape, dtype=dtype)
     else:
-        shape = (int(manifest["count"]), int(manifest["dimension"]))
-        offset = check_npy_structure(path, *shape)
+        shape, dtype = (int(manifest["count"]), int(manifest["dimension"])), store_dtype(manifest)
+        offset = check_npy_structure(path, *shape, dtype=dtype)
     if shape[0] == 0:
         return np.zeros(shape, dtype=np.float32)
     try:
-        return np.memmap(path, dtype=np.float32, mode="r", offset=offset, shape=shape)
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
     except (OSError, ValueError) as exc:
         raise DatabaseError(f"{path}: cannot map the vectors file ({exc})") from None
 

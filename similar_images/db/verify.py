@@ -140,7 +140,7 @@ def _catalog(vectors_path: Path):
 def _vectors_content(vectors_path: Path, manifest):
     array = open_vectors(vectors_path, manifest)
     check_content(vectors_path, manifest["vectors_sha256"], int(getattr(array, "offset", 0)), fresh=True)
-    return array, f"{array.shape[0]} x {array.shape[1]} float32, checksum matches, all values finite"
+    return array, f"{array.shape[0]} x {array.shape[1]} {array.dtype}, checksum matches, all values finite"
 
 
 def _check_index(verdicts: list[Verdict], index: Path, vm) -> None:

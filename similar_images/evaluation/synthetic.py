@@ -40,8 +40,9 @@ def clustered_vectors(
             (larger: harder for compressed indexes).
         seed: random seed; the same arguments always give the same array.
         chunk: rows generated at a time (bounds the float32 temporaries).
-        out: an ``(n, dim)`` float32 array to fill (a memory map, for collections larger
-            than memory); default a new one. The values are the same either way.
+        out: an ``(n, dim)`` float32 or float16 array to fill (a memory map, for collections
+            larger than memory; anything with ``shape``, ``dtype`` and slice assignment);
+            default a new float32 one. The values are the same either way (float16: rounded).
 
     Returns:
         ``(n, dim)`` float32, raw (not normalised), about 60 % zeros. With the defaults
@@ -66,8 +67,8 @@ def clustered_vectors(
     scale = rng.uniform(0.6, 1.4, n).astype(np.float32)  # feature magnitude varies by image
     if out is None:
         out = np.empty((n, dim), dtype=np.float32)
-    elif out.shape != (n, dim) or out.dtype != np.float32:
-        raise ValueError(f"out must be ({n}, {dim}) float32, got {out.shape} {out.dtype}")
+    elif tuple(out.shape) != (n, dim) or out.dtype not in (np.float32, np.float16):
+        raise ValueError(f"out must be ({n}, {dim}) float32 or float16, got {out.shape} {out.dtype}")
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         w = mix[start:stop, None]

@@ -28,7 +28,7 @@ def test_compact_folds_adds_and_removes_and_says_so(tmp_path):
     assert f"the database now holds {N + 1}" in removed.output
     result = run("compact", "--vectors", vectors_path)  # the index beside the vectors is found
     assert result.exit_code == 0, result.output
-    assert f"{N + 1} items (2 added rows folded in, 1 removed rows dropped)" in result.output
+    assert f"{N + 1} items (2 added rows folded in, 1 removed rows dropped; float32 store)" in result.output
     db = Database.open(vectors_path, index_path)
     assert len(db) == db.id_count == db.index.ntotal == N + 1 and db.names[N] == "b.jpg"
 
@@ -58,3 +58,26 @@ def test_a_copied_database_carries_its_catalog(tmp_path):
     found = run("search", "--id", N, "-k", "1", "--vectors", copied, "--json")
     assert found.exit_code == 0, found.output
     assert '"late.jpg"' in found.output
+
+
+def test_a_grown_database_says_so_once_and_compact_retrain_fixes_it(tmp_path, caplog):
+    vectors_path, vectors = vector_db(tmp_path, 1200, 16)
+    index_path = tmp_path / "db.faiss.index"
+    build_index_files(vectors_path, index_path, show_progress=False, eval_queries=20)
+    assert Database.open(vectors_path, index_path).index_manifest["trained_for"] == 1200
+    more = np.random.default_rng(5).random((1300, 16), dtype=np.float32)
+    add_rows(vectors_path, index_path, more, [f"new{i}.jpg" for i in range(1300)], auto_compact=False)
+    with caplog.at_level("WARNING", logger="similar_images"):
+        Database.open(vectors_path, index_path)
+        Database.open(vectors_path, index_path)  # said once, not on every open
+    said = [r.getMessage() for r in caplog.records if "trained and tuned on 1,200 vectors" in r.getMessage()]
+    assert len(said) == 1 and "now holds 2,500" in said[0] and "compact --retrain" in said[0]
+    result = run("compact", "--vectors", vectors_path, "--retrain")
+    assert result.exit_code == 0, result.output
+    assert "compacted" in result.output and "recall@10 vs exact" in result.output
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="similar_images"):
+        db = Database.open(vectors_path, index_path)
+    assert db.index_manifest["trained_for"] == 2500 == db.index.ntotal
+    assert not [r for r in caplog.records if "trained and tuned" in r.getMessage()]
+    assert run("compact", "--vectors", tmp_path / "none.npy", "--retrain").exit_code != 0

@@ -32,7 +32,7 @@ def test_import_then_build_then_search_by_id(tmp_path):
     out = tmp_path / "db.npy"
     result = run("import", vectors, "--names", names, "-o", out, "--no-progress")
     assert result.exit_code == 0, result.output
-    assert f"imported {N} vectors of dimension {DIM} (none) into {out}" in result.output
+    assert f"imported {N} vectors of dimension {DIM} (none, float32 store) into {out}" in result.output
     built = run("build", "-i", out, "--index-type", "flat", "--no-progress")
     assert built.exit_code == 0, built.output
     found = run("search", "--vectors", out, "--id", 5, "-k", 2, "--json")

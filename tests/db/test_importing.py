@@ -3,8 +3,6 @@ searches like an extracted one, and bad input refused in one line with nothing w
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -111,6 +109,10 @@ def test_other_bad_input_is_refused_in_one_line(tmp_path):
     refused(tmp_path, tmp_path / "missing.npy", names, "no such vectors file")
     source(tmp_path)
     refused(tmp_path, vectors, names, "makes 4096", model={"name": "vgg16", "dim": 4096})
+    huge = array.astype(np.float64)
+    huge[5, 0] = 1e300  # finite in float64, infinite once stored as float32
+    np.save(vectors, huge)
+    refused(tmp_path, vectors, names, "row 5 holds a value beyond float32's range (3.40282e+38)")
 
 
 def test_an_existing_database_is_not_overwritten(tmp_path):

@@ -12,7 +12,7 @@ from similar_images.db import index as ix
 from similar_images.db import recall as rc
 from similar_images.db import tuning
 from similar_images.db.build import build_index_files, build_summary
-from similar_images.db.index_plan import lists_for
+from similar_images.db.index_plan import LARGE_PQ, lists_for
 from similar_images.evaluation.synthetic import clustered_vectors
 
 
@@ -23,11 +23,11 @@ def test_coco_size_keeps_the_originals_ivf100_pq16x8():
 
 
 @pytest.mark.parametrize("n, train_size, spec", [
-    (100_000, 50_000, "IVF100,PQ16x8"),  # the last size with the original's lists
-    (400_000, 200_000, f"IVF{int(4 * math.sqrt(400_000))},PQ16x8"),  # Faiss' 4 x sqrt(N): 2529
-    (400_000, 50_000, "IVF1282,PQ16x8"),  # bounded by the training sample: 50,000 / 39
-    (2_000_000, 300_000, "IVF5656_HNSW32,PQ16x8"),  # past 4096 lists the centroids are a graph
-    (10_000_000, 500_000, "IVF12649_HNSW32,PQ16x8"),
+    (100_000, 50_000, "IVF100,PQ16x8"),  # the last size with the original's lists and codes
+    (400_000, 200_000, f"IVF{int(4 * math.sqrt(400_000))},PQ{LARGE_PQ}x8"),  # Faiss' 4 x sqrt(N): 2529
+    (400_000, 50_000, f"IVF1282,PQ{LARGE_PQ}x8"),  # bounded by the training sample: 50,000 / 39
+    (2_000_000, 300_000, f"IVF5656_HNSW32,PQ{LARGE_PQ}x8"),  # past 4096 lists the centroids are a graph
+    (10_000_000, 500_000, f"IVF12649_HNSW32,PQ{LARGE_PQ}x8"),
 ])
 def test_lists_follow_n_within_the_training_bound(n, train_size, spec):
     plan = ix.plan_index("ivfpq", n, 1280, train_size=train_size)
@@ -38,9 +38,21 @@ def test_lists_follow_n_within_the_training_bound(n, train_size, spec):
 
 
 def test_asked_lists_and_other_types_follow_the_same_rule():
-    assert ix.plan_index("ivfpq", 400_000, 64, nlist=300).spec == "IVF300,PQ16x8"
-    assert ix.plan_index("pca-ivfpq", 2_000_000, 4096, train_size=300_000).spec == "PCA256,IVF5656_HNSW32,PQ16x8"
+    assert ix.plan_index("ivfpq", 400_000, 64, nlist=300).spec == f"IVF300,PQ{LARGE_PQ}x8"
+    assert ix.plan_index("pca-ivfpq", 2_000_000, 4096, train_size=300_000).spec == \
+        f"PCA256,IVF5656_HNSW32,PQ{LARGE_PQ}x8"
+    assert ix.plan_index("opq-ivfpq", 400_000, 1280, train_size=50_000).spec == f"OPQ{LARGE_PQ}_256,IVF1282,PQ{LARGE_PQ}x8"
     assert ix.plan_index("hnsw", 2_000_000, 64).spec == "HNSW32"
+
+
+def test_codes_follow_n_and_an_asked_size_must_divide_the_dimension():
+    assert ix.plan_index("ivfpq", 40_504, 1280).spec == "IVF100,PQ16x8"  # COCO's size: the original's codes
+    plan = ix.plan_index("ivfpq", 400_000, 1280, pq=64, train_size=50_000)
+    assert plan.spec == "IVF1282,PQ64x8" and "PQ64 asked for (--pq)" in plan.why
+    assert f"PQ{LARGE_PQ} past 100,000 vectors" in ix.plan_index("ivfpq", 400_000, 1280).why
+    assert ix.plan_index("ivfpq", 400_000, 48, train_size=50_000).spec == "IVF1282,PQ16x8"  # the largest dividing 48
+    with pytest.raises(ValueError, match="--pq 24 does not divide the 1280 dimensions.*choose one of: 64, 32, 16, 8"):
+        ix.plan_index("ivfpq", 400_000, 1280, pq=24)
 
 
 def test_an_hnsw_coarse_quantizer_takes_its_search_breadth_from_the_manifest():
