@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from similar_images.db import catalog, file_stats
+from similar_images.db import file_stats
 from similar_images.db.database import VECTORS_SUFFIX, Database, find_default_index
 from similar_images.db.vectors import load_vectors_manifest, resolve_image_dir, rule_of, save_vectors
 from similar_images.errors import DatabaseError, ImageError
@@ -99,9 +99,8 @@ def sync_folder(folder: str | os.PathLike, vectors: str | os.PathLike | None = N
         db.generation.con.execute(file_stats.SHA_INDEX)  # a catalog made before the hash index gets it
     walk = walk_folder(folder)
     records = list(file_stats.live_records(db.generation.con, db.generation.gen)) if db else []
-    to_hash = len(walk.files) - _cheap(walk, records)
-    with progress_bar(total=to_hash, show=show_progress and to_hash > 0, desc="hash", unit="file") as bar:
-        plan = make_plan(folder, walk, records, _live_by_sha(db), progress=bar)
+    bar = (lambda total: progress_bar(total=total, desc="hash", unit="file")) if show_progress else None
+    plan = make_plan(folder, walk, records, _live_by_sha(db), progress=bar)
     report = SyncReport(folder, vectors, plan, dry_run=dry_run)
     if dry_run:
         return report
@@ -139,12 +138,6 @@ def _open_following(vectors: Path, folder: Path) -> Database | None:
         migrate(vectors)
         db = Database.open(vectors, None, trust=True)
     return db
-
-
-def _cheap(walk, records) -> int:
-    """Files whose (size, mtime) agree with the catalog: not hashed (for the bar's total)."""
-    known = {catalog.item_key("path", r.name): (r.size, r.mtime_ns) for r in records if r.sha256}
-    return sum(1 for name, seen in walk.files.items() if known.get(catalog.item_key("path", name)) == seen)
 
 
 def _live_by_sha(db: Database | None):

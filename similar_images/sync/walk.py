@@ -39,10 +39,14 @@ class Walk:
         return not any(name == d or name.startswith(d + "/") for d in self.unreadable)
 
 
+_EXTENSIONS = frozenset(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
+
+
 def is_image_name(name: str) -> bool:
     """Whether a file name counts as an image (by extension; hidden names never)."""
-    base = os.path.basename(name)
-    return not base.startswith(".") and os.path.splitext(base)[1].lower() in IMAGE_SUFFIXES
+    base = name.rpartition("/")[2]
+    stem, dot, extension = base.rpartition(".")
+    return bool(dot and stem) and not base.startswith(".") and extension.lower() in _EXTENSIONS
 
 
 def is_hidden(relative: str) -> bool:
@@ -85,7 +89,7 @@ def walk_folder(folder: str | os.PathLike) -> Walk:
 
 def _add(walk: Walk, name: str, size: int, mtime_ns: int) -> None:
     try:
-        name.encode("utf-8")
+        name.isascii() or name.encode("utf-8")  # a name os.fsdecode could not decode holds surrogates
     except UnicodeEncodeError:
         shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         walk.skipped.append({"path": shown, "reason": "non-UTF-8 name",
