@@ -182,3 +182,21 @@ def test_an_emptied_folder_empties_the_database(photos):
     assert os.path.exists(default_vectors(photos))
     db = SimilarImages.open(default_vectors(photos))
     assert np.isfinite(db.vector(db.ids_of(["img001.png"])["img001.png"])).all()
+
+
+def test_items_under_a_folder_that_cannot_be_listed_are_kept(photos, monkeypatch):
+    from similar_images.sync import walk
+
+    (photos / "album").mkdir()
+    make_folder(photos / "album", [70, 71])
+    sync_folder(photos, extractor=CountingTiny(), show_progress=False)
+    real = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("album"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+    monkeypatch.setattr(walk.os, "scandir", scandir)
+    report = sync_folder(photos, show_progress=False)
+    assert not report.plan.remove and [s["path"] for s in report.skipped] == ["album"]
+    assert "album/img070.png" in db_state(default_vectors(photos))
