@@ -148,3 +148,10 @@ def test_the_watch_command_end_to_end(synced, tmp_path):
     assert proc.returncode == 0, out
     assert "0 added, 0 removed, 0 changed, 0 renamed, 0 skipped, 6 unchanged" in out
     assert "search it: similar-images search --vectors" in out and "stopped" in out
+
+
+def test_without_watchdog_it_falls_back_to_scans(synced, monkeypatch):
+    folder, outside = synced
+    monkeypatch.setitem(sys.modules, "watchdog.observers", None)  # an import of it fails, as when not installed
+    with watcher_for(folder) as watcher:
+        assert watcher.mode == "poll" and watcher.poll_s == 10.0

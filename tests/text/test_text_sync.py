@@ -74,3 +74,16 @@ def test_an_image_database_is_refused(tmp_path):
     write_csv(csv_path, ["one text"])
     with pytest.raises(DatabaseError, match="not a text database"):
         sync_texts(csv_path, vectors=vectors, show_progress=False)
+
+
+def test_the_cli_says_it_in_one_line(tmp_path):
+    from _index_data import vector_db
+    from click.testing import CliRunner
+
+    from similar_images.cli import main
+
+    vectors, _ = vector_db(tmp_path, 20, 8)
+    csv_path = tmp_path / "t.csv"
+    write_csv(csv_path, ["one text"])
+    result = CliRunner().invoke(main, ["text", "sync", str(csv_path), "--vectors", str(vectors)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and "not a text database" in result.output
