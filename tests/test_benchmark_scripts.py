@@ -65,3 +65,20 @@ def test_growth_benchmark_runs_at_a_tiny_size(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 3,000 |")]
     assert "KB" in row and (tmp_path / "n3000" / "db.npy.catalog.sqlite").exists()
+
+
+def test_millions_benchmark_runs_at_a_tiny_size(tmp_path):
+    done = run_script("millions.py", "--sizes", "3000", "--queries", "20", "--single", "5", "--passes", "1",
+                      "--data-dir", str(tmp_path), "--serve")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 3,000 |")]
+    assert any("| old | IVF76,PQ16x6 (float32) |" in row for row in rows) and any("| new |" in row for row in rows)
+    assert "serve at 3,000:" in done.stdout and '"healthy_s"' in done.stdout
+    assert not list(tmp_path.glob("db-*"))  # the databases are deleted, the sources kept
+    assert (tmp_path / "vectors-3000.npy").exists()
+
+
+def test_pq_codes_benchmark_runs_at_a_tiny_size(tmp_path):
+    done = run_script("pq_codes.py", "--n", "3000", "--codes", "16,32", "--single", "5", "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| 16 | IVF76,PQ16x8 |" in done.stdout and "| 32 | IVF76,PQ32x8 |" in done.stdout
