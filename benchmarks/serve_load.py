@@ -215,7 +215,7 @@ def compare_engines(args, uploads: list[bytes]) -> None:
                   f"{row['error_samples'][:1]}, {row['requests']} requests in {row['seconds']:.1f} s, load "
                   f"{row['load'][0]:.1f} -> {row['load'][1]:.1f}", flush=True)
         finally:
-            process.send_signal(signal.SIGINT)  # the CLI stops Ray Serve and its local Ray
+            process.send_signal(signal.SIGTERM)  # the CLI stops Ray Serve and its local Ray (so does Ctrl-C)
             try:
                 process.wait(timeout=120)
             except subprocess.TimeoutExpired:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 from similar_images.cluster.session import ray_session
@@ -51,8 +52,12 @@ def stop() -> None:
 
 def serve_on_ray(spec: ServingSpec, *, host: str, port: int, address: str | None = None,
                  on_ready=None) -> None:
-    """Serve until Ctrl-C (the CLI): a local Ray on 127.0.0.1 unless ``address`` names a cluster."""
+    """Serve until Ctrl-C or SIGTERM (the CLI): a local Ray on 127.0.0.1 unless ``address``
+    names a cluster. Either signal deletes the application, stops Serve and the local Ray."""
     with ray_session(address):
+        # Ray's driver ends the process at SIGTERM without a word to Serve (containers and
+        # process managers stop with SIGTERM): it stops like Ctrl-C instead.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             url = start(spec, host=host, port=port)
             if on_ready is not None:
@@ -60,6 +65,11 @@ def serve_on_ray(spec: ServingSpec, *, host: str, port: int, address: str | None
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            log.info("stopped by Ctrl-C")
+            log.info("stopped by Ctrl-C or SIGTERM")
         finally:
             stop()
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

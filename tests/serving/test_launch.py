@@ -69,3 +69,18 @@ def test_the_rayservice_builder_makes_the_application_from_its_args(tiny_files, 
     assert spec.config.token == "from-a-secret" and spec.writer
     with pytest.raises(ValueError, match="args.vectors"):
         app_builder({"index": str(index)})
+
+
+def test_sigterm_stops_serving_as_ctrl_c_does(monkeypatch):
+    import contextlib
+    import os
+    import signal
+
+    stopped = []
+    monkeypatch.setattr(launch, "ray_session", lambda address: contextlib.nullcontext())
+    monkeypatch.setattr(launch, "start", lambda spec, **kwargs: "http://127.0.0.1:1")
+    monkeypatch.setattr(launch, "stop", lambda: stopped.append(True))
+    before = signal.getsignal(signal.SIGTERM)
+    spec = ServingSpec("v.npy", None, None, ServiceConfig())
+    launch.serve_on_ray(spec, host="127.0.0.1", port=1, on_ready=lambda url: os.kill(os.getpid(), signal.SIGTERM))
+    assert stopped == [True] and signal.getsignal(signal.SIGTERM) == before
