@@ -33,7 +33,7 @@ from similar_images.service.engine import Engine
 from similar_images.serving.replica import ReplicaEngine, index_label, open_routed
 from similar_images.serving.shards import ShardSearcher, merge
 from similar_images.serving.spec import ServingSpec
-from similar_images.serving.state import DiskState, FreshMiddleware, state_of
+from similar_images.serving.state import DiskState, FreshMiddleware, Freshness, state_of
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +175,19 @@ class Writer:
         db = SimilarImages.open(spec.vectors, spec.index, image_dir=spec.image_dir, extractor=_extractor(spec),
                                 device=spec.device)
         self.engine = Engine(db, spec.config)
+        # Before each write, the state on disk: another writer (a sync, `similar-images add` or
+        # `compact` on the shared folder) may have committed, and an id means what it means there.
+        self.freshness = Freshness(spec.vectors, state_of(db.database), self._reopen, max_age_s=0)
+
+    def _reopen(self):
+        self.engine.refresh()
+        return state_of(self.engine.db.database)
 
     def write(self, operation: str, argument) -> dict:
         from similar_images.service.routes import error_status
 
         try:
+            self.freshness.check(force=True)
             body = self.engine.add(argument) if operation == "add" else self.engine.remove(argument)
         except Exception as exc:  # noqa: BLE001 - the client's errors go back as statuses; the rest is logged
             status = error_status(exc)

@@ -134,3 +134,15 @@ def test_a_shard_asked_for_a_state_it_does_not_hold_says_so(spec, clients):
     client.app.state.engine.db.state = ("another", 12, 0)  # an ingress state no shard can serve
     response = client.post("/api/search", json={"id": 2})
     assert response.status_code == 503 and "changed" in response.json()["error"]
+
+
+def test_the_writer_reads_an_id_in_the_state_on_disk_after_another_writer(spec, tiny_files):
+    from _index_data import write_images
+
+    s = spec(shards=1, token=TOKEN, allow_writes=True)
+    writer = Writer(s)
+    other = SimilarImages.open(*tiny_files[:2], image_dir=tiny_files[2], extractor=TinyExtractor())
+    other.add(write_images(tiny_files[2], [12]), show_progress=False)  # e.g. `similar-images add` on the folder
+    answer = writer.write("remove", 12)
+    assert answer == {"ok": {"removed": ["img012.png"], "count": 12}}
+    assert writer.write("remove", 99)["error"][0] == 404
