@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -82,3 +83,23 @@ def test_pq_codes_benchmark_runs_at_a_tiny_size(tmp_path):
     done = run_script("pq_codes.py", "--n", "3000", "--codes", "16,32", "--single", "5", "--data-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| 16 | IVF76,PQ16x8 |" in done.stdout and "| 32 | IVF76,PQ32x8 |" in done.stdout
+
+
+def test_crop_regions_scores_items_by_their_best_row_and_counts_ambiguous_views(monkeypatch):
+    """The multi-vector score is the best row against brute force, a summed layout is one
+    row, and the views' crop ambiguity is the figure benchmarks/README.md quotes."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import crop_regions
+
+    rng = np.random.default_rng(0)
+    queries, rows = rng.normal(size=(4, 16)), rng.normal(size=(3, 5, 16))
+    brute = [[max(float(crop_regions.unit(q) @ crop_regions.unit(r)) for r in item) for item in rows]
+             for q in queries]
+    np.testing.assert_allclose(crop_regions.item_scores(queries, rows), brute, rtol=1e-6)
+    windows = rng.normal(size=(3, 9, 16))  # 3 items' 9 windows
+    db = {224: {"avg": rows[:, 0], "gem3": rows[:, 0], "avg@win": windows, "gem3@win": windows}}
+    made = crop_regions.layouts(db, None, [224])
+    assert made["avg"][1].shape == (3, 1, 16) and made["avg+map5"][1].shape == (3, 6, 16)
+    assert made["avg+map9:sum"][1].shape == (3, 1, 16)
+    flags = crop_regions.view_ambiguity(100)["crop70"]
+    assert (int(flags["inside"].sum()), int(flags["tighter"].sum())) == (96, 41)
