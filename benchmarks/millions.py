@@ -115,7 +115,7 @@ def source(n: int, queries: int, folder: Path, seed: int) -> tuple[Path, Path, n
     vectors, names, held = (folder / f"vectors-{n}.npy", folder / f"names-{n}.txt", folder / f"queries-{n}.npy")
     if not held.exists():
         first = np.lib.format.open_memmap(vectors, mode="w+", dtype=np.float16, shape=(n, DIM))
-        second = np.lib.format.open_memmap(folder / "queries.part.npy", mode="w+", dtype=np.float16,
+        second = np.lib.format.open_memmap(folder / f"queries-{n}.part.npy", mode="w+", dtype=np.float16,
                                            shape=(queries, DIM))
         _, seconds = timed(clustered_vectors, n + queries, DIM, seed=seed, out=SplitOut(first, second))
         first.flush(), second.flush()
@@ -123,7 +123,7 @@ def source(n: int, queries: int, folder: Path, seed: int) -> tuple[Path, Path, n
         with names.open("w") as out:
             for start in range(0, n, 100_000):
                 out.write("".join(f"img/{i:08d}.jpg\n" for i in range(start, min(n, start + 100_000))))
-        (folder / "queries.part.npy").rename(held)
+        (folder / f"queries-{n}.part.npy").rename(held)
         print(f"  generated {n:,} + {queries} float16 vectors in {seconds:.0f} s", flush=True)
     return vectors, names, np.load(held).astype(np.float32)
 

@@ -22,7 +22,8 @@ from similar_images.cli import setup_logging
               help="path: names are image files (a//b.jpg and a/b.jpg are one); text: exact strings.")
 @click.option("--store", default=None, type=click.Choice(["float32", "float16"]),
               help="How the rows are kept: float16 halves the disk and what a re-ranking reads, for cosines "
-                   "within float16 rounding.  [default: float16 from 4 GiB of float32 rows, else float32]")
+                   "within float16 rounding, but costs CPU to convert while the rows fit in memory.  "
+                   "[default: float32]")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
 def import_vectors(vectors, names, output, model, image_dir, name_rule, store, no_progress, verbose):

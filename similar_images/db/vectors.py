@@ -35,15 +35,18 @@ from similar_images.fileio.files import (
 # cosines within float16 rounding (docs/scale.md); rows are float32 once read.
 STORES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
 DEFAULT_STORE = "float32"
-# A new database's rows are stored in float16 from this many bytes of float32 rows (1,000,000
-# x 1280 is 5.1 GB): past it the rows outgrow the page cache of a small machine first, and a
-# re-ranking that reads half the bytes wins; below it float32 re-ranks in place (docs/scale.md).
-FLOAT16_STORE_FROM_BYTES = 4 << 30
+# A new database's rows are stored in float16 by themselves from this many bytes of float32
+# rows; None: never. Measured (benchmarks/pq_codes.py, docs/scale.md): while the rows stay in
+# memory, converting float16 candidates costs more than reading float32 ones in place (400,000
+# x 1280, PQ32, 30 x k candidates: 4.6 ms of CPU a query against 2.0), so float16 is asked for
+# (--store float16: half the disk) where the store would not fit in memory; not measured here.
+FLOAT16_STORE_FROM_BYTES: int | None = None
 
 
 def default_store(count: int, dimension: int) -> str:
     """The store a new database of ``count`` x ``dimension`` rows gets when none is asked for."""
-    return "float16" if count * dimension * 4 >= FLOAT16_STORE_FROM_BYTES else DEFAULT_STORE
+    bound = FLOAT16_STORE_FROM_BYTES
+    return "float16" if bound is not None and count * dimension * 4 >= bound else DEFAULT_STORE
 
 
 def store_dtype(manifest: dict[str, Any] | None) -> np.dtype:
