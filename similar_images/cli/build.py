@@ -34,7 +34,7 @@ from similar_images.db.recall import TARGET_RECALL
                    "one per 39 training vectors; an HNSW graph finds the lists from 4096]")
 @click.option("--pq", default=None, type=click.IntRange(min=1),
               help="Bytes of a PQ code (ivfpq, pca-ivfpq, opq-ivfpq); finer codes need fewer candidates re-ranked.  "
-                   "[default: from the collection's size: 16 up to 100,000 vectors (the original's), then 32]")
+                   "[default: from the collection's size: 16 up to 100,000 vectors (the original's), then 64]")
 @click.option("--nprobe", default=None, type=click.IntRange(min=1),
               help="IVF lists a query scans.  [default: measured: the cheapest nprobe and re-ranking pool "
                    "that reach --recall-target]")

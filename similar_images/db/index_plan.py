@@ -16,8 +16,9 @@ The number of IVF lists follows N, as a recorded decision rather than a habit:
   graph (``IVF{nlist}_HNSW32``) instead of comparing a vector with every centroid, which
   would cost more than scanning the lists themselves;
 * the PQ codes: 16 bytes (the original's) up to :data:`SMALL_COLLECTION` vectors, then
-  :data:`LARGE_PQ` (32): 16-byte codes rank 1280-d vectors too coarsely at 400,000, so a
-  query re-ranked 100 x k candidates where 32-byte codes need 30 x k (``--pq`` asks for another).
+  :data:`LARGE_PQ` (64, or the largest that divides the dimension): 16-byte codes rank
+  1280-d vectors too coarsely at 400,000, so a query re-ranked 100 x k candidates where
+  64-byte codes need 10 x k (``--pq`` asks for another).
 
 ``nprobe`` and the re-ranking pool are not planned here: ``build`` measures them
 (:mod:`similar_images.db.tuning`).
@@ -45,10 +46,11 @@ HNSW_QUANTIZER = "_HNSW32"
 MIN_TRAIN_VECTORS = 1000  # below this a trained index is not worth it: exact search is instant
 DEFAULT_PQ = 16  # bytes a code: the original's PQ16, kept up to SMALL_COLLECTION vectors
 # Past it, finer codes: measured on 400,000 x 1280 (benchmarks/pq_codes.py, the same 1,282
-# lists), PQ16 needed 100 x k candidates for recall@10 0.95 and PQ32 30 x k: 2.0 ms of CPU a
-# query against 3.7, at the same build cost (a PQ encodes 256 x d multiply-adds a vector,
-# whatever its size); 8 more bytes a vector in the index.
-LARGE_PQ = 32
+# lists), the build's pool for recall@10 0.95 was 100 x k with PQ16, 30 x k with PQ32 and
+# 10 x k with PQ64, and a query's CPU 3.7, 2.0 and 1.5 ms; only PQ64 held 0.95 on held-out
+# queries (0.955). Its training and encoding took longer (1,543 s against 536 s, at a higher
+# load); 48 more bytes a vector in the index than PQ16.
+LARGE_PQ = 64
 PQ_SIZES = (64, 32, 16, 8)  # code sizes a dimension may be cut into (the largest that divides it is kept)
 # Faiss' k-means wants at least 39 training points per centroid (and samples down to 256).
 POINTS_PER_CENTROID = 39

@@ -38,7 +38,7 @@ DEFAULT_STORE = "float32"
 # A new database's rows are stored in float16 by themselves from this many bytes of float32
 # rows; None: never. Measured (benchmarks/pq_codes.py, docs/scale.md): while the rows stay in
 # memory, converting float16 candidates costs more than reading float32 ones in place (400,000
-# x 1280, PQ32, 30 x k candidates: 4.6 ms of CPU a query against 2.0), so float16 is asked for
+# x 1280: 1.6-2.9 x the CPU of a query, PQ64 to PQ16), so float16 is asked for
 # (--store float16: half the disk) where the store would not fit in memory; not measured here.
 FLOAT16_STORE_FROM_BYTES: int | None = None
 
