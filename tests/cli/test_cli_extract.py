@@ -207,9 +207,11 @@ def test_ctrl_c_and_kill_9_then_resume_give_the_uninterrupted_vectors(tmp_path):
     third = start([*args, "--resume"], tmp_path)
     while third.poll() is None:  # finished chunks are never rewritten (only removed at the end)
         for name, stamp in stamps.items():
-            path = partial_dir(output) / name
-            if path.exists():
-                assert path.stat().st_mtime_ns == stamp, f"{name} was redone"
+            try:
+                now = (partial_dir(output) / name).stat().st_mtime_ns
+            except FileNotFoundError:  # removed at the end (a loaded machine can pause us between two calls)
+                continue
+            assert now == stamp, f"{name} was redone"
         time.sleep(0.05)
     stdout, stderr = third.communicate()
     assert third.returncode == 0, stderr
