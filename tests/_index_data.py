@@ -93,6 +93,16 @@ def vector_db(tmp_path: Path, n: int = 2000, dim: int = 64, *, name: str = "db.n
     return out, vectors
 
 
+def flat_database(folder: Path, n: int, dim: int, *, eval_queries: int = 10) -> Path:
+    """``vector_db`` with a flat index beside it (``db.npy``, ``db.faiss.index``) in ``folder``: the folder."""
+    from similar_images.db.build import build_index_files
+
+    vectors, _ = vector_db(folder, n, dim)
+    build_index_files(vectors, folder / "db.faiss.index", index_type="flat", show_progress=False,
+                      eval_queries=eval_queries)
+    return folder
+
+
 def tiny_flat_database(tmp_path, monkeypatch):
     """12 pattern images embedded with the tiny model (registered) and a flat index:
     ``(vectors, index, image_dir)``."""

@@ -8,11 +8,10 @@ import json
 import numpy as np
 import pytest
 from _corrupt import swap_rows
-from _index_data import copy_database, vector_db
+from _index_data import copy_database, flat_database
 from click.testing import CliRunner
 
 from similar_images.cli import main
-from similar_images.db.build import build_index_files
 from similar_images.db.integrity import read_npy_header
 from similar_images.fileio.files import manifest_path
 
@@ -21,10 +20,7 @@ N, DIM = 120, 8
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli_verify")
-    vectors_path, _ = vector_db(folder, N, DIM)
-    build_index_files(vectors_path, folder / "db.faiss.index", index_type="flat", show_progress=False, eval_queries=5)
-    return folder
+    return flat_database(tmp_path_factory.mktemp("cli_verify"), N, DIM, eval_queries=5)
 
 
 @pytest.fixture

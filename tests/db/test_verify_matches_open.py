@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _corrupt import data_offset, edit_json, plant, plant_stale_journal, poke, set_catalog_names, swap_rows
-from _index_data import copy_database, vector_db, write_format_1
+from _index_data import copy_database, flat_database, vector_db, write_format_1
 from click.testing import CliRunner
 from test_database import run_killed
 
 from similar_images.cli import main
 from similar_images.db import journal
-from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
 from similar_images.db.compaction import compact
 from similar_images.db.database import Database
@@ -279,10 +278,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("verify_vs_open")
-    vectors, _ = vector_db(folder, N, DIM)
-    build_index_files(vectors, folder / "db.faiss.index", index_type="flat", show_progress=False, eval_queries=10)
-    return folder
+    return flat_database(tmp_path_factory.mktemp("verify_vs_open"), N, DIM)
 
 
 def damaged(folder: Path, template: Path, case: Case, *, stamped: bool) -> tuple[Path, Path | None]:
