@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
-import pytest
 from _index_data import free_port, register_tiny
+from _waiting import wait_until as _wait_until
 from click.testing import CliRunner
 
 from similar_images.cli import main
@@ -34,12 +33,7 @@ main(sys.argv[2:])
 
 
 def wait_until(condition, deadline_s: float = DEADLINE_S) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > deadline_s:
-            pytest.fail(f"not within {deadline_s} s")
-        time.sleep(0.1)
-    return time.monotonic() - started
+    return _wait_until(condition, deadline_s, poll_s=0.1)
 
 
 def first_hit(base: str, image: Path) -> dict | None:

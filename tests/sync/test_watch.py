@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from _index_data import pattern_image, register_tiny
 from _sync_data import CountingTiny, make_folder
+from _waiting import wait_until as _wait_until
 
 from similar_images.search import SimilarImages
 from similar_images.sync import FolderWatcher, default_vectors, sync_folder
@@ -35,20 +36,14 @@ def synced(tmp_path, monkeypatch):
     return folder, outside
 
 
+def wait_until(condition, deadline_s: float = DEADLINE_S) -> float:
+    return _wait_until(condition, deadline_s, poll_s=0.25)
+
+
 def top_hit(folder: Path, query: Path) -> str | None:
     db = SimilarImages.open(default_vectors(folder), trust=True)  # light: the test polls it
     hits = db.search(str(query), k=1)
     return hits[0].path if hits and hits[0].score >= 0.9999 else None
-
-
-def wait_until(condition, deadline_s: float = DEADLINE_S) -> float:
-    """Seconds until ``condition()`` held; fails after ``deadline_s``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > deadline_s:
-            pytest.fail(f"not within {deadline_s} s")
-        time.sleep(0.25)
-    return time.monotonic() - started
 
 
 def watcher_for(folder: Path, **options) -> FolderWatcher:
