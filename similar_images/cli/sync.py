@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 from pathlib import Path
 
 import click
@@ -88,6 +89,10 @@ def search_command(vectors: Path) -> str:
     return " ".join(words + ["photo.jpg"])
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 @click.command(name="watch")
 @folder_options
 @click.option("--poll", "poll_s", default=None, type=click.FloatRange(min=0.1), metavar="SECONDS",
@@ -129,6 +134,7 @@ def watch(folder, vectors, model, device, batch_size, commit_every, no_progress,
     watcher = FolderWatcher(folder, lambda: run(False), poll_s=poll_s, on_synced=synced).start()
     click.echo(f"watching {folder} ({'events' if watcher.mode == 'events' else f'a scan every {watcher.poll_s:g} s'}); "
                "Ctrl-C stops", err=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it as Ctrl-C does
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

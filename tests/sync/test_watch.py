@@ -120,13 +120,16 @@ main(sys.argv[2:])
 """
 
 
-def test_the_watch_command_end_to_end(synced, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_the_watch_command_end_to_end(synced, tmp_path, stop):
     folder, outside = synced
     script = tmp_path / "watch.py"
     script.write_text(WATCH)
+    # SIGINT as at a terminal: a suite started in the background of a script inherits it ignored
     proc = subprocess.Popen([sys.executable, str(script), str(TESTS), "watch", str(folder), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
@@ -136,7 +139,7 @@ def test_the_watch_command_end_to_end(synced, tmp_path):
         shutil.copy(outside / "img030.png", folder / "dropped.png")
         wait_until(lambda: top_hit(folder, outside / "img030.png") == "dropped.png")
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)  # Ctrl-C, or a service manager's stop: both end with "stopped"
         proc.wait(timeout=60)
         reader.join(timeout=10)
     out = "".join(lines)
