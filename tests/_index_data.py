@@ -93,14 +93,21 @@ def vector_db(tmp_path: Path, n: int = 2000, dim: int = 64, *, name: str = "db.n
     return out, vectors
 
 
-def flat_database(folder: Path, n: int, dim: int, *, eval_queries: int = 10) -> Path:
-    """``vector_db`` with a flat index beside it (``db.npy``, ``db.faiss.index``) in ``folder``: the folder."""
+def indexed_database(folder: Path, n: int, dim: int, *, eval_queries: int = 10,
+                     **build_options) -> tuple[Path, np.ndarray]:
+    """``vector_db`` with an index beside it (``db.npy``, ``db.faiss.index``) in ``folder``:
+    (the folder, the vectors). ``build_options`` go to ``build_index_files`` (index_type, nlist...)."""
     from similar_images.db.build import build_index_files
 
-    vectors, _ = vector_db(folder, n, dim)
-    build_index_files(vectors, folder / "db.faiss.index", index_type="flat", show_progress=False,
-                      eval_queries=eval_queries)
-    return folder
+    vectors_path, vectors = vector_db(folder, n, dim)
+    build_index_files(vectors_path, folder / "db.faiss.index", show_progress=False, eval_queries=eval_queries,
+                      **build_options)
+    return folder, vectors
+
+
+def flat_database(folder: Path, n: int, dim: int, *, eval_queries: int = 10) -> Path:
+    """``indexed_database`` with a flat index: the folder."""
+    return indexed_database(folder, n, dim, eval_queries=eval_queries, index_type="flat")[0]
 
 
 def tiny_flat_database(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _index_data import copy_database, vector_db
+from _index_data import copy_database, indexed_database, vector_db
 
 from similar_images.db import journal
 from similar_images.db.build import build_index_files
@@ -31,10 +31,7 @@ N, DIM = 1200, 32
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """Built once: a vectors file with an ivfpq index beside it."""
-    folder = tmp_path_factory.mktemp("template")
-    vectors_path, vectors = vector_db(folder, N, DIM)
-    build_index_files(vectors_path, folder / "db.faiss.index", show_progress=False, eval_queries=20)
-    return folder, vectors
+    return indexed_database(tmp_path_factory.mktemp("template"), N, DIM, eval_queries=20)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 from _corrupt import plant
-from _index_data import copy_database, vector_db, write_format_1
+from _index_data import copy_database, indexed_database, write_format_1
 
 from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
@@ -26,11 +26,7 @@ N, DIM = 600, 32
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("growing")
-    vectors_path, vectors = vector_db(folder, N, DIM)
-    build_index_files(vectors_path, folder / "db.faiss.index", index_type="ivfpq", nlist=8, show_progress=False,
-                      eval_queries=10)
-    return folder, vectors
+    return indexed_database(tmp_path_factory.mktemp("growing"), N, DIM, index_type="ivfpq", nlist=8)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 from _corrupt import data_offset, edit_json, poke, set_catalog_names, swap_rows
-from _index_data import copy_database, vector_db
+from _index_data import copy_database, indexed_database
 
 from similar_images.db import integrity
 from similar_images.db.build import build_index_files
@@ -25,11 +25,7 @@ N, DIM = 200, 16
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("integrity")
-    vectors_path, vectors = vector_db(folder, N, DIM)
-    build_index_files(vectors_path, folder / "db.faiss.index", index_type="flat", show_progress=False,
-                      eval_queries=10)
-    return folder, vectors
+    return indexed_database(tmp_path_factory.mktemp("integrity"), N, DIM, index_type="flat")
 
 
 @pytest.fixture
