@@ -12,6 +12,7 @@ Modules by job:
 * :mod:`.replica`: the ingress replica's engine: the local model, searches routed to the shards.
 * :mod:`.deployments`: the Ray Serve deployments (ingress, shard, writer) and the application.
 * :mod:`.launch`: start and stop it on a Ray cluster (local or given).
+* :mod:`.proxy`: in Ray Serve's HTTP proxy, a request a dead replica held becomes a 503 to retry.
 
 Importing this package does not import Ray: :mod:`.deployments` and :mod:`.launch` do.
 """

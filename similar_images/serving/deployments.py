@@ -12,7 +12,8 @@
 A shard replica answers only for the state the ingress asked for (it keeps its current
 state and the one before, and looks at the disk when asked for one it does not hold), so
 ids and names always come from the same state. A shard replica that dies (or is over its
-time) makes the ingress answer 503 with ``Retry-After``: Ray Serve starts a new one.
+time) makes the ingress answer 503 with ``Retry-After``: Ray Serve starts a new one. The
+requests a dead ingress replica held are answered 503 by the proxy (:mod:`.proxy`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 
@@ -53,7 +54,18 @@ def stop() -> None:
 def serve_on_ray(spec: ServingSpec, *, host: str, port: int, address: str | None = None,
                  on_ready=None) -> None:
     """Serve until Ctrl-C or SIGTERM (the CLI): a local Ray on 127.0.0.1 unless ``address``
-    names a cluster. Either signal deletes the application, stops Serve and the local Ray."""
+    names a cluster. Either signal deletes the application, stops Serve and the local Ray.
+
+    A local Ray's proxy turns requests a dead replica held into 503s (:mod:`.proxy`); a
+    cluster's proxy does when its nodes were started with :func:`~.proxy.proxy_environment`."""
+    from similar_images.serving.proxy import CALLBACK_VARIABLE, proxy_environment
+
+    if address is None:
+        for key, value in proxy_environment().items():  # read by the proxy process Ray starts
+            os.environ.setdefault(key, value)
+    elif CALLBACK_VARIABLE not in os.environ:
+        log.warning("joining a running Ray: its proxy answers requests a dead replica held with 500, unless "
+                    "its nodes were started with %s set (docs/scale.md)", proxy_environment())
     with ray_session(address):
         # Ray's driver ends the process at SIGTERM without a word to Serve (containers and
         # process managers stop with SIGTERM): it stops like Ctrl-C instead.

@@ -30,9 +30,14 @@ def tiny_files(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def ray_temp_root():
-    """Ray's session files in a folder of this module, removed at its end (as tests/cluster does)."""
+    """Ray's session files in a folder of this module, removed at its end (as tests/cluster does);
+    Ray's proxy with the middleware ``serve --engine ray`` gives it (a dead replica's requests: 503)."""
+    from similar_images.serving.proxy import proxy_environment
+
     folder = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_TMPDIR", folder)
+        for key, value in proxy_environment().items():  # before local_ray starts Ray's processes
+            patch.setenv(key, value)
         yield folder
     shutil.rmtree(folder, ignore_errors=True)

@@ -130,21 +130,37 @@ def test_the_api_has_no_5xx_and_matches_its_schema_on_ray(served):
     assert 200 in seen["GET /api/health"]
 
 
-def test_a_shard_replica_killed_under_8_clients_gives_no_wrong_answer(served, tmp_path):
-    """On a database large enough that searches are in flight when the replica dies (400,000
-    vectors searched exactly: tens of milliseconds a shard), so the 503 path is taken for real."""
-    import ray
-
+@pytest.fixture(scope="module")
+def large(served, tmp_path_factory):
+    """400,000 vectors searched exactly in 2 shards of 2 replicas (tens of milliseconds a shard),
+    so that searches are in flight in every kind of replica when one dies: (url, expected)."""
     client, _ = served
-    vectors, _ = vector_db(tmp_path, n=400_000, dim=48, model=TinyExtractor().describe())
-    deploy(ServingSpec(str(vectors), None, str(tmp_path), ServiceConfig(), replicas=2, shards=2,
+    tmp = tmp_path_factory.mktemp("large")
+    vectors, _ = vector_db(tmp, n=400_000, dim=48, model=TinyExtractor().describe())
+    deploy(ServingSpec(str(vectors), None, str(tmp), ServiceConfig(), replicas=2, shards=2,
                        ranges=shard_ranges(400_000, 2), cpus_per_replica=0.2, extractor=TinyExtractor))
     one = SimilarImages.open(vectors, None, extractor=TinyExtractor())
-    expected = {i: one.search(i, k=5) for i in range(0, 400_000, 50_000)}
+    return url_of(client), {i: one.search(i, k=5) for i in range(0, 400_000, 50_000)}
+
+
+def replicas_named(part: str) -> list[dict]:
+    import ray
+
+    return [a for a in ray.util.list_named_actors(all_namespaces=True) if "SERVE_REPLICA" in a["name"]
+            and part in a["name"]]
+
+
+@pytest.mark.parametrize("victim", ["shard-0", "ingress"])
+def test_a_replica_killed_under_8_clients_gives_only_503s_and_no_wrong_answer(large, victim):
+    """A shard replica's death is a 503 from the ingress; an ingress replica's death is a 503
+    from the proxy's middleware (serving/proxy.py), where Ray's proxy alone answers 500."""
+    import ray
+
+    url, expected = large
     outcomes, wrong, stop_at = [], [], time.monotonic() + 25
 
     def run(number):
-        with httpx.Client(base_url=url_of(client), timeout=60) as http:
+        with httpx.Client(base_url=url, timeout=60) as http:
             while time.monotonic() < stop_at:
                 i = list(expected)[number % len(expected)]
                 response = http.post("/api/search", json={"id": i, "k": 5})
@@ -159,21 +175,21 @@ def test_a_shard_replica_killed_under_8_clients_gives_no_wrong_answer(served, tm
     for thread in threads:
         thread.start()
     time.sleep(5)
-    victim = next(a for a in ray.util.list_named_actors(all_namespaces=True) if "shard-0" in a["name"])
+    dead = replicas_named(victim)[0]
     killed_at = time.monotonic()
-    ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
+    ray.kill(ray.get_actor(dead["name"], namespace=dead["namespace"]), no_restart=True)
     for thread in threads:
         thread.join()
     statuses = {status for _, status, _ in outcomes}
-    print(f"killed {victim['name']}: {len(outcomes)} answers, {sum(s == 503 for _, s, _ in outcomes)} x 503, "
+    print(f"killed {dead['name']}: {len(outcomes)} answers, {sum(s == 503 for _, s, _ in outcomes)} x 503, "
           f"{sum(s == 200 for _, s, _ in outcomes)} x 200, {len(wrong)} wrong")
     assert wrong == [] and statuses <= {200, 503}, (wrong[:2], statuses)
     assert all(retry == "1" for _, status, retry in outcomes if status == 503)
     assert any(status == 200 for at, status, _ in outcomes if at > killed_at)  # the rest succeed
     deadline = time.monotonic() + 180  # Ray Serve replaces the replica (slowly on a loaded machine)
     while time.monotonic() < deadline:
-        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "shard-0" in a["name"]]
-        if len(names) == 2 and victim["name"] not in names:
+        names = [a["name"] for a in replicas_named(victim)]
+        if len(names) == 2 and dead["name"] not in names:
             break
         time.sleep(1)
-    assert victim["name"] not in names and len(names) == 2, names
+    assert dead["name"] not in names and len(names) == 2, names
