@@ -242,7 +242,10 @@ def _next_hop(chain: list[str], status: int, location: str | None) -> str:
 def _fetch_one(url: str, policy: FetchPolicy, deadline: Deadline) -> tuple[int, str, str | None, bytes]:
     """``(status, reason, location, body)`` of one GET; the body only for a 200."""
     scheme, host, port, path = split_url(url)  # before any lookup: scheme, credentials, host
-    deadline.wait()
+    try:
+        deadline.wait()  # a redirect that came as the time ran out: the deadline's one line, not a raw error
+    except DeadlinePassed as exc:
+        raise deadline.error(exc) from None
     address = resolve_checked(host, port, allow_private=policy.allow_private)
     connection = open_connection(scheme, host, address, port, deadline)
     try:
