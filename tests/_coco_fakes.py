@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _waiting import patience
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,5 +148,6 @@ def make_annotations_zip(path: Path) -> None:
 def run_script(script: Path, *args: str, cwd: Path, env: dict[str, str] | None = None):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        ["bash", str(script), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120
+        ["bash", str(script), *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        timeout=patience(300),
     )

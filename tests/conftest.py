@@ -28,6 +28,9 @@ GPU_SKIP_REASON = ("no CUDA device: torch.cuda.is_available() is False (a CPU-on
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped with a reason where torch sees none")
+    from _waiting import time_scale
+
+    time_scale()  # a bad SIMILAR_IMAGES_TEST_TIME_SCALE stops the run here, in one line
 
 
 def pytest_collection_modifyitems(config, items):

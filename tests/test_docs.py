@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _waiting import patience
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -72,7 +73,7 @@ def test_marked_commands_run_in_order(tmp_path):
             if mark != "run":
                 continue
             done = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=folder, env=env,
-                                  capture_output=True, text=True, timeout=900)
+                                  capture_output=True, text=True, timeout=patience(1800))
             assert done.returncode == 0, f"{page.name}:\n{code}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
             ran += 1
     assert ran >= 3  # the sample database, your own photos, texts

@@ -14,6 +14,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from _waiting import patience
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # imported, but installed by another declared package: import name -> the package that brings it
@@ -91,7 +93,7 @@ HEAVY_FOR_SERVE = ("tensorflow", "keras", "ray", "sentence_transformers", "nncf"
 def modules_after(code: str) -> set[str]:
     """The top-level modules a fresh interpreter holds after running ``code``."""
     done = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+                          capture_output=True, text=True, cwd=ROOT, timeout=patience(600))
     assert done.returncode == 0, done.stderr[-2000:]
     return {module.split(".")[0] for module in done.stdout.split()}
 

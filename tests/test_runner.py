@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import numpy as np
+from _waiting import patience
 
 from similar_images.db.checkpoint import Checkpoint, ChunkResult
 from similar_images.runner import run_chunks
@@ -51,7 +52,7 @@ RUN = textwrap.dedent('''
 
 def test_ctrl_c_stops_at_the_next_step_and_keeps_the_finished_chunks(tmp_path):
     done = subprocess.run([sys.executable, "-c", RUN, str(tmp_path / "v.npy")], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=patience(300))
     assert done.returncode == 0, done.stderr
     # chunk 0 kept; chunk 1 stopped at its first step; the default handler is back
     assert done.stdout.split("\n")[0] == "interrupted [0] True"

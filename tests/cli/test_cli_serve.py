@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from _index_data import free_port, tiny_flat_database
+from _waiting import patience
 from click.testing import CliRunner
 
 from similar_images.cli import main
@@ -93,16 +94,16 @@ def test_the_server_stops_cleanly_on_a_signal(tiny_files, stop):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
     process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 180  # start-up under load (issue 26): slower, not broken
+        deadline = time.monotonic() + patience(180)  # start-up under load (issue 26): slower, not broken
         while True:
             try:
-                assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).json()["count"] == 12
+                assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).json()["count"] == 12
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
                 time.sleep(0.1)
         process.send_signal(stop)
-        out, err = process.communicate(timeout=90)
+        out, err = process.communicate(timeout=patience(90))
     finally:
         if process.poll() is None:
             process.kill()
@@ -125,10 +126,10 @@ def test_serve_end_to_end_with_efficientnet(tmp_path_factory):
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + patience(180)
         while True:
             try:
-                health = httpx.get(base + "/api/health", timeout=2).json()
+                health = httpx.get(base + "/api/health", timeout=5).json()
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
@@ -136,15 +137,15 @@ def test_serve_end_to_end_with_efficientnet(tmp_path_factory):
         assert health["model"] == "efficientnet-lite0" and health["count"] == 24
         photo = (files["image_dir"] / "chelsea.jpg").read_bytes()
         upload = httpx.post(base + "/api/search", files={"image": ("x", photo, "image/jpeg")}, data={"k": "3"},
-                            timeout=60).json()
+                            timeout=patience(60)).json()
         top = upload["results"][0]
         assert top["name"] == "chelsea.jpg" and top["score"] == pytest.approx(1.0, abs=1e-4)
-        by_id = httpx.post(base + "/api/search", json={"id": top["id"], "k": 3}, timeout=60).json()
+        by_id = httpx.post(base + "/api/search", json={"id": top["id"], "k": 3}, timeout=patience(60)).json()
         assert [h["id"] for h in by_id["results"]] == [h["id"] for h in upload["results"]]
-        by_url = httpx.post(base + "/api/search", json={"url": base + top["image_url"], "k": 3}, timeout=60).json()
+        by_url = httpx.post(base + "/api/search", json={"url": base + top["image_url"], "k": 3}, timeout=patience(60)).json()
         assert by_url["results"][0]["name"] == "chelsea.jpg"
-        thumb = httpx.get(base + top["thumbnail_url"], timeout=30)
+        thumb = httpx.get(base + top["thumbnail_url"], timeout=patience(30))
         assert thumb.headers["content-type"] == "image/jpeg" and thumb.content[:3] == b"\xff\xd8\xff"
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=patience(30))

@@ -31,6 +31,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _waiting import patience
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -86,7 +87,7 @@ def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-START_TIMEOUT_S = 180  # each wait of a cluster start; a loaded machine is slow, not broken
+START_TIMEOUT_S = patience(180)  # each wait of a cluster start; a loaded machine is slow, not broken
 
 
 def _wait_for(predicate, what: str, timeout: float = START_TIMEOUT_S, processes=()) -> None:
@@ -106,7 +107,7 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             os.killpg(process.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + patience(20)
     for process in processes:
         try:
             process.wait(max(0.1, deadline - time.monotonic()))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _index_data import copy_database, indexed_database, vector_db
+from _waiting import patience
 
 from similar_images.db import journal
 from similar_images.db.build import build_index_files
@@ -259,7 +260,7 @@ def run_killed(tmp_path, point, op, vectors_path, index_path) -> subprocess.Comp
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     return subprocess.run([sys.executable, str(script), point, op, str(vectors_path), str(index_path), str(DIM)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=patience(300))
 
 
 def assert_consistent(vectors_path, index_path) -> Database:

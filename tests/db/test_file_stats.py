@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 from _index_data import vector_db
+from _waiting import patience
 
 from similar_images.db import catalog, file_stats
 from similar_images.db.changes import commit_batch
@@ -135,7 +136,7 @@ def test_kill_9_during_a_batch_leaves_it_out_or_in_whole(tmp_path, db, point):
     script.write_text(KILLER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, str(script), point, str(vectors_path), str(DIM)], capture_output=True,
-                          text=True, timeout=300, env=env)
+                          text=True, timeout=patience(600), env=env)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     found, opened = records(vectors_path)
     opened.verify(deep=True)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from _corrupt import plant
 from _index_data import copy_database, indexed_database, write_format_1
+from _waiting import patience
 
 from similar_images.db.build import build_index_files
 from similar_images.db.changes import add_rows, remove_rows
@@ -234,7 +235,7 @@ def test_kill_9_during_an_add_or_remove_leaves_the_old_or_the_new_state(tmp_path
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     proc = subprocess.run([sys.executable, str(script), point, op, str(vectors_path), str(index_path), str(DIM)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=patience(600))
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     opened = Database.open(vectors_path, index_path)
     opened.verify(deep=True)

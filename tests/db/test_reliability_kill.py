@@ -13,6 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 from _index_data import vector_db, write_format_1
+from _waiting import patience
 
 from similar_images.db.build import build_index_files
 from similar_images.db.database import Database
@@ -57,7 +58,7 @@ def run_killed(tmp_path, point, op, vectors_path, index_path):
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     return subprocess.run([sys.executable, str(script), point, op, str(vectors_path), str(index_path), str(DIM)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=patience(300))
 
 
 # os.replace calls of one change: 0 = the journal (the commit point), then the renames.

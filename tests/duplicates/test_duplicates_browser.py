@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 from _duplicates_db import make_collection, open_collection
+from _waiting import patience
 
 from similar_images.duplicates import find_duplicates, html
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
+TIMEOUT_MS = patience(120) * 1000  # launch and page waits: generous on a loaded machine (issue 26)
 
 
 def test_report_renders_every_groups_thumbnails(tmp_path):
@@ -19,9 +21,11 @@ def test_report_renders_every_groups_thumbnails(tmp_path):
                             show_progress=False)
     page_path = html.write_duplicates_html(tmp_path / "report.html", found)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"],
+                                    timeout=TIMEOUT_MS)
         try:
             page = browser.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
             requests = []
             page.on("request", lambda r: requests.append(r.url))
             page.goto(page_path.as_uri())

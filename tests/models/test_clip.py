@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 from _clip_data import clip_extractor
+from _waiting import patience
 from PIL import Image
 
 from similar_images.errors import ModelError
@@ -115,7 +116,7 @@ def test_torchvision_and_sentence_transformers_import_beside_a_cpu_torch():
             "from sentence_transformers import SentenceTransformer\n"
             "import open_clip\n"
             "print('imported')\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=patience(600))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "imported"
 

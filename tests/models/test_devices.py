@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from _extract_data import make_collection
+from _waiting import patience
 from click.testing import CliRunner
 
 from similar_images import features
@@ -195,7 +196,8 @@ def test_serve_and_add_refuse_device_cuda_before_loading_a_model(made_on_cuda, f
 def test_gpu_tests_skip_with_a_reason_on_a_cpu_only_machine():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "pytest", "tests/models/test_gpu.py", "-q", "-rs",
-                           "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                           "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=patience(600))
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"^\d+ skipped in ", done.stdout, re.M), done.stdout  # nothing passed, failed or errored
     skipped = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _waiting import patience
 from PIL import Image
 
 from similar_images.errors import ModelError
@@ -179,7 +180,7 @@ kernels = sorted({{op.get_rt_info()["primitiveType"].astype(str) for op in runti
 print(json.dumps({{"recheck": loaded.report.get("recheck"), "kernels": kernels}}))
 """
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "SSE41", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=patience(1200))
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert any("sse42_I8" in kernel for kernel in result["kernels"]), result["kernels"]  # OpenVINO honoured the cap

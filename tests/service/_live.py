@@ -7,6 +7,7 @@ import threading
 import time
 
 from _index_data import free_port
+from _waiting import patience
 
 
 @contextlib.contextmanager
@@ -18,7 +19,7 @@ def live_server(app):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 120  # start-up under load (issue 26): slower, not broken
+    deadline = time.monotonic() + patience(120)  # start-up under load (issue 26): slower, not broken
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
@@ -27,4 +28,4 @@ def live_server(app):
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=15)
+        thread.join(timeout=patience(15))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from _index_data import TinyExtractor, tiny_flat_database
+from _waiting import patience
 
 from similar_images.search import SimilarImages
 from similar_images.service.app import create_app
@@ -30,7 +31,8 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                                     timeout=patience(120) * 1000)  # Chromium starts slowly under load
         yield browser
         browser.close()
 

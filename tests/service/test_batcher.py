@@ -44,7 +44,7 @@ def test_announced_items_are_grouped_into_one_batch():
 
 def test_a_lone_request_does_not_wait_for_company():
     async def main():
-        batcher = MicroBatcher(lambda items: items, max_batch=16, max_wait_s=2.0)
+        batcher = MicroBatcher(lambda items: items, max_batch=16, max_wait_s=10.0)
         await batcher.start()
         started = time.perf_counter()
         try:
@@ -53,7 +53,8 @@ def test_a_lone_request_does_not_wait_for_company():
             await batcher.stop()
         return time.perf_counter() - started
 
-    assert run(main()) < 0.5
+    # a tenth of the wait it would have had: a loaded machine's slowness (issue 26) cannot reach that
+    assert run(main()) < 1.0
 
 
 def test_batches_are_at_most_max_batch():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from _live import live_server
+from _waiting import patience
 
 from similar_images.service.app import create_app
 
@@ -25,7 +26,7 @@ def offline_page(browser, make_engine):
     engine = make_engine()
     with live_server(create_app(engine, warm_up=False)) as base:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(20_000)
+        page.set_default_timeout(patience(120) * 1000)  # generous on a loaded machine (issue 26)
         blocked = []
 
         def only_the_server(route):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from _live import live_server
 from _service_data import image_bytes
+from _waiting import patience
 
 from similar_images.service.app import create_app
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-TIMEOUT_MS = 20_000
+TIMEOUT_MS = patience(120) * 1000  # each wait for the page: generous on a loaded machine (issue 26)
 
 
 @pytest.fixture

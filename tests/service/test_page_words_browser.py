@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from _clip_data import clip_database
 from _live import live_server
+from _waiting import patience
 
 from similar_images.search import SimilarImages
 from similar_images.service.app import create_app
@@ -19,6 +20,7 @@ from similar_images.service.engine import Engine
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TIMEOUT_MS = patience(120) * 1000  # each wait for the page: generous on a loaded machine (issue 26)
 
 
 def test_words_find_pictures_on_a_clip_database(browser, tmp_path_factory, make_engine):
@@ -27,7 +29,7 @@ def test_words_find_pictures_on_a_clip_database(browser, tmp_path_factory, make_
     expected = [r.path for r in db.search_text("a red bicycle", k=4)]
     with live_server(create_app(Engine(db, ServiceConfig()), warm_up=False)) as base:
         page = browser.new_page(viewport={"width": 1000, "height": 800})
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(TIMEOUT_MS)
         page.goto(base + "/")
         page.locator("#summary").filter(has_text="8 images").wait_for()
         page.locator("#k").fill("4")
@@ -43,6 +45,7 @@ def test_words_find_pictures_on_a_clip_database(browser, tmp_path_factory, make_
         page.close()
     with live_server(create_app(make_engine(), warm_up=False)) as base:  # the tiny model: no text tower
         page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
         page.goto(base + "/")
         page.locator("#summary").filter(has_text="12 images").wait_for()
         assert page.locator("#text-form").is_hidden()

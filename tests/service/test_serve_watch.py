@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 from _index_data import free_port, register_tiny
+from _waiting import patience
 from _waiting import wait_until as _wait_until
 from click.testing import CliRunner
 
@@ -39,7 +40,7 @@ def wait_until(condition, deadline_s: float = DEADLINE_S) -> float:
 def first_hit(base: str, image: Path) -> dict | None:
     with image.open("rb") as f:
         answer = httpx.post(f"{base}/api/search", files={"image": (image.name, f, "image/png")}, data={"k": "1"},
-                            timeout=30)
+                            timeout=patience(30))
     answer.raise_for_status()
     results = answer.json()["results"]
     return results[0] if results and results[0]["score"] >= 0.9999 else None
@@ -70,24 +71,24 @@ def test_serve_watch_finds_a_new_photo_and_forgets_a_deleted_one(tmp_path, monke
     def up() -> bool:
         assert proc.poll() is None, "".join(lines)
         try:
-            return httpx.get(f"{base}/api/health", timeout=5).status_code == 200
+            return httpx.get(f"{base}/api/health", timeout=patience(5)).status_code == 200
         except httpx.HTTPError:
             return False
     try:
-        wait_until(up, 180)
-        assert httpx.get(f"{base}/api/health").json()["count"] == 5
+        wait_until(up, patience(180))
+        assert httpx.get(f"{base}/api/health", timeout=patience(30)).json()["count"] == 5
         shutil.copy(incoming / "img040.png", folder / "arrived.png")
         wait_until(lambda: (first_hit(base, incoming / "img040.png") or {}).get("name") == "arrived.png")
         hit = first_hit(base, incoming / "img040.png")
-        assert hit["id"] >= 5 and httpx.get(f"{base}{hit['thumbnail_url']}").status_code == 200
+        assert hit["id"] >= 5 and httpx.get(f"{base}{hit['thumbnail_url']}", timeout=patience(30)).status_code == 200
         kept = tmp_path / "img001-kept.png"
         shutil.copy(folder / "img001.png", kept)
         (folder / "img001.png").unlink()
         wait_until(lambda: first_hit(base, kept) is None)
-        assert httpx.get(f"{base}/api/health").json()["count"] == 5
+        assert httpx.get(f"{base}/api/health", timeout=patience(30)).json()["count"] == 5
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.wait(timeout=patience(60))
     assert proc.returncode == 0, "".join(lines)
 
 

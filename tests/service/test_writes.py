@@ -16,6 +16,7 @@ import pytest
 from _index_data import TinyExtractor, register_tiny
 from _live import free_port, live_server
 from _service_data import image_bytes
+from _waiting import patience
 
 from similar_images.search import SimilarImages
 from similar_images.service.app import create_app
@@ -97,7 +98,7 @@ def test_searches_during_writes_see_the_old_or_the_new_state(make_engine, tiny_f
     seen, stop = [], threading.Event()
     with live_server(create_app(engine, warm_up=False)) as url:
         def reader():
-            with httpx.Client(base_url=url, headers=AUTH) as http:
+            with httpx.Client(base_url=url, headers=AUTH, timeout=patience(60)) as http:
                 while not stop.is_set():
                     answer = http.post("/api/search", json={"id": 5, "k": 6})
                     if answer.status_code == 404:
@@ -107,7 +108,7 @@ def test_searches_during_writes_see_the_old_or_the_new_state(make_engine, tiny_f
         threads = [threading.Thread(target=reader) for _ in range(3)]
         for thread in threads:
             thread.start()
-        with httpx.Client(base_url=url, headers=AUTH) as http:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=patience(60)) as http:
             for _ in range(4):  # the first live item; a compaction may renumber the rest
                 assert http.delete(f"/api/images/{int(engine.db.database.live_ids()[0])}").status_code == 200
                 states.append({int(i): engine.db.names[i] for i in engine.db.database.live_ids()})
@@ -139,10 +140,10 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
     process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180  # start-up under load (issue 26): slower, not broken
+    deadline = time.monotonic() + patience(180)  # start-up under load (issue 26): slower, not broken
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", headers=AUTH, timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", headers=AUTH, timeout=5).status_code == 200:
                 return process
         except httpx.TransportError:
             time.sleep(0.1)
@@ -170,7 +171,7 @@ def test_kill_9_during_an_api_add_leaves_the_old_or_the_new_database(tiny_files,
     def post():
         files = [("images", (f"u{i}.png", data, "image/png")) for i, data in enumerate(uploads)]
         try:
-            httpx.post(f"http://127.0.0.1:{port}/api/images", files=files, headers=AUTH, timeout=60)
+            httpx.post(f"http://127.0.0.1:{port}/api/images", files=files, headers=AUTH, timeout=patience(60))
         except httpx.TransportError:
             pass  # killed mid-request
 
@@ -183,8 +184,8 @@ def test_kill_9_during_an_api_add_leaves_the_old_or_the_new_database(tiny_files,
         while not commit_started(folder) and time.monotonic() - started < 30:
             time.sleep(0.001)
     os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-    sender.join(timeout=30)
+    process.wait(timeout=patience(10))
+    sender.join(timeout=patience(60))
 
     register_tiny(monkeypatch)
     db = SimilarImages.open(folder / "db.npy", folder / "db.faiss.index", image_dir=folder / "images",

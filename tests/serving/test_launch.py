@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _waiting import patience
 from click.testing import CliRunner
 
 from similar_images.cli import main
@@ -95,6 +96,6 @@ def test_sigterm_stops_serving_as_ctrl_c_does():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", SIGTERM_CHILD], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", SIGTERM_CHILD], capture_output=True, text=True, timeout=patience(600),
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == ["stopped"], done.stderr[-2000:]

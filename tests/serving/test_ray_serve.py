@@ -13,6 +13,7 @@ import test_service_api as api
 from _index_data import TinyExtractor, free_port, image_db, register_tiny, vector_db
 from _ray_cluster import local_ray, ray_auth_off  # noqa: F401 (fixtures)
 from _service_data import image_bytes
+from _waiting import patience
 
 from similar_images.db.build import build_index_files
 from similar_images.search import SimilarImages
@@ -40,7 +41,7 @@ def served(ray_temp_root, local_ray, tmp_path_factory):  # noqa: F811
                        extractor=TinyExtractor)
     url = start(spec, host="127.0.0.1", port=free_port())
     try:
-        with httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=patience(60)) as client:
             yield client, (vectors, index, image_dir)
     finally:
         stop()
@@ -71,7 +72,7 @@ def test_two_replicas_answer_the_service_api_tests(served):
     api.test_an_id_and_a_url_together_are_refused(client)
     api.test_the_page_and_its_static_files_are_served(client)
     api.test_openapi_and_docs(client)
-    assert httpx.get(url_of(client) + "/api/health").status_code == 401  # the token, as in one process
+    assert httpx.get(url_of(client) + "/api/health", timeout=patience(60)).status_code == 401  # the token, as in one process
     replicas = {client.get("/api/health").headers["x-served-by"] for _ in range(40)}
     assert len(replicas) == 2, replicas
     one = one_index(files)
@@ -160,7 +161,7 @@ def test_a_replica_killed_under_8_clients_gives_only_503s_and_no_wrong_answer(la
     outcomes, wrong, stop_at = [], [], time.monotonic() + 25
 
     def run(number):
-        with httpx.Client(base_url=url, timeout=60) as http:
+        with httpx.Client(base_url=url, timeout=patience(60)) as http:
             while time.monotonic() < stop_at:
                 i = list(expected)[number % len(expected)]
                 response = http.post("/api/search", json={"id": i, "k": 5})
@@ -186,7 +187,7 @@ def test_a_replica_killed_under_8_clients_gives_only_503s_and_no_wrong_answer(la
     assert wrong == [] and statuses <= {200, 503}, (wrong[:2], statuses)
     assert all(retry == "1" for _, status, retry in outcomes if status == 503)
     assert any(status == 200 for at, status, _ in outcomes if at > killed_at)  # the rest succeed
-    deadline = time.monotonic() + 180  # Ray Serve replaces the replica (slowly on a loaded machine)
+    deadline = time.monotonic() + patience(180)  # Ray Serve replaces the replica (slowly on a loaded machine)
     while time.monotonic() < deadline:
         names = [a["name"] for a in replicas_named(victim)]
         if len(names) == 2 and dead["name"] not in names:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from _index_data import register_tiny
 from _sync_data import CountingTiny, copy_tree, db_state, folder_hashes, make_folder, write_pattern
+from _waiting import patience
 
 from similar_images.db.database import Database
 from similar_images.sync import default_vectors, sync_folder
@@ -59,7 +60,7 @@ def killed_sync(folder: Path, after: int) -> subprocess.CompletedProcess:
     script = folder.parent / "killer.py"
     script.write_text(KILLER)
     return subprocess.run([sys.executable, str(script), str(folder), str(after), str(TESTS)], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                          text=True, timeout=patience(600), env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
 
 @pytest.fixture(scope="module")

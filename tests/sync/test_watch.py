@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from _index_data import pattern_image, register_tiny
 from _sync_data import CountingTiny, make_folder
+from _waiting import patience
 from _waiting import wait_until as _wait_until
 
 from similar_images.search import SimilarImages
@@ -134,14 +135,14 @@ def test_the_watch_command_end_to_end(synced, tmp_path, stop):
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
     try:
-        wait_until(lambda: any("watching" in line for line in lines) or proc.poll() is not None, 120)
+        wait_until(lambda: any("watching" in line for line in lines) or proc.poll() is not None, patience(120))
         assert proc.poll() is None, "".join(lines)
         shutil.copy(outside / "img030.png", folder / "dropped.png")
         wait_until(lambda: top_hit(folder, outside / "img030.png") == "dropped.png")
     finally:
         proc.send_signal(stop)  # Ctrl-C, or a service manager's stop: both end with "stopped"
-        proc.wait(timeout=60)
-        reader.join(timeout=10)
+        proc.wait(timeout=patience(60))
+        reader.join(timeout=patience(10))
     out = "".join(lines)
     assert proc.returncode == 0, out
     assert "0 added, 0 removed, 0 changed, 0 renamed, 0 skipped, 6 unchanged" in out

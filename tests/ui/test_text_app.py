@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _waiting import patience
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "Text_similarity.ipynb"
 
@@ -22,7 +23,9 @@ def run_notebook(cwd: Path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     # First, prove the kernel is this environment's Python (the .venv), not another one.
     nb.cells.insert(0, nbformat.v4.new_code_cell("import sys; print('KERNEL', sys.prefix)"))
-    client = NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(cwd)}})
+    # generous per cell and for the kernel's start: torch and the model load slowly on a loaded machine (issue 26)
+    client = NotebookClient(nb, kernel_name="python3", timeout=patience(600), startup_timeout=patience(300),
+                            resources={"metadata": {"path": str(cwd)}})
     client.execute()
     return nb, [c for c in nb.cells if c.cell_type == "code"]
 
