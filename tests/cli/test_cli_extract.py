@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _extract_data import BAD, PixelExtractor, make_collection
+from _waiting import patience
 from click.testing import CliRunner
 
 from similar_images import features
@@ -175,13 +176,13 @@ def chunks_in(output):
 
 def stop_after(process, output, chunks, sig):
     """Send ``sig`` once ``chunks`` chunk files exist; return the process's stderr."""
-    deadline = time.monotonic() + 400
+    deadline = time.monotonic() + patience(600)  # TensorFlow's import and VGG16 on a loaded machine: minutes
     while len(chunks_in(output)) < chunks:
         assert process.poll() is None, f"finished before it could be stopped: {process.communicate()}"
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
     process.send_signal(sig)
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=patience(300))
     return stderr
 
 
@@ -219,7 +220,7 @@ def test_ctrl_c_and_kill_9_then_resume_give_the_uninterrupted_vectors(tmp_path):
 
     reference = tmp_path / "reference.npy"
     fourth = start(["-l", file_list, "-d", folder, "-o", reference], tmp_path)
-    assert fourth.wait(timeout=600) == 0, fourth.communicate()
+    assert fourth.wait(timeout=patience(900)) == 0, fourth.communicate()
 
     resumed, expected = load_vectors_manifest(output, with_names=True), load_vectors_manifest(reference, with_names=True)
     assert resumed["names"] == expected["names"] == [n for n in names if n not in BAD or n == "huge.png"]
