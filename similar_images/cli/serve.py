@@ -44,8 +44,9 @@ def demo_database() -> tuple[Path, Path, Path]:
               help="How long a batch waits for queries already being decoded.")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
               help="local: one process; ray: Ray Serve with replicas and shards (docs/scale.md).")
-@click.option("--replicas", default=None, type=click.IntRange(min=1),
-              help="ray: replicas of the app and of each shard.  [default: 1]")
+@click.option("--replicas", default=None, metavar="N|MIN-MAX", callback=lambda ctx, param, value: _replicas(value),
+              help="ray: replicas of the app and of each shard; MIN-MAX: Ray Serve autoscales between them.  "
+                   "[default: 1]")
 @click.option("--shards", default=None, type=click.IntRange(min=1),
               help="ray: split the index into this many id ranges.  [default: 1]")
 @click.option("--address", default=None, help="ray: none: a local Ray (127.0.0.1); auto or HOST:PORT: that cluster.")
@@ -109,7 +110,7 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
         db = open_from_options("image", vectors, index, exact, image_dir, device=device)
         click.echo(f"similar-images: {len(db)} images; loading the model...", err=True)
         if engine == "ray":
-            serve_ray(db, config, host=host, port=port, replicas=replicas or 1, shards=shards or 1, address=address,
+            serve_ray(db, config, host=host, port=port, replicas=replicas or (1, None), shards=shards or 1, address=address,
                       cpus_per_replica=cpus_per_replica or 1.0, max_staleness=max_staleness, device=device)
             return
         click.echo(f"serving on http://{host}:{port}/  (Ctrl-C stops)", err=True)
@@ -117,6 +118,18 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
                    poll_s=poll_s)
     except (SimilarImagesError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _replicas(value: str | None) -> tuple[int, int | None] | None:
+    """``--replicas N`` or ``MIN-MAX``, refused in one line before anything opens."""
+    if value is None:
+        return None
+    from similar_images.serving.spec import parse_replicas
+
+    try:
+        return parse_replicas(value)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _synced(folder: str, vectors: str | None, device: str) -> str:
@@ -141,12 +154,14 @@ def serve_ray(db, config, *, host, port, replicas, shards, address, cpus_per_rep
     if not is_loopback(host) and not config.token:
         click.echo(f"warning: serving on {host} without --token: anyone who can reach this port can search", err=True)
     try:
+        least, most = replicas
         spec = ServingSpec(str(db.database.vectors_path), None if db.database.index_path is None else
-                           str(db.database.index_path), str(db.image_dir), config, replicas=replicas, shards=shards,
+                           str(db.database.index_path), str(db.image_dir), config, replicas=least,
+                           max_replicas=most, shards=shards,
                            ranges=shard_ranges(db.database.id_count, shards), cpus_per_replica=cpus_per_replica,
                            max_age_s=DEFAULT_MAX_AGE_S if max_staleness is None else max_staleness, device=device)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    click.echo(f"starting Ray Serve: {replicas} replica(s), {shards} shard(s)...", err=True)
+    click.echo(f"starting Ray Serve: {spec.describe_replicas()} replica(s), {shards} shard(s)...", err=True)
     serve_on_ray(spec, host=host, port=port, address=address,
                  on_ready=lambda url: click.echo(f"serving on {url}/  (Ctrl-C stops)", err=True))

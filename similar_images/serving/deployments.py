@@ -44,6 +44,7 @@ STATES_KEPT = 2  # a shard answers for its newest state and the one before (ingr
 # replicas that are busy starting (docs/scale.md, "A busy machine").
 REPLICA_OPTIONS = {"health_check_period_s": 10, "health_check_timeout_s": 120, "graceful_shutdown_timeout_s": 5}
 UNAVAILABLE = (RayActorError, BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, TimeoutError)
+TARGET_ONGOING = 2  # autoscaling: requests in flight a replica aims at (Ray Serve's default, written down)
 RETRY = "a search replica is unavailable (it is being replaced); retry in a moment"
 
 
@@ -202,34 +203,47 @@ class Writer:
 def build_application(spec: ServingSpec):
     """The bound Ray Serve application: ingress, ``spec.shards`` shard deployments, the writer."""
     options = {"ray_actor_options": {"num_cpus": spec.cpus_per_replica}, **REPLICA_OPTIONS}
-    shards = [serve.deployment(Shard, name=f"shard-{i}", num_replicas=spec.replicas, **options).bind(spec, i)
-              for i in range(spec.shards)]
+    scaled = {**options, **scaling(spec)}
+    shards = [serve.deployment(Shard, name=f"shard-{i}", **scaled).bind(spec, i) for i in range(spec.shards)]
     writer = (serve.deployment(Writer, name="writer", num_replicas=1, max_ongoing_requests=4, **options).bind(spec)
               if spec.writer else None)
-    return serve.deployment(Ingress, name="ingress", num_replicas=spec.replicas, **options).bind(spec, shards, writer)
+    return serve.deployment(Ingress, name="ingress", **scaled).bind(spec, shards, writer)
+
+
+def scaling(spec: ServingSpec) -> dict:
+    """The ingress's and each shard's replica count: fixed, or Ray Serve's autoscaler between
+    ``spec.replicas`` and ``spec.max_replicas``, on Ray Serve's defaults otherwise (a replica
+    added when its deployment averages more than 2 requests in flight a replica for 30 s,
+    one removed after 10 min below it)."""
+    if not spec.autoscaling:
+        return {"num_replicas": spec.replicas}
+    return {"autoscaling_config": {"min_replicas": spec.replicas, "max_replicas": spec.max_replicas,
+                                   "initial_replicas": spec.replicas, "target_ongoing_requests": TARGET_ONGOING}}
 
 
 def app_builder(args: dict):
     """Ray Serve's application builder for a config file or KubeRay's RayService
     (``import_path: similar_images.serving.deployments:app_builder``, docs/scale.md).
 
-    ``args``: ``vectors`` (required), ``index``, ``image_dir``, ``replicas``, ``shards``,
+    ``args``: ``vectors`` (required), ``index``, ``image_dir``, ``replicas`` (``N`` or
+    ``MIN-MAX``: autoscaling), ``shards``,
     ``cpus_per_replica``, ``max_staleness``, ``allow_writes``; the token comes from the
     environment (``SIMILAR_IMAGES_TOKEN``, a Kubernetes secret), never from the file.
     """
     import os
 
     from similar_images.service.config import ServiceConfig
-    from similar_images.serving.spec import DEFAULT_MAX_AGE_S, shard_ranges
+    from similar_images.serving.spec import DEFAULT_MAX_AGE_S, parse_replicas, shard_ranges
 
     if "vectors" not in args:
         raise ValueError("app_builder: args.vectors (the vectors file on the shared volume) is required")
     shards = int(args.get("shards", 1))
     count = Database.open(args["vectors"], None, trust=True).id_count
+    least, most = parse_replicas(args.get("replicas", 1), "args.replicas")
     config = ServiceConfig(token=os.environ.get("SIMILAR_IMAGES_TOKEN") or None,
                            allow_writes=str(args.get("allow_writes", "false")).lower() == "true")
     spec = ServingSpec(str(args["vectors"]), args.get("index"), args.get("image_dir"), config,
-                       replicas=int(args.get("replicas", 1)), shards=shards, ranges=shard_ranges(count, shards),
+                       replicas=least, max_replicas=most, shards=shards, ranges=shard_ranges(count, shards),
                        cpus_per_replica=float(args.get("cpus_per_replica", 1.0)),
                        max_age_s=float(args.get("max_staleness", DEFAULT_MAX_AGE_S)))
     return build_application(spec)

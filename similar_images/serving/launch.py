@@ -28,6 +28,10 @@ def start(spec: ServingSpec, *, host: str = "127.0.0.1", port: int = 8000) -> st
             f"the replicas reserve {spec.cpus_wanted():g} CPUs ({spec.replicas} ingress, {spec.replicas} x "
             f"{spec.shards} shard{'' if spec.shards == 1 else 's'}{', 1 writer' if spec.writer else ''}, "
             f"{spec.cpus_per_replica:g} each), the cluster has {have:g}; lower --cpus-per-replica or --replicas")
+    if spec.autoscaling and spec.cpus_wanted(spec.max_replicas) > have + 1e-9:
+        log.warning("at %d replicas the application reserves %g CPUs, the cluster has %g now: replicas past "
+                    "that wait for CPUs (a cluster with an autoscaler adds nodes)", spec.max_replicas,
+                    spec.cpus_wanted(spec.max_replicas), have)
     from ray import serve
 
     serve.start(http_options={"host": host, "port": port})

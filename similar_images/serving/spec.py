@@ -19,7 +19,11 @@ class ServingSpec:
         index: the index file, or None (exact search).
         image_dir: the folder the names are relative to (None: the manifest's).
         config: the one-process service's settings (limits, token, URL rules, batching).
-        replicas: replicas of the ingress (the app and the model) and of each shard.
+        replicas: replicas of the ingress (the app and the model) and of each shard; with
+            ``max_replicas``, the least Ray Serve's autoscaler keeps of each.
+        max_replicas: None: ``replicas`` fixed; a number: each deployment autoscales
+            between ``replicas`` and ``max_replicas`` on its requests in flight
+            (:func:`parse_replicas` reads ``--replicas 1-4``).
         shards: the index split into this many id ranges, each its own deployment.
         ranges: the shards' id ranges ``(start, stop)``, the last one open (``stop`` None)
             so that added rows land in it; made by :func:`shard_ranges` from the count.
@@ -36,6 +40,7 @@ class ServingSpec:
     image_dir: str | None
     config: ServiceConfig
     replicas: int = 1
+    max_replicas: int | None = None
     shards: int = 1
     ranges: tuple[tuple[int, int | None], ...] = ((0, None),)
     cpus_per_replica: float = 1.0
@@ -47,6 +52,8 @@ class ServingSpec:
     def __post_init__(self):
         if self.replicas < 1 or self.shards < 1:
             raise ValueError(f"replicas and shards must be at least 1, got {self.replicas} and {self.shards}")
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below replicas ({self.replicas})")
         if len(self.ranges) != self.shards:
             raise ValueError(f"{self.shards} shards need {self.shards} id ranges, got {len(self.ranges)}")
         if not 0 < self.cpus_per_replica:
@@ -59,9 +66,38 @@ class ServingSpec:
         """Whether a writer deployment runs (``--allow-writes``)."""
         return self.config.allow_writes
 
-    def cpus_wanted(self) -> float:
-        """CPUs the whole application reserves: ingress and shard replicas, and the writer."""
-        return self.cpus_per_replica * (self.replicas * (1 + self.shards) + (1 if self.writer else 0))
+    @property
+    def autoscaling(self) -> bool:
+        """Whether the ingress and shard deployments autoscale (``max_replicas`` above ``replicas``)."""
+        return self.max_replicas is not None and self.max_replicas > self.replicas
+
+    def describe_replicas(self) -> str:
+        """``2`` or ``1-4`` (autoscaling), as ``--replicas`` takes it."""
+        return f"{self.replicas}-{self.max_replicas}" if self.autoscaling else str(self.replicas)
+
+    def cpus_wanted(self, replicas: int | None = None) -> float:
+        """CPUs the whole application reserves: ingress and shard replicas (``replicas`` of
+        each, default the least), and the writer."""
+        n = self.replicas if replicas is None else replicas
+        return self.cpus_per_replica * (n * (1 + self.shards) + (1 if self.writer else 0))
+
+
+def parse_replicas(value, name: str = "--replicas") -> tuple[int, int | None]:
+    """``--replicas``: ``N`` (fixed) or ``MIN-MAX`` (autoscaling) -> ``(N, None)`` or ``(MIN, MAX)``;
+    ``name`` is what the one-line refusal calls the setting.
+
+    Raises:
+        ValueError: anything else, in one line that says what is accepted.
+    """
+    text = str(value).strip()
+    low, dash, high = text.partition("-")
+    try:
+        least, most = int(low), int(high) if dash else None
+    except ValueError:
+        least = most = None
+    if least is None or least < 1 or (dash and (most is None or most < least)):
+        raise ValueError(f"{name}: N or MIN-MAX with 1 <= MIN <= MAX (e.g. 2 or 1-4), got {text!r}")
+    return least, (most if most is not None and most > least else None)
 
 
 def shard_ranges(count: int, shards: int) -> tuple[tuple[int, int | None], ...]:

@@ -34,6 +34,40 @@ def test_the_ray_options_become_the_spec(tiny_files, captured):
     assert kwargs["address"] == "auto" and kwargs["port"] == 8124 and kwargs["host"] == "127.0.0.1"
 
 
+def test_replicas_min_max_autoscale_the_ingress_and_the_shards(tiny_files, captured):
+    from similar_images.serving.deployments import build_application
+
+    vectors, index, _ = tiny_files
+    result = CliRunner().invoke(main, ["serve", "--vectors", str(vectors), "--index", str(index), "--engine", "ray",
+                                       "--replicas", "1-4", "--shards", "2", "--cpus-per-replica", "0.25"])
+    assert result.exit_code == 0, result.output
+    spec = captured[0][0]
+    assert (spec.replicas, spec.max_replicas, spec.autoscaling, spec.describe_replicas()) == (1, 4, True, "1-4")
+    assert spec.cpus_wanted() == 0.25 * 3 and spec.cpus_wanted(4) == 0.25 * 12  # what starts, and at the most
+    ingress = build_application(spec)._bound_deployment
+    shard = ingress.init_args[1][0]._bound_deployment  # the bound shard deployments are the ingress's arguments
+    for deployment in (ingress, shard):
+        scaling = deployment._deployment_config.autoscaling_config
+        assert (scaling.min_replicas, scaling.max_replicas, scaling.initial_replicas) == (1, 4, 1)
+        assert scaling.target_ongoing_requests == 2
+    fixed = build_application(ServingSpec(str(vectors), None, None, ServiceConfig(), replicas=3, max_replicas=3))
+    assert fixed._bound_deployment._deployment_config.num_replicas == 3
+    assert fixed._bound_deployment._deployment_config.autoscaling_config is None
+
+
+@pytest.mark.parametrize("value", ["0", "4-1", "two", "1-", "-3", "1-2-3", "1.5", "0-2"])
+def test_a_bad_replicas_value_is_refused_in_one_line_before_anything_opens(value, captured):
+    result = CliRunner().invoke(main, ["serve", "--vectors", "no/such/db.npy", "--engine", "ray", "--replicas", value])
+    assert result.exit_code == 2 and not captured
+    assert f"--replicas: N or MIN-MAX with 1 <= MIN <= MAX (e.g. 2 or 1-4), got '{value}'" in result.output
+    assert "no such" not in result.output  # refused before the database is looked for
+
+
+def test_a_spec_whose_maximum_is_below_its_minimum_is_refused():
+    with pytest.raises(ValueError, match=r"max_replicas \(1\) is below replicas \(2\)"):
+        ServingSpec("v.npy", None, None, ServiceConfig(), replicas=2, max_replicas=1)
+
+
 def test_ray_options_without_the_ray_engine_are_a_usage_error(tiny_files, captured):
     result = CliRunner().invoke(main, ["serve", "--vectors", str(tiny_files[0]), "--replicas", "2", "--shards", "2"])
     assert result.exit_code == 2 and "--replicas, --shards: only with --engine ray" in result.output and not captured
@@ -62,14 +96,17 @@ def test_the_rayservice_builder_makes_the_application_from_its_args(tiny_files, 
 
     vectors, index, image_dir = tiny_files
     monkeypatch.setenv("SIMILAR_IMAGES_TOKEN", "from-a-secret")
-    app = app_builder({"vectors": str(vectors), "index": str(index), "image_dir": str(image_dir), "replicas": 2,
+    app = app_builder({"vectors": str(vectors), "index": str(index), "image_dir": str(image_dir), "replicas": "2-3",
                        "shards": 2, "cpus_per_replica": "0.5", "allow_writes": "true"})
     assert isinstance(app, Application)
     spec = app._bound_deployment.init_args[0]
-    assert (spec.replicas, spec.shards, spec.ranges, spec.cpus_per_replica) == (2, 2, ((0, 6), (6, None)), 0.5)
+    assert (spec.replicas, spec.max_replicas, spec.shards, spec.ranges, spec.cpus_per_replica) == (
+        2, 3, 2, ((0, 6), (6, None)), 0.5)
     assert spec.config.token == "from-a-secret" and spec.writer
     with pytest.raises(ValueError, match="args.vectors"):
         app_builder({"index": str(index)})
+    with pytest.raises(ValueError, match="args.replicas: N or MIN-MAX"):
+        app_builder({"vectors": str(vectors), "replicas": "3-1"})
 
 
 SIGTERM_CHILD = """

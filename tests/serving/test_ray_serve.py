@@ -141,7 +141,29 @@ def large(served, tmp_path_factory):
     deploy(ServingSpec(str(vectors), None, str(tmp), ServiceConfig(), replicas=2, shards=2,
                        ranges=shard_ranges(400_000, 2), cpus_per_replica=0.2, extractor=TinyExtractor))
     one = SimilarImages.open(vectors, None, extractor=TinyExtractor())
-    return url_of(client), {i: one.search(i, k=5) for i in range(0, 400_000, 50_000)}
+    return url_of(client), {i: one.search(i, k=5) for i in range(0, 400_000, 50_000)}, vectors
+
+
+def searching(url: str, expected: dict, outcomes: list, wrong: list, going) -> list[threading.Thread]:
+    """8 clients searching by id while ``going()``: ``(time, status, Retry-After)`` into ``outcomes``,
+    answers other than the one index's into ``wrong``; the started threads."""
+
+    def run(number):
+        with httpx.Client(base_url=url, timeout=patience(60)) as http:
+            while going():
+                i = list(expected)[number % len(expected)]
+                response = http.post("/api/search", json={"id": i, "k": 5})
+                outcomes.append((time.monotonic(), response.status_code, response.headers.get("retry-after")))
+                if response.status_code == 200:
+                    got, want = response.json()["results"], expected[i]
+                    if got[0]["id"] != i or [h["score"] for h in got] != pytest.approx([r.score for r in want],
+                                                                                     abs=1e-5):
+                        wrong.append((i, got))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def replicas_named(part: str) -> list[dict]:
@@ -157,24 +179,9 @@ def test_a_replica_killed_under_8_clients_gives_only_503s_and_no_wrong_answer(la
     from the proxy's middleware (serving/proxy.py), where Ray's proxy alone answers 500."""
     import ray
 
-    url, expected = large
+    url, expected, _ = large
     outcomes, wrong, stop_at = [], [], time.monotonic() + 25
-
-    def run(number):
-        with httpx.Client(base_url=url, timeout=patience(60)) as http:
-            while time.monotonic() < stop_at:
-                i = list(expected)[number % len(expected)]
-                response = http.post("/api/search", json={"id": i, "k": 5})
-                outcomes.append((time.monotonic(), response.status_code, response.headers.get("retry-after")))
-                if response.status_code == 200:
-                    got, want = response.json()["results"], expected[i]
-                    if got[0]["id"] != i or [h["score"] for h in got] != pytest.approx([r.score for r in want],
-                                                                                     abs=1e-5):
-                        wrong.append((i, got))
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
+    threads = searching(url, expected, outcomes, wrong, lambda: time.monotonic() < stop_at)
     time.sleep(5)
     dead = replicas_named(victim)[0]
     killed_at = time.monotonic()
@@ -194,3 +201,34 @@ def test_a_replica_killed_under_8_clients_gives_only_503s_and_no_wrong_answer(la
             break
         time.sleep(1)
     assert dead["name"] not in names and len(names) == 2, names
+
+
+def running(deployment: str) -> int:
+    from ray import serve
+
+    from similar_images.serving.deployments import APP_NAME
+
+    states = serve.status().applications[APP_NAME].deployments[deployment].replica_states
+    return states.get("RUNNING", 0)
+
+
+def test_replicas_1_to_2_scale_up_under_8_clients_without_an_error(large):
+    """``--replicas 1-2``: Ray Serve's autoscaler adds an ingress replica and a shard replica
+    when 8 clients keep more than 2 requests in flight a replica (after its 30 s delay)."""
+    url, expected, vectors = large
+    deploy(ServingSpec(str(vectors), None, str(vectors.parent), ServiceConfig(), replicas=1, max_replicas=2,
+                       shards=1, cpus_per_replica=0.2, extractor=TinyExtractor))
+    assert running("ingress") == 1 and running("shard-0") == 1
+    outcomes, wrong, scaled = [], [], threading.Event()
+    threads = searching(url, expected, outcomes, wrong, lambda: not scaled.is_set())
+    began, deadline = time.monotonic(), time.monotonic() + patience(240)
+    while time.monotonic() < deadline and not (running("ingress") == 2 and running("shard-0") == 2):
+        time.sleep(1)
+    took = time.monotonic() - began
+    time.sleep(3)  # answers from both replicas
+    scaled.set()
+    for thread in threads:
+        thread.join()
+    print(f"1-2 replicas: both deployments at 2 replicas {took:.0f} s into the load, {len(outcomes)} answers")
+    assert running("ingress") == 2 and running("shard-0") == 2
+    assert wrong == [] and {status for _, status, _ in outcomes} == {200}
