@@ -209,8 +209,12 @@ def test_after_an_upload_the_query_and_four_results_are_in_view(open_page, tmp_p
     assert page.locator("#k").input_value() == "8"
     for selector in ("#query-img", "#results li:nth-child(4)"):
         assert above_the_fold(page, selector), selector
-    page.locator("#results .result").nth(2).click()  # a tapped result: its query is in view too
-    page.wait_for_url(re.compile(r"\?id=\d+$"))
+    tapped = page.locator("#results .result").nth(2)
+    tapped_id = tapped.get_attribute("data-id")
+    tapped.click()  # a tapped result: its query is in view too
+    page.wait_for_url(re.compile(rf"\?id={tapped_id}$"))
+    # its answer, not the upload's results still on the page while the search runs (a loaded machine)
+    page.locator("#query-caption").filter(has_text=f"Image {tapped_id}").wait_for()
     wait_results(page, 8)
     assert above_the_fold(page, "#query-caption") and above_the_fold(page, "#results li:nth-child(4)")
 
