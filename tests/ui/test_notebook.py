@@ -50,7 +50,7 @@ def _run(folder: Path):
     """Execute the notebook in ``folder``; return it and its printed text."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     # a cell may build the demo's database: minutes on a loaded machine (issue 26), as may the kernel's start
-    client = NotebookClient(nb, timeout=patience(900), startup_timeout=patience(300), kernel_name="python3",
+    client = NotebookClient(nb, timeout=int(patience(900)), startup_timeout=int(patience(300)), kernel_name="python3",
                             store_widget_state=True, resources={"metadata": {"path": str(folder)}})
     client.execute()  # raises CellExecutionError if a cell fails
     outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]

@@ -24,7 +24,7 @@ def run_notebook(cwd: Path):
     # First, prove the kernel is this environment's Python (the .venv), not another one.
     nb.cells.insert(0, nbformat.v4.new_code_cell("import sys; print('KERNEL', sys.prefix)"))
     # generous per cell and for the kernel's start: torch and the model load slowly on a loaded machine (issue 26)
-    client = NotebookClient(nb, kernel_name="python3", timeout=patience(600), startup_timeout=patience(300),
+    client = NotebookClient(nb, kernel_name="python3", timeout=int(patience(600)), startup_timeout=int(patience(300)),
                             resources={"metadata": {"path": str(cwd)}})
     client.execute()
     return nb, [c for c in nb.cells if c.cell_type == "code"]
