@@ -48,6 +48,14 @@ def test_build_benchmark_runs_at_a_tiny_size():
     assert done.stdout.count("| 2000 x 64 |") == 2
 
 
+def test_shard_split_benchmark_runs_at_a_tiny_size():
+    """Both splits' merged top-k equal the one index's (the script's last column) in both orders."""
+    done = run_script("shard_split.py", "--n", "3000", "--dim", "32", "--queries", "20", "--shards", "2", "3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| 2 |", "| 3 |"))]
+    assert len(rows) == 8 and all(row.endswith("| 100% |") for row in rows), done.stdout
+
+
 def test_background_load_stops_by_itself():
     """The documented way to load the machine for `make test` under load ends on its own."""
     done = run_script("background_load.py", "--workers", "2", "--seconds", "1", timeout=120)
