@@ -131,6 +131,52 @@ def test_the_api_has_no_5xx_and_matches_its_schema_on_ray(served):
     assert 200 in seen["GET /api/health"]
 
 
+def test_a_writer_killed_under_8_clients_adding_loses_no_image_and_doubles_none(served):
+    """Adds in flight at the writer's death are 503s; a client that retries them finds each
+    image added once (adds are keyed by the content's hash: a retry of a committed add says
+    ``already_present``), and the count is the images sent, no more."""
+    import ray
+
+    client, _ = served
+    time.sleep(MAX_AGE_S)  # the earlier tests' last writes (schemathesis adds and removes) seen by every replica
+    url, before = url_of(client), client.get("/api/health").json()["count"]
+    outcomes, stop_at = [], time.monotonic() + 20
+
+    def run(number):
+        with httpx.Client(base_url=url, headers=AUTH, timeout=patience(120)) as http:
+            for seed in range(1000 + 100 * number, 1100 + 100 * number):
+                if time.monotonic() > stop_at:
+                    break
+                response = http.post("/api/images", files=[("images", (f"{seed}.png", image_bytes(seed), "image/png"))])
+                outcomes.append((seed, response.status_code, response.headers.get("retry-after")))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(5)
+    dead = replicas_named("writer")[0]
+    ray.kill(ray.get_actor(dead["name"], namespace=dead["namespace"]), no_restart=True)
+    for thread in threads:
+        thread.join()
+    statuses = [status for _, status, _ in outcomes]
+    print(f"killed {dead['name']}: {len(outcomes)} adds, {statuses.count(503)} x 503, {statuses.count(200)} x 200")
+    assert set(statuses) <= {200, 503} and all(retry == "1" for _, status, retry in outcomes if status == 503)
+    deadline = time.monotonic() + patience(240)
+    for seed in [seed for seed, status, _ in outcomes if status == 503]:  # the client retries (Retry-After)
+        while (response := client.post("/api/images", files=[("images", (f"{seed}.png", image_bytes(seed),
+                                                                         "image/png"))])).status_code == 503:
+            assert time.monotonic() < deadline, "the writer was not replaced"
+            time.sleep(1)
+        body = response.json()
+        assert response.status_code == 200 and len(body["added"]) + len(body["already_present"]) == 1, body
+    time.sleep(MAX_AGE_S)
+    for seed in sorted({seed for seed, _, _ in outcomes}):  # each image once: itself, then no twin
+        hits = client.post("/api/search", files={"image": ("q.png", image_bytes(seed), "image/png")},
+                           data={"k": "2"}).json()["results"]
+        assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5) and hits[1]["score"] < 1 - 1e-4, (seed, hits)
+    assert client.get("/api/health").json()["count"] == before + len({seed for seed, _, _ in outcomes})
+
+
 @pytest.fixture(scope="module")
 def large(served, tmp_path_factory):
     """400,000 vectors searched exactly in 2 shards of 2 replicas (tens of milliseconds a shard),
