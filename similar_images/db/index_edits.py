@@ -16,15 +16,16 @@ def remove_ids(index, rows, *, kept_vectors=None) -> None:
 
     After the call, the vector that had id ``j`` has id ``j - (number of removed ids
     below j)``, matching a vectors file with those rows deleted. IVF indexes are edited
-    in place; flat indexes compact themselves; HNSW cannot delete, so it is emptied and
-    ``kept_vectors`` (the remaining rows, in order) are added again, without training.
+    in place; flat indexes compact themselves; HNSW cannot delete, and fast-scan lists
+    (``PQ...x4fs``, packed in blocks of 32) cannot be renumbered in place, so those are
+    emptied and ``kept_vectors`` (the remaining rows, in order) are added again, without training.
     """
     import faiss
 
     removed = np.unique(np.asarray(rows, dtype=np.int64))  # sorted
     if len(removed) == 0:
         return
-    if _is_ivf(index):
+    if _is_ivf(index) and _renumberable(faiss.extract_index_ivf(index)):
         index.remove_ids(faiss.IDSelectorBatch(removed))
         _renumber_ivf(faiss.extract_index_ivf(index), removed)
     elif isinstance(faiss.downcast_index(index), faiss.IndexFlat):
@@ -46,6 +47,13 @@ def _is_ivf(index) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _renumberable(ivf) -> bool:
+    """Lists whose ids can be rewritten entry by entry (Faiss' ``ArrayInvertedLists``)."""
+    import faiss
+
+    return isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.ArrayInvertedLists)
 
 
 def _renumber_ivf(ivf, removed: np.ndarray) -> None:

@@ -16,9 +16,14 @@ The number of IVF lists follows N, as a recorded decision rather than a habit:
   graph (``IVF{nlist}_HNSW32``) instead of comparing a vector with every centroid, which
   would cost more than scanning the lists themselves;
 * the PQ codes: 16 bytes (the original's) up to :data:`SMALL_COLLECTION` vectors, then
-  :data:`LARGE_PQ` (64, or the largest that divides the dimension): 16-byte codes rank
-  1280-d vectors too coarsely at 400,000, so a query re-ranked 100 x k candidates where
-  64-byte codes need 10 x k (``--pq`` asks for another).
+  64 bytes: 16-byte codes rank 1280-d vectors too coarsely at 400,000, so a query
+  re-ranked 100 x k candidates where 64-byte codes need 10 to 20 x k. Those 64 bytes are
+  :data:`FAST_SCAN_PQ` sub-quantizers of 4 bits (Faiss' "fast-scan" ``PQ128x4fs``), not
+  64 of 8 bits: the same bits a vector, but 16 centroids a sub-quantizer instead of 256,
+  so encoding is 16 times cheaper and the lists are scanned with SIMD shuffles
+  (``benchmarks/millions.py``: the 2,000,000 build took 1,483 s with PQ64x8, whose
+  encoding would have put 10,000,000 past the 30-minute goal; a query 2.2 ms of CPU).
+  ``--pq M`` asks for M bytes of 8-bit codes instead (the indexes built before).
 
 ``nprobe`` and the re-ranking pool are not planned here: ``build`` measures them
 (:mod:`similar_images.db.tuning`).
@@ -51,6 +56,10 @@ DEFAULT_PQ = 16  # bytes a code: the original's PQ16, kept up to SMALL_COLLECTIO
 # queries (0.955). Its training and encoding took longer (1,543 s against 536 s, at a higher
 # load); 48 more bytes a vector in the index than PQ16.
 LARGE_PQ = 64
+# Past SMALL_COLLECTION the default codes are LARGE_PQ bytes of fast-scan: 2 x LARGE_PQ
+# sub-quantizers of 4 bits (the largest count that divides the dimension, even, as fast-scan needs).
+FAST_SCAN_PQ = 2 * LARGE_PQ
+FAST_SCAN_SIZES = (128, 64, 32, 16)
 PQ_SIZES = (64, 32, 16, 8)  # code sizes a dimension may be cut into (the largest that divides it is kept)
 # Faiss' k-means wants at least 39 training points per centroid (and samples down to 256).
 POINTS_PER_CENTROID = 39
@@ -98,6 +107,15 @@ def codes_for(n: int, dim: int) -> tuple[int, str]:
     return pq, why
 
 
+def fast_scan_codes_for(dim: int) -> tuple[int, str]:
+    """Sub-quantizers of 4 bits for ``dim`` dimensions past :data:`SMALL_COLLECTION` (0: none
+    divides it), and why."""
+    m = next((m for m in FAST_SCAN_SIZES if dim % m == 0), 0)
+    why = (f"PQ{m}x4fs past {SMALL_COLLECTION:,} vectors ({m // 2}-byte codes of 4-bit sub-quantizers, "
+           "scanned with SIMD: cheap to encode, fast to search)")
+    return m, why
+
+
 def plan_index(index_type: str, n: int, dim: int, *, nlist: int | None = None,
                train_size: int | None = None, pq: int | None = None) -> IndexPlan:
     """Choose the Faiss factory string for ``n`` vectors of ``dim`` dimensions.
@@ -130,7 +148,12 @@ def plan_index(index_type: str, n: int, dim: int, *, nlist: int | None = None,
     if pq is not None and (pq < 1 or coded % pq):
         raise ValueError(f"--pq {pq} does not divide the {coded} dimensions the codes cover; "
                          f"choose one of: {', '.join(str(m) for m in PQ_SIZES if coded % m == 0)}")
-    pq, pq_why = codes_for(n, coded) if pq is None else (pq, f"PQ{pq} asked for (--pq)")
+    fast = pq is None and index_type == "ivfpq" and n > SMALL_COLLECTION
+    if fast:
+        pq, pq_why = fast_scan_codes_for(coded)
+        fast = pq > 0
+    if not fast:
+        pq, pq_why = codes_for(n, coded) if pq is None else (pq, f"PQ{pq} asked for (--pq)")
     wanted, why = lists_for(n) if nlist is None else (nlist, f"{nlist} lists asked for (--nlist)")
     bound = max(1, trained_on // POINTS_PER_CENTROID)
     use_nlist = max(1, min(wanted, bound))
@@ -139,13 +162,13 @@ def plan_index(index_type: str, n: int, dim: int, *, nlist: int | None = None,
     quantizer = HNSW_QUANTIZER if use_nlist >= HNSW_QUANTIZER_LISTS else ""
     if quantizer:
         why += f"; centroids searched by an HNSW graph (from {HNSW_QUANTIZER_LISTS} lists)"
-    nbits = max(4, min(8, int(math.log2(trained_on / POINTS_PER_CENTROID))))
+    nbits = "4fs" if fast else max(4, min(8, int(math.log2(trained_on / POINTS_PER_CENTROID))))
     why += f"; {pq_why}"
     spec = INDEX_TYPES[index_type].format(nlist=use_nlist, nbits=nbits, pca=pca, quantizer=quantizer, pq=pq)
     notes = []
     if use_nlist != wanted:
         notes.append(f"{use_nlist} lists instead of {wanted}")
-    if nbits != 8:
+    if nbits not in (8, "4fs"):
         notes.append(f"{nbits}-bit codes instead of 8")
     note = f"{trained_on} vectors: {' and '.join(notes)} ({spec})" if notes else None
     return IndexPlan(index_type, spec, note, use_nlist, quantizer.lstrip("_") or "flat", why)
