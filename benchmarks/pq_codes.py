@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
-"""Which PQ code past COCO's size: PQ16, PQ32, PQ64 on one set of IVF lists, float32 and float16 rows.
+"""Which PQ code past COCO's size: PQ16, PQ32, PQ64 (8-bit) and fast-scan PQ128x4fs on one set of IVF lists.
 
 One coarse quantizer (the lists ``build`` plans for N: ``db/index_plan.py``) is trained
 once; each code size then trains only its PQ and encodes the collection with the same
-list assignment, so the rows compare codes, not k-means runs. For each, ``build``'s own
+list assignment, so the rows compare codes, not k-means runs (a fast-scan code, ``MxBfs``,
+is added through Faiss' own ``add``, so its time includes the list assignment). For each, ``build``'s own
 choice of nprobe and pool (``db/tuning.py``, recall@10 >= 0.95 on 200 own vectors), then on
 held-out queries: recall@10 against exact search, median single-query latency (wall and CPU)
 with the rows re-ranked from a float32 and from a float16 memory map.
 
 Usage::
 
-    .venv/bin/python benchmarks/pq_codes.py --n 400000 --data-dir /work/millions --codes 16,32,64
+    .venv/bin/python benchmarks/pq_codes.py --n 400000 --data-dir /work/millions --codes 16,32,64,128x4fs
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def latency(index, rows, queries, pool: int) -> tuple[float, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=400_000)
-    parser.add_argument("--codes", default="16,32,64", help="PQ code sizes (bytes)")
+    parser.add_argument("--codes", default="16,32,64,128x4fs",
+                        help="PQ codes: bytes of 8-bit codes (64), or sub-quantizers x bits with fs (128x4fs)")
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--single", type=int, default=100)
     args = parser.parse_args(argv)
@@ -81,8 +83,8 @@ def main(argv=None) -> int:
           "(CPU) | float16 rows: median ms (CPU) | index MB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for code in args.codes.split(","):
-        m = int(code)
-        spec = f"IVF{plan.nlist},PQ{m}x8"
+        fast_scan = code.endswith("fs")
+        spec = f"IVF{plan.nlist},PQ{code if fast_scan else code + 'x8'}"
         index = faiss.index_factory(DIM, spec, faiss.METRIC_INNER_PRODUCT)
         ix.no_polysemous_training(index)
         ivf = faiss.extract_index_ivf(index)
@@ -92,6 +94,9 @@ def main(argv=None) -> int:
         index.train(train_sample(rows32, 64 * 256))
         for start in range(0, args.n, ix.CHUNK):
             x = ix.normalize(rows32[start:start + ix.CHUNK])
+            if fast_scan:  # packs codes in blocks of 32 itself; no add_core with given lists
+                index.add(x)
+                continue
             ivf.add_core(len(x), faiss.swig_ptr(x), None,
                          faiss.swig_ptr(np.ascontiguousarray(assign[start:start + ix.CHUNK])))
         build_s = time.perf_counter() - t0
