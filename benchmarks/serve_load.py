@@ -20,7 +20,8 @@ p50 at 1 client <= 1.3 x one in-process query. Only 127.0.0.1 is contacted.
 
 ``--engines`` compares, in one run at ``--clients`` (8), the one-process service with
 ``serve --engine ray`` (issue 29): ``local``, and ``ray:RxS`` for R replicas and S shards
-(``ray:1x1`` is Ray Serve's overhead, ``ray:2x1`` two replicas, ``ray:1x2`` two shards).
+(``ray:1x1`` is Ray Serve's overhead, ``ray:2x1`` two replicas, ``ray:1x2`` two shards;
+``ray:1x1:serve`` the ingress batching with Ray Serve's ``@serve.batch``, ``--batcher serve``).
 Each Ray row starts its own local Ray (``similar-images serve --engine ray``, 127.0.0.1)
 under a temporary ``RAY_TMPDIR`` and stops it (Ctrl-C, then its leftover processes).
 
@@ -63,7 +64,8 @@ def parse_args(argv=None):
     parser.add_argument("-k", type=int, default=8)
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--engines", default=None,
-                        help="compare engines at --clients: local and ray:RxS (R replicas, S shards), comma-separated")
+                        help="compare engines at --clients: local and ray:RxS[:serve] (R replicas, S shards, "
+                             "@serve.batch), comma-separated")
     parser.add_argument("--cpus-per-replica", type=float, default=0.25, help="ray: CPUs each replica reserves")
     return parser.parse_args(argv)
 
@@ -198,9 +200,10 @@ def compare_engines(args, uploads: list[bytes]) -> None:
         if engine == "local":
             process, url = start_server(args, args.batch_size)
         else:
-            replicas, shards = engine.removeprefix("ray:").split("x")
+            shape, _, batcher = engine.removeprefix("ray:").partition(":")
+            replicas, shards = shape.split("x")
             extra = ["--engine", "ray", "--replicas", replicas, "--shards", shards,
-                     "--cpus-per-replica", str(args.cpus_per_replica)]
+                     "--cpus-per-replica", str(args.cpus_per_replica), *(["--batcher", batcher] if batcher else [])]
             # Ray's processes start without rfc3987-syntax's 2.3 s import (docs/scale.md, "A busy machine")
             no_rfc = ROOT / "tests" / "cluster" / "_no_rfc3987"
             env = {"RAY_TMPDIR": temp, "PYTHONPATH": f"{no_rfc}{os.pathsep}{ROOT}", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -211,7 +214,8 @@ def compare_engines(args, uploads: list[bytes]) -> None:
             row.update(engine=engine, load=[round(load_start, 2), round(os.getloadavg()[0], 2)])
             rows.append(row)
             print(f"{engine:8s} {clients} clients: {row['throughput_req_s']:6.2f} req/s, p50 {row['p50_ms']:.0f} "
-                  f"p95 {row['p95_ms']:.0f} p99 {row['p99_ms']:.0f} ms, {row['errors']} errors "
+                  f"p95 {row['p95_ms']:.0f} p99 {row['p99_ms']:.0f} ms, mean batch {row['mean_batch_size']}, "
+                  f"{row['errors']} errors "
                   f"{row['error_samples'][:1]}, {row['requests']} requests in {row['seconds']:.1f} s, load "
                   f"{row['load'][0]:.1f} -> {row['load'][1]:.1f}", flush=True)
         finally:
@@ -222,11 +226,12 @@ def compare_engines(args, uploads: list[bytes]) -> None:
                 os.killpg(process.pid, signal.SIGKILL)
             _kill_leftovers(temp)
             shutil.rmtree(temp, ignore_errors=True)
-    print("| engine | clients | throughput | p50 | p95 | p99 | errors | load (start -> end) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| engine | clients | throughput | p50 | p95 | p99 | mean batch | errors | load (start -> end) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['engine']} | {r['clients']} | {r['throughput_req_s']:.1f} req/s | {r['p50_ms']:.0f} ms | "
-              f"{r['p95_ms']:.0f} ms | {r['p99_ms']:.0f} ms | {r['errors']} | {r['load'][0]:.1f} -> {r['load'][1]:.1f} |")
+              f"{r['p95_ms']:.0f} ms | {r['p99_ms']:.0f} ms | {r['mean_batch_size']} | {r['errors']} | "
+              f"{r['load'][0]:.1f} -> {r['load'][1]:.1f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=1))
 

@@ -49,6 +49,8 @@ def demo_database() -> tuple[Path, Path, Path]:
                    "[default: 1]")
 @click.option("--shards", default=None, type=click.IntRange(min=1),
               help="ray: split the index into this many id ranges.  [default: 1]")
+@click.option("--batcher", default=None, type=click.Choice(["micro", "serve"]),
+              help="ray: micro: the one-process micro-batcher; serve: Ray Serve's @serve.batch.  [default: micro]")
 @click.option("--address", default=None, help="ray: none: a local Ray (127.0.0.1); auto or HOST:PORT: that cluster.")
 @click.option("--cpus-per-replica", default=None, type=click.FloatRange(min=0.01),
               help="ray: CPUs each replica reserves (fractions share a core).  [default: 1]")
@@ -62,7 +64,7 @@ def demo_database() -> tuple[Path, Path, Path]:
 @database_options("image", device=True)
 def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_private_urls, url_deadline,
           max_url_fetches, allow_writes, cors_origins, request_timeout, batch_size, batch_wait_ms, engine, replicas,
-          shards, address, cpus_per_replica, max_staleness, watch, poll_s, vectors, index, exact, image_dir, device,
+          shards, batcher, address, cpus_per_replica, max_staleness, watch, poll_s, vectors, index, exact, image_dir, device,
           verbose):
     """Serve the search over HTTP, with a web page at http://HOST:PORT/.
 
@@ -71,7 +73,7 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
     With --engine ray the same app runs on Ray Serve, with --replicas and --shards.
     With --watch FOLDER it serves FOLDER's database and keeps it in step with the folder.
     """
-    ray_only = {"--replicas": replicas, "--shards": shards, "--address": address,
+    ray_only = {"--replicas": replicas, "--shards": shards, "--batcher": batcher, "--address": address,
                 "--cpus-per-replica": cpus_per_replica, "--max-staleness": max_staleness}
     if engine == "local" and any(value is not None for value in ray_only.values()):
         given = ", ".join(name for name, value in ray_only.items() if value is not None)
@@ -111,7 +113,8 @@ def serve(host, port, token, max_upload_mb, max_pixels, allow_urls, allow_privat
         click.echo(f"similar-images: {len(db)} images; loading the model...", err=True)
         if engine == "ray":
             serve_ray(db, config, host=host, port=port, replicas=replicas or (1, None), shards=shards or 1, address=address,
-                      cpus_per_replica=cpus_per_replica or 1.0, max_staleness=max_staleness, device=device)
+                      cpus_per_replica=cpus_per_replica or 1.0, max_staleness=max_staleness, device=device,
+                      batcher=batcher or "micro")
             return
         click.echo(f"serving on http://{host}:{port}/  (Ctrl-C stops)", err=True)
         run_server(db, config, host=host, port=port, log_level="info" if verbose else "warning", watch=watch,
@@ -145,7 +148,8 @@ def _synced(folder: str, vectors: str | None, device: str) -> str:
     return str(report.vectors)
 
 
-def serve_ray(db, config, *, host, port, replicas, shards, address, cpus_per_replica, max_staleness, device) -> None:
+def serve_ray(db, config, *, host, port, replicas, shards, address, cpus_per_replica, max_staleness, device,
+              batcher="micro") -> None:
     """The same app on Ray Serve (``similar_images.serving``), until Ctrl-C."""
     from similar_images.service.server import is_loopback
     from similar_images.serving.launch import serve_on_ray
@@ -159,7 +163,8 @@ def serve_ray(db, config, *, host, port, replicas, shards, address, cpus_per_rep
                            str(db.database.index_path), str(db.image_dir), config, replicas=least,
                            max_replicas=most, shards=shards,
                            ranges=shard_ranges(db.database.id_count, shards), cpus_per_replica=cpus_per_replica,
-                           max_age_s=DEFAULT_MAX_AGE_S if max_staleness is None else max_staleness, device=device)
+                           max_age_s=DEFAULT_MAX_AGE_S if max_staleness is None else max_staleness, device=device,
+                           batcher=batcher)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"starting Ray Serve: {spec.describe_replicas()} replica(s), {shards} shard(s)...", err=True)

@@ -108,7 +108,13 @@ def ingress_engine(spec: ServingSpec, shards: list, writer=None) -> ReplicaEngin
     route = Router(shards, spec.request_timeout_s)
     db = open_routed(spec.vectors, spec.image_dir, route, extractor=_extractor(spec), device=spec.device)
     write = Forward(writer, spec.request_timeout_s) if writer is not None else None
-    return ReplicaEngine(db, spec.config, label=index_label(spec.index), write=write, max_age_s=spec.max_age_s)
+    engine = ReplicaEngine(db, spec.config, label=index_label(spec.index), write=write, max_age_s=spec.max_age_s)
+    if spec.batcher == "serve":
+        from similar_images.serving.batching import ServeBatcher
+
+        engine.batcher = ServeBatcher(engine.run_batch, max_batch=spec.config.batch_size,
+                                      max_wait_s=spec.config.batch_wait_ms / 1000)
+    return engine
 
 
 def ingress_app(engine: ReplicaEngine, *, served_by: str | None = None):

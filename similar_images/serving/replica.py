@@ -78,6 +78,10 @@ class ReplicaEngine(Engine):
         self.label, self.write = label, write
         self.freshness = Freshness(db.database.vectors_path, db.state, self._reopen, max_age_s)
 
+    def run_batch(self, items: list) -> list:
+        """One batch of prepared queries: embedded together, searched on the shards."""
+        return self._search_batch(items)
+
     def describe(self) -> dict:
         info = super().describe()
         info["index"] = self.label

@@ -7,6 +7,7 @@ from typing import Any
 
 from similar_images.service.config import ServiceConfig
 
+BATCHERS = ("micro", "serve")
 DEFAULT_MAX_AGE_S = 1.0  # the staleness bound of a replica (docs/scale.md, "Serving on Ray")
 
 
@@ -33,6 +34,8 @@ class ServingSpec:
         extractor: a picklable factory of the feature model (tests, custom models);
             None: the model recorded in the database.
         request_timeout_s: how long the ingress waits for a shard's answer.
+        batcher: ``micro``: the one-process service's micro-batcher; ``serve``: Ray Serve's
+            ``@serve.batch`` (:mod:`.batching`), with the same batch size and wait.
     """
 
     vectors: str
@@ -48,6 +51,7 @@ class ServingSpec:
     device: str = "auto"
     extractor: Any = None
     request_timeout_s: float = 30.0
+    batcher: str = "micro"
 
     def __post_init__(self):
         if self.replicas < 1 or self.shards < 1:
@@ -58,6 +62,8 @@ class ServingSpec:
             raise ValueError(f"{self.shards} shards need {self.shards} id ranges, got {len(self.ranges)}")
         if not 0 < self.cpus_per_replica:
             raise ValueError(f"cpus_per_replica must be positive, got {self.cpus_per_replica}")
+        if self.batcher not in BATCHERS:
+            raise ValueError(f"batcher must be one of {', '.join(BATCHERS)}, got {self.batcher!r}")
         if self.max_age_s < 0 or self.request_timeout_s <= 0:
             raise ValueError("max_age_s must not be negative and request_timeout_s must be positive")
 

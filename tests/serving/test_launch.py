@@ -25,9 +25,10 @@ def test_the_ray_options_become_the_spec(tiny_files, captured):
     result = CliRunner().invoke(main, ["serve", "--vectors", str(vectors), "--index", str(index), "--engine", "ray",
                                        "--replicas", "2", "--shards", "3", "--cpus-per-replica", "0.25",
                                        "--max-staleness", "2.5", "--address", "auto", "--port", "8124",
-                                       "--token", "t", "--allow-writes"])
+                                       "--token", "t", "--allow-writes", "--batcher", "serve"])
     assert result.exit_code == 0, result.output
     spec, kwargs = captured[0]
+    assert spec.batcher == "serve"
     assert (spec.replicas, spec.shards, spec.cpus_per_replica, spec.max_age_s) == (2, 3, 0.25, 2.5)
     assert spec.ranges == ((0, 4), (4, 8), (8, None)) and spec.vectors == str(vectors) and spec.index == str(index)
     assert spec.config.token == "t" and spec.writer and spec.cpus_wanted() == 0.25 * (2 * 4 + 1)
@@ -66,11 +67,15 @@ def test_a_bad_replicas_value_is_refused_in_one_line_before_anything_opens(value
 def test_a_spec_whose_maximum_is_below_its_minimum_is_refused():
     with pytest.raises(ValueError, match=r"max_replicas \(1\) is below replicas \(2\)"):
         ServingSpec("v.npy", None, None, ServiceConfig(), replicas=2, max_replicas=1)
+    with pytest.raises(ValueError, match="batcher must be one of micro, serve, got 'ray'"):
+        ServingSpec("v.npy", None, None, ServiceConfig(), batcher="ray")
 
 
 def test_ray_options_without_the_ray_engine_are_a_usage_error(tiny_files, captured):
-    result = CliRunner().invoke(main, ["serve", "--vectors", str(tiny_files[0]), "--replicas", "2", "--shards", "2"])
-    assert result.exit_code == 2 and "--replicas, --shards: only with --engine ray" in result.output and not captured
+    result = CliRunner().invoke(main, ["serve", "--vectors", str(tiny_files[0]), "--replicas", "2", "--shards", "2",
+                                       "--batcher", "serve"])
+    assert result.exit_code == 2 and not captured
+    assert "--replicas, --shards, --batcher: only with --engine ray" in result.output
 
 
 def test_more_shards_than_images_is_a_usage_error(tiny_files, captured):

@@ -278,3 +278,26 @@ def test_replicas_1_to_2_scale_up_under_8_clients_without_an_error(large):
     print(f"1-2 replicas: both deployments at 2 replicas {took:.0f} s into the load, {len(outcomes)} answers")
     assert running("ingress") == 2 and running("shard-0") == 2
     assert wrong == [] and {status for _, status, _ in outcomes} == {200}
+
+
+def test_the_serve_batch_ingress_groups_8_concurrent_uploads_and_answers_each_its_own(served):
+    """``--batcher serve``: Ray Serve's ``@serve.batch`` in the ingress (serving/batching.py);
+    8 clients uploading at once share batches, and each gets its own image first."""
+    client, files = served
+    vectors, index, image_dir = files
+    deploy(ServingSpec(str(vectors), str(index), str(image_dir), ServiceConfig(token=TOKEN, batch_wait_ms=200),
+                       replicas=1, shards=1, cpus_per_replica=0.2, extractor=TinyExtractor, batcher="serve"))
+    one, answers = one_index(files), {}
+
+    def upload(i):
+        with httpx.Client(base_url=url_of(client), headers=AUTH, timeout=patience(60)) as http:
+            answers[i] = http.post("/api/search", files={"image": ("q.png", one.image_path(i).read_bytes(), "image/png")})
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {i: r.status_code for i, r in answers.items()} == dict.fromkeys(range(8), 200)
+    assert all(r.json()["results"][0]["id"] == i for i, r in answers.items())
+    assert client.get("/api/stats").json()["mean_batch_size"] > 1
