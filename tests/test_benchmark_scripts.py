@@ -89,6 +89,21 @@ def test_millions_benchmark_runs_at_a_tiny_size(tmp_path):
     assert (tmp_path / "vectors-3000.npy").exists()
 
 
+def test_rerank_stage_benchmark_runs_on_a_kept_millions_database(tmp_path):
+    """The staged re-ranking keeps the exact answer when the exact rows re-rank every candidate."""
+    made = run_script("millions.py", "--sizes", "3000", "--variants", "new", "--queries", "20", "--single", "5",
+                      "--passes", "1", "--keep", "--data-dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr[-2000:]
+    done = run_script("rerank_stage.py", "--data-dir", str(tmp_path), "--n", "3000", "--variant", "new",
+                      "--store", "float32", "--pools", "2", "--exact", "10,20", "--train", "1000", "--rows", "2000")
+    assert done.returncode == 0, done.stderr[-2000:]
+    recalls = {int(line.split("|")[2]): float(line.split("|")[3]) for line in done.stdout.splitlines()
+               if line.startswith("| 2 x k |")}
+    assert set(recalls) == {10, 20} and recalls[20] >= recalls[10] and recalls[20] > 0.5, done.stdout
+    assert "8-bit scores of 20 rows gathered from 2,000 codes" in done.stdout
+    assert "20 random exact rows read: median" in done.stdout
+
+
 def test_pq_codes_benchmark_runs_at_a_tiny_size(tmp_path):
     done = run_script("pq_codes.py", "--n", "3000", "--codes", "16,32", "--single", "5", "--data-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
