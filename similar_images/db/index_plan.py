@@ -108,9 +108,9 @@ def codes_for(n: int, dim: int) -> tuple[int, str]:
 
 
 def fast_scan_codes_for(dim: int) -> tuple[int, str]:
-    """Sub-quantizers of 4 bits for ``dim`` dimensions past :data:`SMALL_COLLECTION` (0: none
-    divides it), and why."""
-    m = next((m for m in FAST_SCAN_SIZES if dim % m == 0), 0)
+    """Sub-quantizers of 4 bits for ``dim`` dimensions (a multiple of 16) past
+    :data:`SMALL_COLLECTION`, and why."""
+    m = next(m for m in FAST_SCAN_SIZES if dim % m == 0)
     why = (f"PQ{m}x4fs past {SMALL_COLLECTION:,} vectors ({m // 2}-byte codes of 4-bit sub-quantizers, "
            "scanned with SIMD: cheap to encode, fast to search)")
     return m, why
@@ -148,12 +148,14 @@ def plan_index(index_type: str, n: int, dim: int, *, nlist: int | None = None,
     if pq is not None and (pq < 1 or coded % pq):
         raise ValueError(f"--pq {pq} does not divide the {coded} dimensions the codes cover; "
                          f"choose one of: {', '.join(str(m) for m in PQ_SIZES if coded % m == 0)}")
+    # ivfpq's dimension divides by 16 (checked above), so a fast-scan size always divides it
     fast = pq is None and index_type == "ivfpq" and n > SMALL_COLLECTION
-    if fast:
+    if pq is not None:
+        pq_why = f"PQ{pq} asked for (--pq)"
+    elif fast:
         pq, pq_why = fast_scan_codes_for(coded)
-        fast = pq > 0
-    if not fast:
-        pq, pq_why = codes_for(n, coded) if pq is None else (pq, f"PQ{pq} asked for (--pq)")
+    else:
+        pq, pq_why = codes_for(n, coded)
     wanted, why = lists_for(n) if nlist is None else (nlist, f"{nlist} lists asked for (--nlist)")
     bound = max(1, trained_on // POINTS_PER_CENTROID)
     use_nlist = max(1, min(wanted, bound))
