@@ -31,6 +31,7 @@ from millions import K
 
 from similar_images.db import index as ix
 from similar_images.db.database import Database
+from similar_images.db.ranking import normalize
 from similar_images.db.recall import recall_of_ids
 
 
@@ -50,15 +51,10 @@ def parse_args(argv=None):
     return args
 
 
-def unit(rows: np.ndarray) -> np.ndarray:
-    rows = np.asarray(rows, dtype=np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
 def staged_ids(stage, rows, query: np.ndarray, candidates: np.ndarray, exact: int) -> np.ndarray:
     """The top ``K`` ids: ``candidates`` scored by their 8-bit codes, the best ``exact`` re-ranked exactly."""
     ids = np.sort(candidates[candidates >= 0])
-    x = unit(rows[ids])
+    x = normalize(rows[ids])
     approx = stage.sa_decode(stage.sa_encode(x)) @ query
     best = np.argsort(-approx)[:exact]
     return ids[best[np.argsort(-(x[best] @ query))[:K]]]
@@ -69,11 +65,11 @@ def main(argv=None) -> None:
     folder = Path(args.data_dir)
     path = folder / f"db-{args.n}-{args.store}" / "db.npy"
     db = Database.open(path, path.parent / f"{args.variant}.faiss.index")
-    queries = unit(np.load(folder / f"queries-{args.n}.npy"))
+    queries = normalize(np.load(folder / f"queries-{args.n}.npy"))
     truth = np.load(folder / f"exact-{args.n}-{len(queries)}.npy")
     print(f"machine: {machine_line()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     rng = np.random.default_rng(0)
-    sample = unit(db.vectors[np.sort(rng.choice(len(db.vectors), min(args.train, len(db.vectors)), replace=False))])
+    sample = normalize(db.vectors[np.sort(rng.choice(len(db.vectors), min(args.train, len(db.vectors)), replace=False))])
     stage = faiss.IndexScalarQuantizer(sample.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
     stage.train(sample)
     print("| pool | exact re-rank of | recall@10 held-out |\n|---:|---:|---:|")
@@ -99,7 +95,7 @@ def main(argv=None) -> None:
         reads = []
         for _ in queries:  # rows no query read before: the cold reads a query of the staged search makes
             start = time.perf_counter()
-            unit(db.vectors[np.sort(rng.integers(0, len(db.vectors), exact))])
+            normalize(db.vectors[np.sort(rng.integers(0, len(db.vectors), exact))])
             reads.append(time.perf_counter() - start)
         print(f"{exact} random exact rows read: median {1e3 * np.median(reads):.2f} ms", flush=True)
 
