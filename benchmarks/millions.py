@@ -47,13 +47,14 @@ import numpy as np
 from _machine import machine_line
 
 from similar_images.db.build import build_index_files
-from similar_images.db.database import Database
+from similar_images.db.database import Database, read_index_manifest
 from similar_images.db.importing import import_vectors
 from similar_images.db.ranking import exact_search
 from similar_images.db.recall import recall_of_ids
 from similar_images.db.searching import search_database
 from similar_images.db.vectors import default_store
 from similar_images.evaluation.synthetic import clustered_vectors
+from similar_images.fileio.files import manifest_path
 
 DIM, K = 1280, 10
 
@@ -179,10 +180,15 @@ def bench(name: str, n: int, vectors: Path, names: Path, queries, exact, folder:
     pq, store = variant(name, n)
     path, imported = database(n, store, vectors, names, folder)
     index = path.parent / f"{name}.faiss.index"
-    index.unlink(missing_ok=True)
     load = os.getloadavg()
-    with Peak() as peak:
-        manifest, build_s = timed(build_index_files, path, index, pq=pq, force=True, show_progress=False)
+    if args.reuse_index and manifest_path(index).exists():  # measured again on a kept index: its recorded build
+        manifest = read_index_manifest(index)
+        build_s, peak = manifest["build_seconds"], None
+    else:
+        index.unlink(missing_ok=True)
+        with Peak() as peak:
+            manifest, build_s = timed(build_index_files, path, index, pq=pq, force=True, show_progress=False,
+                                      refine=args.refine)
     db, open_s = timed(Database.open, path, index)
     pool = int(manifest["pool_factor"])
     _, found = search_database(db, queries, K, pool_factor=pool)
@@ -192,9 +198,11 @@ def bench(name: str, n: int, vectors: Path, names: Path, queries, exact, folder:
     disk = sum(p.stat().st_size for p in path.parent.iterdir()
                if p.is_file() and (".faiss.index" not in p.name or p.name.startswith(name + ".")))
     return {
-        "n": n, "variant": name, "store": store, "spec": manifest["spec"], "search_params": manifest["search_params"],
+        "n": n, "variant": name, "store": store, "search_params": manifest["search_params"],
+        "spec": manifest["spec"] + (f", refine {manifest['refine']['exact_factor']} x k" if "refine" in manifest else ""),
         "pool": pool, "own_recall": manifest["plan"]["recall"], "reached": manifest["plan"]["reached"],
-        **imported, "build_s": build_s, "build_anon": peak.anon, "build_file": peak.file, "open_s": open_s,
+        **imported, "build_s": build_s, "build_anon": peak and peak.anon, "build_file": peak and peak.file,
+        "open_s": open_s,
         "disk": disk, "index_bytes": manifest["index_bytes"],
         "r10": float(recall_of_ids(db.vectors, queries, found, exact, K).mean()),
         "ms_median": 1e3 * float(np.median(wall)), "ms_p95": 1e3 * float(np.percentile(wall, 95)),
@@ -245,8 +253,9 @@ def table(rows) -> str:
     for r in rows:
         lines.append(
             f"| {r['n']:,} | {r['variant']} | {r['spec']} ({r['store']}) | {r['search_params'].get('nprobe', '-')} | "
-            f"{r['pool']} | {r['import_s']:.0f} | {r['build_s']:.0f} | {r['build_anon'] / gb:.2f} / "
-            f"{r['build_file'] / gb:.2f} | {r['disk'] / gb:.2f} | {r['r10']:.3f}"
+            f"{r['pool']} | {r['import_s']:.0f} | {r['build_s']:.0f} | "
+            + (f"{r['build_anon'] / gb:.2f} / {r['build_file'] / gb:.2f}" if r["build_anon"] is not None else "kept")
+            + f" | {r['disk'] / gb:.2f} | {r['r10']:.3f}"
             f"{'' if r['reached'] else ' (own: missed)'} | {r['ms_median']:.2f} | {r['ms_p95']:.2f} | "
             f"{r['cpu_ms_median']:.2f} | {r['qps_batched']:.0f} | {'-'.join(str(round(x)) for x in r['load'][::3])} |")
     return "\n".join(lines)
@@ -264,6 +273,13 @@ def main(argv=None) -> int:
     parser.add_argument("--serve", action="store_true", help="time `serve` on the last size's last variant")
     parser.add_argument("--keep", action="store_true", help="keep the databases (the sources are always kept)")
     parser.add_argument("--json", type=Path, help="append each row here (JSON lines)")
+    parser.add_argument("--refine", default="auto", choices=["auto", "yes", "no"],
+                        help="the builds' refine stage (build --refine; auto: from 4,000,000 vectors)")
+    parser.add_argument("--reuse-index", action="store_true",
+                        help="measure a kept variant's index again instead of building it (its recorded build time)")
+    parser.add_argument("--drop-source", action="store_true",
+                        help="delete a size's source vectors once imported and answered exactly (10,000,000 x 1280 "
+                             "with its refine codes: 26 + 26 + 13 GB otherwise)")
     args = parser.parse_args(argv)
     print(f"machine: {machine_line()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -271,6 +287,10 @@ def main(argv=None) -> int:
     for n in args.sizes:
         vectors, names, queries = source(n, args.queries, args.data_dir, args.seed)
         exact = exact_answers(vectors, queries, args.data_dir, n)
+        if args.drop_source:  # every variant imported and the answers known: the disk goes to the indexes
+            for name in args.variants:
+                database(n, variant(name, n)[1], vectors, names, args.data_dir)
+            vectors.unlink(missing_ok=True)
         for name in args.variants:
             rows.append(bench(name, n, vectors, names, queries, exact, args.data_dir, args))
             print(table(rows[-1:]).splitlines()[-1], flush=True)

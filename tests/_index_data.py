@@ -135,11 +135,12 @@ def copy_database(source: Path, target: Path, names=("db.npy", "db.faiss.index")
     """Copy database files and their manifests from ``source`` into ``target``: the copied paths."""
     import shutil
 
-    from similar_images.fileio.files import manifest_path
+    from similar_images.fileio.files import manifest_path, refine_codes_path
 
     for name in names:
-        for path in (source / name, manifest_path(source / name), source / f"{name}.catalog.sqlite"):
-            if path.exists() or not path.name.endswith(".sqlite"):  # an index has no catalog
+        for path in (source / name, manifest_path(source / name), source / f"{name}.catalog.sqlite",
+                     refine_codes_path(source / name)):
+            if path.exists() or not path.name.endswith((".sqlite", ".refine.npy")):  # an index has no catalog
                 shutil.copy(path, target / path.name)
     return [target / name for name in names]
 

@@ -89,6 +89,22 @@ def test_millions_benchmark_runs_at_a_tiny_size(tmp_path):
     assert (tmp_path / "vectors-3000.npy").exists()
 
 
+def test_millions_builds_the_refine_stage_and_measures_a_kept_index_again(tmp_path):
+    args = ("millions.py", "--sizes", "3000", "--variants", "new", "--queries", "20", "--single", "5", "--passes", "1",
+            "--keep", "--data-dir", str(tmp_path))
+    built = run_script(*args, "--refine", "yes", "--drop-source")
+    assert built.returncode == 0, built.stderr[-2000:]
+    (row,) = [line for line in built.stdout.splitlines() if line.startswith("| 3,000 |")][:1]
+    assert ", refine 2 x k (float32) |" in row
+    assert not (tmp_path / "vectors-3000.npy").exists()  # imported and answered: dropped for the disk
+    assert (tmp_path / "db-3000-float32" / "new.faiss.index.refine.npy").exists()
+    again = run_script(*args, "--reuse-index")
+    assert again.returncode == 0, again.stderr[-2000:]
+    (kept,) = [line for line in again.stdout.splitlines() if line.startswith("| 3,000 |")][:1]
+    recall = lambda line: line.split("|")[10]  # noqa: E731
+    assert "| kept |" in kept and recall(kept) == recall(row)  # the same index, measured again
+
+
 def test_rerank_stage_benchmark_runs_on_a_kept_millions_database(tmp_path):
     """The staged re-ranking keeps the exact answer when the exact rows re-rank every candidate."""
     made = run_script("millions.py", "--sizes", "3000", "--variants", "new", "--queries", "20", "--single", "5",

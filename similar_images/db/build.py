@@ -19,7 +19,9 @@ from similar_images.db.database import (
     require_vectors,
 )
 from similar_images.db.index_manifest import refuse_edits_since_build
-from similar_images.fileio.files import manifest_path, write_json_to
+from similar_images.db.refine import map_stage, refine_wanted, row_blocks, train_quantizer, write_codes
+from similar_images.db.refine import record as refine_record
+from similar_images.fileio.files import manifest_path, refine_codes_path, write_json_to
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ def build_index_files(
     seed: int = 0,
     show_progress: bool = True,
     builder=None,
+    refine: str = "auto",
 ) -> dict[str, Any]:
     """Build an index over a vectors file and write it with its manifest.
 
@@ -62,6 +65,8 @@ def build_index_files(
         builder: makes ``(index, info)`` like :func:`index.build_index` (same
             arguments); default :func:`index.build_index` in this process
             (``similar_images.cluster.ray_build`` passes a sharded one).
+        refine: ``"auto"`` (past :data:`refine.REFINE_FROM` vectors), ``"yes"`` or ``"no"``:
+            write the index's refine stage, 8-bit codes of every row (:mod:`refine`).
 
     Returns:
         The index manifest written, including ``build_seconds``, ``index_bytes``,
@@ -76,6 +81,7 @@ def build_index_files(
             same vectors (``force`` never re-signs an edit that only that index still shows).
     """
     ix.check_index_type(index_type)
+    refine_wanted(refine, 0)  # an unknown choice is refused before any work
     vectors_path = Path(vectors_path)
     index_path = Path(index_path) if index_path is not None else default_index_path(vectors_path)
     if index_path.exists() and not force:
@@ -102,7 +108,10 @@ def build_index_files(
         pool_factor = choice.pool_factor
         pool_recalls = {str(t["pool_factor"]): t["recall"] for t in choice.trials
                         if t.get("nprobe") == choice.search_params.get("nprobe")}
-        recall = recall_mod.measure_recall(index, vectors, pool_factor=pool_factor, own=own)
+        stage_codes = write_refine_stage(stage, index_path, vectors, seed=seed) \
+            if refine_wanted(refine, n) and ix.ivf_of(index) is not None else None
+        recall = recall_mod.measure_recall(index, vectors, pool_factor=pool_factor, own=own,
+                                           refine=stage_codes[0] if stage_codes else None)
         staged_index = stage.file(index_path)
         ix.write_index_to(index, staged_index)
         plan = {**info.get("plan", {}), **choice.search_params, "pool_factor": pool_factor,
@@ -111,11 +120,25 @@ def build_index_files(
         base = {**info, "search_params": choice.search_params, "plan": plan, "metric": "cosine",
                 "vectors": vectors_path.name, "pool_factor": pool_factor, "pool_recalls": pool_recalls,
                 "build_seconds": round(build_seconds, 3), "built": now_iso(), "recall": recall,
-                "trained_for": int(n)}  # what the lists and the search were chosen for (index_manifest.outgrown)
+                "trained_for": int(n),  # what the lists and the search were chosen for (index_manifest.outgrown)
+                **({"refine": stage_codes[1]} if stage_codes else {})}
+        if stage_codes is None and refine_codes_path(index_path).exists():  # an earlier build's: no longer named
+            stage.after_commit(lambda: refine_codes_path(index_path).unlink(missing_ok=True))
         manifest = index_manifest_for(index_path, staged_index, vm, base)
         stage.known_sha(staged_index, manifest["index_sha256"])
         write_json_to(stage.file(manifest_path(index_path)), manifest)
     return manifest
+
+
+def write_refine_stage(stage: journal.Stage, index_path: Path, vectors, *, seed: int):
+    """Fit the 8-bit quantizer, write the codes of every row to the staged refine file, and
+    return ``(the stage mapped from it, the manifest's refine record)``."""
+    sq = train_quantizer(vectors, seed=seed)
+    staged = stage.file(refine_codes_path(index_path))
+    sha = write_codes(staged, sq, row_blocks(vectors), vectors.shape)
+    stage.known_sha(staged, sha)
+    spec = refine_record(staged, sq, len(vectors), sha)
+    return map_stage(staged, spec, vectors.shape[1]), spec
 
 
 def retrain(vectors_path: str | os.PathLike, index_path: str | os.PathLike, *,
@@ -161,6 +184,9 @@ def build_summary(manifest: dict[str, Any], index_path: str | os.PathLike) -> st
         f"recall@{k} vs exact ({recall.get('queries')} own vectors as queries): "
         f"{recall.get(f'recall_at_{k}', float('nan')):.3f} with re-ranking, "
         f"{recall.get(f'recall_at_{k}_without_rerank', float('nan')):.3f} without",
+        *([f"refine stage: 8-bit codes of {manifest['refine']['rows']} rows "
+           f"({manifest['refine']['bytes'] / 1e6:.1f} MB, mapped): the best {manifest['refine']['exact_factor']} x k "
+           "of the pool are re-ranked exactly"] if manifest.get("refine") else []),
         f"re-ranking pool: {manifest.get('pool_factor')} x k candidates (recall@{k} per pool of queries "
         f"like new {'texts' if (manifest.get('model') or {}).get('kind') == 'text' else 'photos'}: "
         + ", ".join(f"{f}x {r:.3f}" for f, r in manifest.get("pool_recalls", {}).items()) + ")",

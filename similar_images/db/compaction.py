@@ -37,7 +37,7 @@ from similar_images.db.vectors import (
     write_generation,
     write_vectors_file,
 )
-from similar_images.fileio.files import manifest_path, sha256_lines, write_json_to
+from similar_images.fileio.files import manifest_path, refine_codes_path, sha256_lines, write_json_to
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def compact(vectors_path, index_path=None, *, store: str | None = None) -> dict:
         write_json_to(stage.file(manifest_path(base)), vm)
         if db.index is not None:  # the open encoded the added rows already
             _remove_deleted(db.index, db.deleted, db.vectors, live)
-            _stage_index(stage, db, vm)
+            _stage_index(stage, db, vm, live)
         stage.after_commit(lambda: finish_generation(base, vm["generation"], db.generation.gen))
     log.info("compacted %s: %d rows, %d deleted rows dropped", base, len(live), len(db.deleted))
     return vm
@@ -140,12 +140,37 @@ def _remove_deleted(index, deleted: np.ndarray, rows, live: np.ndarray) -> None:
         remove_ids(index, deleted, kept_vectors=lambda: np.asarray(rows[live], dtype=np.float32))
 
 
-def _stage_index(stage: journal.Stage, db: Database, vm: dict) -> None:
+def _stage_index(stage: journal.Stage, db: Database, vm: dict, live: np.ndarray) -> None:
     from similar_images.db import index as ix
 
     staged_index = stage.file(db.index_path)
     ix.write_index_to(db.index, staged_index)
-    im = index_manifest_for(db.index_path, staged_index, vm, db.index_manifest)
+    base = dict(db.index_manifest)
+    if db.refine is not None:  # the codes follow the ids: the live rows' codes, the added rows encoded
+        base["refine"] = _stage_refine_codes(stage, db, live)
+    im = index_manifest_for(db.index_path, staged_index, vm, base)
     stage.known_sha(staged_index, im["index_sha256"])
     write_json_to(stage.file(manifest_path(db.index_path)), im)
+
+
+def _stage_refine_codes(stage: journal.Stage, db: Database, live: np.ndarray) -> dict:
+    """The refine codes of the new generation (ids ``0..len(live)-1``): the kept rows' codes
+    copied, the rows added since the index was written encoded with the same quantizer."""
+    from similar_images.db import refine
+
+    stage_codes = db.refine
+    staged = stage.file(refine_codes_path(db.index_path))
+
+    def blocks():
+        for start in range(0, len(live), CHUNK):
+            ids = live[start:start + CHUNK]  # ascending: the coded ids first
+            coded = ids[ids < stage_codes.rows]
+            if len(coded):
+                yield np.asarray(stage_codes.codes[coded])  # (c, d) uint8
+            if len(coded) < len(ids):
+                yield np.asarray(db.vectors[ids[len(coded):]], dtype=np.float32)  # encoded by write_codes
+
+    sha = refine.write_codes(staged, stage_codes.sq, blocks(), (len(live), db.dimension))
+    stage.known_sha(staged, sha)
+    return refine.record(staged, stage_codes.sq, len(live), sha, stage_codes.exact_factor)
 

@@ -9,6 +9,7 @@ Files (``V`` is the vectors file, ``I`` the index):
   SQLite transaction and touches no other file.
 * ``I`` + ``I.manifest.json``: a Faiss index over the base rows (``index_manifest.py``);
   rows added since are encoded into the in-memory copy on open (O(added)).
+* ``I.refine.npy`` (large indexes): 8-bit codes of the index's rows, mapped (``refine.py``).
 
 :meth:`Database.open` checks that these belong together using the recorded fields and
 checksums (the content is hashed by chunks on open unless trusted or stamped as
@@ -22,6 +23,7 @@ before and are migrated on their first write (``compaction.migrate``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -43,6 +45,7 @@ from similar_images.db.index_manifest import (
     say_outgrown,
 )
 from similar_images.db.integrity import check_content, drop_stamp
+from similar_images.db.refine import RefineStage, check_refine_codes, open_refine_stage
 from similar_images.db.segments import Generation, Rows, load_segment, open_generation
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import DatabaseError
@@ -78,8 +81,7 @@ class Database:
         index_path: the Faiss index file, or None for exact search on the vectors.
         manifest: the vectors manifest (``names``, ``model``, ``image_dir``, ...).
         vectors: ``(count, dimension)`` float32 memory map.
-        index: the Faiss index, or None.
-        index_manifest: the index manifest, or None.
+        index, index_manifest, refine: the Faiss index, its manifest and its refine stage, or None.
     """
 
     vectors_path: Path
@@ -88,6 +90,7 @@ class Database:
     vectors: np.ndarray
     index: Any = None
     index_manifest: dict[str, Any] | None = None
+    refine: RefineStage | None = None
     _norms: np.ndarray | None = field(default=None, repr=False)
     generation: Generation | None = field(default=None, repr=False)
 
@@ -141,6 +144,7 @@ class Database:
             check_index_checksum(db.index_path, db.index_manifest, deep=not trust, fresh=fresh)
             db.index = ix.read_index(db.index_path)
             check_index_object(db.index_path, db.index, manifest)
+            db.refine = open_refine_stage(db.index_path, db.index_manifest, deep=not trust, fresh=fresh)
             ix.set_search_params(db.index, db.index_manifest.get("search_params", {}), manifest_path(db.index_path))
             if isinstance(db.vectors, Rows):  # rows added since the index was written: encoded here, O(added)
                 ix.add_vectors(db.index, db.vectors.added)
@@ -214,6 +218,7 @@ class Database:
         if self.index_path is not None:
             check_index_manifest(self.index_path, self.index_manifest, self.manifest)
             check_index_checksum(self.index_path, self.index_manifest, deep=deep, fresh=deep)
+            check_refine_codes(self.index_path, self.index_manifest, deep=deep, fresh=deep)
 
     @property
     def base_rows(self) -> np.ndarray:
@@ -296,10 +301,8 @@ def _items(path: Path, manifest: dict[str, Any]) -> int:
         con = catalog.connect(catalog.catalog_path(path))
     except DatabaseError:
         return int(manifest["count"])
-    try:
+    with contextlib.closing(con):
         return catalog.item_count(con, manifest["generation"])
-    finally:
-        con.close()
 
 
 def require_vectors(path: Path) -> None:

@@ -52,7 +52,14 @@ from similar_images.db.index_training import (  # noqa: F401 (re-exported: ix.tr
     train_index,
     training_size,
 )
-from similar_images.db.ranking import exact_search, normalize, one_thread, rerank, row_norms  # noqa: F401 (re-exported)
+from similar_images.db.ranking import (  # noqa: F401 (re-exported)
+    exact_search,
+    normalize,
+    one_thread,
+    prefetch_rows,
+    rerank,
+    row_norms,
+)
 from similar_images.fileio.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -226,12 +233,14 @@ def search(index, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def search_reranked(
-    index, vectors, queries, k: int, *, pool_factor: int = 10, norms=None, exclude=None
+    index, vectors, queries, k: int, *, pool_factor: int = 10, norms=None, exclude=None, refine=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate search for ``pool_factor * k`` candidates, re-scored exactly.
 
     Scores are exact cosines against the stored float32 vectors (an image of the collection
     finds itself with 1.0). ``exclude`` (deleted ids) leave the pool, which grows by their number.
+    ``refine`` (a :class:`refine.RefineStage`): the pool is first cut to the best few by their
+    8-bit codes, whose rows are then asked of the disk together, and only those are re-scored.
 
     Returns:
         ``(scores, ids)`` ``(m, k)``, best first, padded with ``-inf`` / ``-1``.
@@ -241,6 +250,9 @@ def search_reranked(
     _, candidates = search(index, queries, pool)  # (m, pool)
     if len(exclude):
         candidates = np.where(np.isin(candidates, exclude), -1, candidates)
+    if refine is not None:
+        candidates = refine.narrow(queries, candidates, k)
+        prefetch_rows(vectors, candidates)
     return rerank(vectors, queries, candidates, k, norms=norms)
 
 

@@ -25,6 +25,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,6 +175,10 @@ def discard_staged(finals: list[Path]) -> int:
     removed = 0
     for final in finals:
         for leftover in final.parent.glob(f".{final.name}.*{STAGED_SUFFIX}"):
+            # only ``final``'s own (one token between the dots), not a longer name's: the index
+            # ``I``'s leftovers are not ``I.refine.npy``'s, which this change may have staged already
+            if not re.fullmatch(r"[0-9a-f]+", leftover.name[len(final.name) + 2:-len(STAGED_SUFFIX)]):
+                continue
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
                 removed += 1
@@ -232,11 +237,11 @@ class Stage:
 
 def database_files(base: Path, others: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
     """The files one change of database ``base`` may touch (for the clean-up of leftovers)."""
-    from similar_images.fileio.files import manifest_path
+    from similar_images.fileio.files import manifest_path, refine_codes_path
 
     finals = [base, manifest_path(base), journal_path(base)]
-    for other in others:
-        finals += [Path(other), manifest_path(other)]
+    for other in others:  # an index: its file, its manifest and its refine stage's codes
+        finals += [Path(other), manifest_path(other), refine_codes_path(other)]
     return finals
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 import numpy as np
 
@@ -144,6 +145,25 @@ def half_scores(vectors, query: np.ndarray, cand: np.ndarray) -> np.ndarray:
         faiss.fvec_inner_products_ny(faiss.swig_ptr(dots), faiss.swig_ptr(query), faiss.swig_ptr(block), d, len(cand))
         faiss.fvec_norms_L2sqr(faiss.swig_ptr(sq), faiss.swig_ptr(block), d, len(cand))
     return dots / np.maximum(np.sqrt(sq), 1e-12)
+
+
+def prefetch_rows(vectors, candidates) -> None:
+    """Ask the kernel for the candidates' rows of a mapped store all at once
+    (``posix_fadvise(WILLNEED)``: it queues the reads and returns), so a re-ranking whose rows
+    are on disk waits for the disk about once, not once a row (10 random rows read one after
+    another took 5.9 ms at 10,000,000 x 1280). Rows in memory (added ones) need nothing."""
+    base = vectors.base if isinstance(vectors, Rows) else vectors
+    if not isinstance(base, np.memmap) or base.filename is None or not hasattr(os, "posix_fadvise"):
+        return
+    ids = np.asarray(candidates, dtype=np.int64).ravel()
+    ids = np.unique(ids[(ids >= 0) & (ids < len(base))])
+    row_bytes = int(base.shape[1]) * base.dtype.itemsize
+    fd = os.open(base.filename, os.O_RDONLY)
+    try:
+        for i in ids.tolist():
+            os.posix_fadvise(fd, int(base.offset) + i * row_bytes, row_bytes, os.POSIX_FADV_WILLNEED)
+    finally:
+        os.close(fd)
 
 
 @functools.lru_cache(maxsize=8)

@@ -166,12 +166,13 @@ def without_self(ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
 
 def measure_recall(
     index, vectors, *, k: int = 10, n_queries: int = 200, pool_factor: int = 10, seed: int = 0, norms=None,
-    own: OwnQueries | None = None,
+    own: OwnQueries | None = None, refine=None,
 ) -> dict[str, Any]:
     """Recall@1 and @k against exact search, with re-ranking and without.
 
     The queries are a random sample of the collection's own vectors (``own``, from
-    :func:`own_queries`, or made here).
+    :func:`own_queries`, or made here). ``refine``: the index's refine stage, which the
+    re-ranked searches go through as a search does.
     """
     n = len(vectors)
     kk = min(k, n)
@@ -182,7 +183,7 @@ def measure_recall(
         rows, queries, exact = own
         exact = exact[:, :kk]
     _, raw = search(index, queries, kk)
-    _, reranked = search_reranked(index, vectors, queries, kk, pool_factor=pool_factor, norms=norms)
+    _, reranked = search_reranked(index, vectors, queries, kk, pool_factor=pool_factor, norms=norms, refine=refine)
     return {
         "queries": int(len(rows)),
         "k": kk,

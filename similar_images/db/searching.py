@@ -15,7 +15,8 @@ def search_database(db: Database, queries: np.ndarray, k: int, *, pool_factor: i
     """``(scores, ids)`` ``(m, k)`` for raw ``queries`` ``(m, d)``; ``-1`` ids where fewer were found.
 
     Without an index, exact search; with one, ``pool_factor * k`` candidates re-scored
-    exactly (``rerank``) or the index's own scores. With the norms known (warm), each
+    exactly (``rerank``; cut first by the index's refine stage when it has one) or the
+    index's own scores. With the norms known (warm), each
     candidate row is read once, not twice.
     """
     deleted = db.deleted  # removed since the last compaction
@@ -24,5 +25,5 @@ def search_database(db: Database, queries: np.ndarray, k: int, *, pool_factor: i
         return ranking.drop_ids(scores, ids, deleted, min(k, len(db)))
     if rerank:
         return ix.search_reranked(db.index, db.vectors, queries, k, pool_factor=pool_factor, norms=db.known_norms,
-                                  exclude=deleted)
+                                  exclude=deleted, refine=db.refine)
     return ranking.drop_ids(*ix.search(db.index, queries, k + len(deleted)), deleted, k)

@@ -29,9 +29,10 @@ from similar_images.db.database import (
 )
 from similar_images.db.index_manifest import edits_since_build
 from similar_images.db.integrity import check_content
+from similar_images.db.refine import check_refine_codes
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import DatabaseError
-from similar_images.fileio.files import manifest_path
+from similar_images.fileio.files import manifest_path, refine_codes_path
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ def repair(vectors: str | os.PathLike, index: str | os.PathLike, verdicts: list[
     if not any(v.repairable for v in verdicts):
         return []
     index_type = _recorded_index_type(index)
-    build_index_files(vectors, index, index_type=index_type, force=True, show_progress=False)
+    build_index_files(vectors, index, index_type=index_type, force=True, show_progress=False,
+                      refine="yes" if _recorded(index, "refine") is not None else "auto")
     return [f"repaired  {index}: rebuilt the {index_type} index from the verified vectors"]
 
 
@@ -161,7 +163,14 @@ def _check_index(verdicts: list[Verdict], index: Path, vm) -> None:
         ix.set_search_params(loaded, im.get("search_params", {}), manifest_path(index))  # as an open does
         return loaded, f"{loaded.ntotal} vectors, {im['index_bytes']} bytes, checksum matches"
 
-    _attempt(verdicts, index, content, repairable=True)
+    if _attempt(verdicts, index, content, repairable=True) is not None and "refine" in im:
+        _attempt(verdicts, refine_codes_path(index), lambda: _refine_codes(index, im), repairable=True)
+
+
+def _refine_codes(index: Path, im):
+    check_refine_codes(index, im, deep=True, fresh=True)
+    spec = im["refine"]
+    return spec, f"{spec['rows']} rows of 8-bit codes, {spec['bytes']} bytes, checksum matches"
 
 
 def _index_manifest(index: Path, vm):
@@ -172,8 +181,13 @@ def _index_manifest(index: Path, vm):
 
 def _recorded_index_type(index: Path) -> str:
     """The type the damaged index was built as, when its manifest still says so."""
-    try:
-        recorded = json.loads(manifest_path(index).read_text(encoding="utf-8")).get("index_type")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
+    recorded = _recorded(index, "index_type")
     return recorded if recorded in ix.INDEX_TYPES else ix.DEFAULT_INDEX_TYPE
+
+
+def _recorded(index: Path, field: str):
+    """A field of the (possibly damaged) index manifest, or None when it cannot be read."""
+    try:
+        return json.loads(manifest_path(index).read_text(encoding="utf-8")).get(field)
+    except (OSError, ValueError, AttributeError):
+        return None

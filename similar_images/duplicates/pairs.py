@@ -99,7 +99,7 @@ def near_pairs(db, *, threshold: float, k: int = 10, batch_size: int = DEFAULT_B
                                                deleted, k + 1)  # (m, k + 1)
             else:  # exact cosines of the index's candidates
                 scores, ids = ix.search_reranked(database.index, vectors, queries, k + 1, pool_factor=pool_factor,
-                                                 norms=norms, exclude=deleted)
+                                                 norms=norms, exclude=deleted, refine=database.refine)
             rows = np.broadcast_to(np.arange(start, start + len(queries))[:, None], ids.shape)
             keep = (ids >= 0) & (ids != rows) & (scores >= threshold) & ~np.isin(rows, deleted)
             parts.append(unique_pairs(rows[keep], ids[keep], scores[keep]))

@@ -27,6 +27,11 @@ def manifest_path(path: str | os.PathLike) -> Path:
     return Path(str(path) + MANIFEST_SUFFIX)
 
 
+def refine_codes_path(index_path: str | os.PathLike) -> Path:
+    """The 8-bit codes of an index's refine stage (``<index>.refine.npy``; ``db/refine.py``)."""
+    return Path(str(index_path) + ".refine.npy")
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it over ``final`` on success.

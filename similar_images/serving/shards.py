@@ -62,7 +62,7 @@ class ShardSearcher:
             return merge(parts, k, exclude=self.deleted)
         if rerank:
             return ix.search_reranked(self.index, self.db.vectors, q, k, pool_factor=self.pool_factor,
-                                      exclude=self.deleted)
+                                      exclude=self.deleted, refine=self.db.refine)
         return ranking.drop_ids(*ix.search(self.index, q, k + len(self.deleted)), self.deleted, k)
 
 
