@@ -190,6 +190,7 @@ def bench(name: str, n: int, vectors: Path, names: Path, queries, exact, folder:
             manifest, build_s = timed(build_index_files, path, index, pq=pq, force=True, show_progress=False,
                                       refine=args.refine)
     db, open_s = timed(Database.open, path, index)
+    warm_s = timed(db.refine.warm, wait=True)[1] if args.warm_codes and db.refine is not None else None
     pool = int(manifest["pool_factor"])
     _, found = search_database(db, queries, K, pool_factor=pool)
     wall, cpu = latencies(db, queries[: args.single], pool, args.passes)
@@ -202,7 +203,7 @@ def bench(name: str, n: int, vectors: Path, names: Path, queries, exact, folder:
         "spec": manifest["spec"] + (f", refine {manifest['refine']['exact_factor']} x k" if "refine" in manifest else ""),
         "pool": pool, "own_recall": manifest["plan"]["recall"], "reached": manifest["plan"]["reached"],
         **imported, "build_s": build_s, "build_anon": peak and peak.anon, "build_file": peak and peak.file,
-        "open_s": open_s,
+        "open_s": open_s, "warm_codes_s": warm_s,
         "disk": disk, "index_bytes": manifest["index_bytes"],
         "r10": float(recall_of_ids(db.vectors, queries, found, exact, K).mean()),
         "ms_median": 1e3 * float(np.median(wall)), "ms_p95": 1e3 * float(np.percentile(wall, 95)),
@@ -277,6 +278,8 @@ def main(argv=None) -> int:
                         help="the builds' refine stage (build --refine; auto: from 4,000,000 vectors)")
     parser.add_argument("--reuse-index", action="store_true",
                         help="measure a kept variant's index again instead of building it (its recorded build time)")
+    parser.add_argument("--warm-codes", action="store_true",
+                        help="read a refine stage's codes into memory before timing (what serve's warm() starts)")
     parser.add_argument("--drop-source", action="store_true",
                         help="delete a size's source vectors once imported and answered exactly (10,000,000 x 1280 "
                              "with its refine codes: 26 + 26 + 13 GB otherwise)")

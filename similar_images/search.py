@@ -71,10 +71,7 @@ class SimilarImages:
         index: str | os.PathLike | None = AUTO_INDEX,
         image_dir: str | os.PathLike | None = None,
         extractor=None,
-        *,
-        pool_factor: int | None = None,
-        trust: bool = False,
-        device: str = "auto",
+        *, pool_factor: int | None = None, trust: bool = False, device: str = "auto",
     ) -> SimilarImages:
         """Open and verify a database.
 
@@ -190,15 +187,17 @@ class SimilarImages:
         return search_database(self._db, q, k, pool_factor=self.pool_factor, rerank=rerank)
 
     def warm(self, *, model: bool = True) -> None:
-        """Get ready for many queries (a service or a notebook calls it once): build the model
-        and run it once (``model``; none for an imported database without one), and compute
-        the row norms, so each re-ranking reads its candidates' rows once, not twice (0.2-0.25
-        ms a query at COCO scale); only up to :data:`WARM_NORMS_BYTES` of stored rows, so a
-        start-up never reads a large store whole (15 s at 2,000,000 x 1280 float32)."""
+        """Get ready for many queries (a service or a notebook calls it once): build the model and
+        run it once (``model``; none for an imported database without one); compute the row norms
+        (a re-ranking then reads its candidates' rows once, not twice: 0.2-0.25 ms a query at COCO
+        scale) up to :data:`WARM_NORMS_BYTES` of stored rows (a start-up never reads a large store
+        whole: 15 s at 2,000,000 x 1280 float32); read refine codes into memory in the background."""
         if model and self.model.get("name") != NO_MODEL:
             self.extractor.embed(np.zeros((1, *self.extractor.input_size, 3), dtype=np.uint8))
         if self.has_index and stored_bytes(self._db) <= WARM_NORMS_BYTES:
             self._db.norms()
+        if self._db.refine is not None:
+            self._db.refine.warm()
 
     def embed(self, queries: Sequence) -> np.ndarray:
         """Query vectors ``(m, d)`` float32 (raw): ids and vectors looked up, images embedded once."""

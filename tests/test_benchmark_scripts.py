@@ -6,6 +6,7 @@ not by the next person who needs its figures.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,11 +99,12 @@ def test_millions_builds_the_refine_stage_and_measures_a_kept_index_again(tmp_pa
     assert ", refine 2 x k (float32) |" in row
     assert not (tmp_path / "vectors-3000.npy").exists()  # imported and answered: dropped for the disk
     assert (tmp_path / "db-3000-float32" / "new.faiss.index.refine.npy").exists()
-    again = run_script(*args, "--reuse-index")
+    again = run_script(*args, "--reuse-index", "--warm-codes", "--json", str(tmp_path / "rows.jsonl"))
     assert again.returncode == 0, again.stderr[-2000:]
     (kept,) = [line for line in again.stdout.splitlines() if line.startswith("| 3,000 |")][:1]
     recall = lambda line: line.split("|")[10]  # noqa: E731
     assert "| kept |" in kept and recall(kept) == recall(row)  # the same index, measured again
+    assert json.loads((tmp_path / "rows.jsonl").read_text().splitlines()[-1])["warm_codes_s"] >= 0
 
 
 def test_rerank_stage_benchmark_runs_on_a_kept_millions_database(tmp_path):

@@ -22,6 +22,7 @@ Built past :data:`REFINE_FROM` vectors (``build --refine auto``), or on request 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,24 @@ class RefineStage:
         self.codes, self.sq, self.exact_factor = codes, sq, int(exact_factor)
         self.rows = len(codes)
 
+    def warm(self, *, wait: bool = False) -> None:
+        """Read the codes file into the page cache on a background thread, once per file
+        (a service calls it at start-up and after each write; it stays healthy meanwhile).
+        Until then a query's pool is 1,000 random pages of the file, each a disk read."""
+        path = getattr(self.codes, "filename", None)
+        if path is None:
+            return
+        stat = os.stat(path)
+        key = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with _WARMING_LOCK:
+            thread = _WARMING.get(key)
+            if thread is None:
+                thread = _WARMING[key] = threading.Thread(target=read_through, args=(path,), daemon=True,
+                                                          name="refine-codes-warm")
+                thread.start()
+        if wait:
+            thread.join()
+
     def scores(self, query: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """Cosines ``(p,)`` of normalised ``query`` ``(d,)`` with the decoded codes of ``cand``
         (sorted, ``< rows``), on one thread: the rows gathered (1 byte a value), decoded by Faiss."""
@@ -146,6 +165,20 @@ class RefineStage:
         for i, c in enumerate(kept):
             out[i, : len(c)] = c
         return out
+
+
+def read_through(path: str | os.PathLike, block: int = 16 << 20) -> int:
+    """Read ``path`` from start to end (into the page cache); the bytes read."""
+    buf = bytearray(block)
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            total += n
+    return total
+
+
+_WARMING: dict[tuple, threading.Thread] = {}  # (path, inode, size, mtime) -> its reader: one a file
+_WARMING_LOCK = threading.Lock()
 
 
 def check_refine_codes(index_path: Path, im: dict[str, Any], *, deep: bool, fresh: bool = False) -> None:

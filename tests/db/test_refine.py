@@ -166,3 +166,19 @@ def test_prefetch_asks_for_each_stored_candidate_row_once(tmp_path, monkeypatch)
     asked.clear()
     ranking.prefetch_rows(np.asarray(rows), np.array([[1, 2]]))  # rows in memory: nothing to ask
     assert asked == []
+
+
+def test_warm_reads_the_codes_once_a_file_in_the_background(db, monkeypatch):
+    vectors_path, index_path, _ = db
+    read = []
+    real = refine.read_through
+    monkeypatch.setattr(refine, "read_through", lambda path: read.append(real(path)))
+    opened = SimilarImages.open(vectors_path, index_path)
+    opened.warm(model=False)
+    opened.database.refine.warm(wait=True)
+    SimilarImages.open(vectors_path, index_path).database.refine.warm(wait=True)  # another open: the same file
+    assert read == [refine_codes_path(index_path).stat().st_size]
+    remove_rows(vectors_path, index_path, ["v00002.jpg"], auto_compact=False)
+    compact(vectors_path, index_path)  # new codes, a new file: read again
+    Database.open(vectors_path, index_path).refine.warm(wait=True)
+    assert read[1:] == [refine_codes_path(index_path).stat().st_size] and read[1] < read[0]
