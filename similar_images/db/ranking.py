@@ -131,19 +131,27 @@ def candidate_scores(vectors, query: np.ndarray, cand: np.ndarray, *, norms=None
 
 def half_scores(vectors, query: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """:func:`candidate_scores` for a float16 store: the candidates' rows are gathered (2 bytes
-    a value), decoded to float32 by Faiss' SIMD scalar quantizer, and scored with their own
-    norms, all on one thread (NumPy's float16 cast and OpenBLAS's threads were the slow parts)."""
+    a value) and scored by :func:`decoded_scores` (NumPy's float16 cast and OpenBLAS's threads
+    were the slow parts)."""
+    rows = np.ascontiguousarray(vectors[cand])  # (p, d) float16: only the candidates' rows are read
+    return decoded_scores(_fp16_codec(vectors.shape[1]), rows.view(np.uint8), query)
+
+
+def decoded_scores(codec, codes: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Cosines ``(p,)`` of normalised ``query`` ``(d,)`` with ``codes`` ``(p, code bytes)``
+    decoded to float32 by Faiss' SIMD scalar quantizer ``codec`` and scored with their own
+    norms, all on one thread (a float16 store's rows, the refine stage's 8-bit codes)."""
     import faiss
 
-    d = vectors.shape[1]
-    rows = np.ascontiguousarray(vectors[cand])  # (p, d) float16: only the candidates' rows are read
-    block = np.empty(rows.shape, dtype=np.float32)  # (p, d)
+    d, p = int(codec.d), len(codes)
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    block = np.empty((p, d), dtype=np.float32)  # (p, d)
     query = np.ascontiguousarray(query, dtype=np.float32)
-    dots, sq = np.empty(len(cand), dtype=np.float32), np.empty(len(cand), dtype=np.float32)
+    dots, sq = np.empty(p, dtype=np.float32), np.empty(p, dtype=np.float32)
     with one_thread():
-        _fp16_codec(d).decode_c(faiss.swig_ptr(rows.view(np.uint8)), faiss.swig_ptr(block), len(rows))
-        faiss.fvec_inner_products_ny(faiss.swig_ptr(dots), faiss.swig_ptr(query), faiss.swig_ptr(block), d, len(cand))
-        faiss.fvec_norms_L2sqr(faiss.swig_ptr(sq), faiss.swig_ptr(block), d, len(cand))
+        codec.decode_c(faiss.swig_ptr(codes), faiss.swig_ptr(block), p)
+        faiss.fvec_inner_products_ny(faiss.swig_ptr(dots), faiss.swig_ptr(query), faiss.swig_ptr(block), d, p)
+        faiss.fvec_norms_L2sqr(faiss.swig_ptr(sq), faiss.swig_ptr(block), d, p)
     return dots / np.maximum(np.sqrt(sq), 1e-12)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from similar_images.db.integrity import check_file_sha, check_npy_structure
-from similar_images.db.ranking import normalize, one_thread
+from similar_images.db.ranking import decoded_scores, normalize
 from similar_images.errors import DatabaseError
 from similar_images.fileio.files import HashingWriter, manifest_path, refine_codes_path
 
@@ -132,20 +132,8 @@ class RefineStage:
 
     def scores(self, query: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """Cosines ``(p,)`` of normalised ``query`` ``(d,)`` with the decoded codes of ``cand``
-        (sorted, ``< rows``), on one thread: the rows gathered (1 byte a value), decoded by Faiss."""
-        import faiss
-
-        d = self.codes.shape[1]
-        codes = np.ascontiguousarray(self.codes[cand])  # (p, d) uint8: only the candidates' pages are read
-        block = np.empty(codes.shape, dtype=np.float32)  # (p, d)
-        query = np.ascontiguousarray(query, dtype=np.float32)
-        dots, sq = np.empty(len(cand), dtype=np.float32), np.empty(len(cand), dtype=np.float32)
-        with one_thread():
-            self.sq.decode_c(faiss.swig_ptr(codes), faiss.swig_ptr(block), len(cand))
-            faiss.fvec_inner_products_ny(faiss.swig_ptr(dots), faiss.swig_ptr(query), faiss.swig_ptr(block), d,
-                                         len(cand))
-            faiss.fvec_norms_L2sqr(faiss.swig_ptr(sq), faiss.swig_ptr(block), d, len(cand))
-        return dots / np.maximum(np.sqrt(sq), 1e-12)
+        (sorted, ``< rows``): only the candidates' pages are read (1 byte a value)."""
+        return decoded_scores(self.sq, self.codes[cand], query)
 
     def narrow(self, queries, candidates: np.ndarray, k: int) -> np.ndarray:
         """Each query's candidates ``(m, p)`` cut to the ``exact_factor x k`` best by their codes,
