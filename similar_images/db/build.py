@@ -19,6 +19,7 @@ from similar_images.db.database import (
     require_vectors,
 )
 from similar_images.db.index_manifest import refuse_edits_since_build
+from similar_images.db.integrity import drop_stamp
 from similar_images.db.refine import map_stage, refine_wanted, row_blocks, train_quantizer, write_codes
 from similar_images.db.refine import record as refine_record
 from similar_images.fileio.files import manifest_path, refine_codes_path, write_json_to
@@ -123,7 +124,8 @@ def build_index_files(
                 "trained_for": int(n),  # what the lists and the search were chosen for (index_manifest.outgrown)
                 **({"refine": stage_codes[1]} if stage_codes else {})}
         if stage_codes is None and refine_codes_path(index_path).exists():  # an earlier build's: no longer named
-            stage.after_commit(lambda: refine_codes_path(index_path).unlink(missing_ok=True))
+            stage.after_commit(lambda: (refine_codes_path(index_path).unlink(missing_ok=True),
+                                        drop_stamp(refine_codes_path(index_path))))
         manifest = index_manifest_for(index_path, staged_index, vm, base)
         stage.known_sha(staged_index, manifest["index_sha256"])
         write_json_to(stage.file(manifest_path(index_path)), manifest)

@@ -109,6 +109,7 @@ def test_a_build_without_the_stage_removes_the_old_codes(db):
                "--nlist", 16).exit_code == 0
     assert not refine_codes_path(index_path).exists() and "refine" not in Database.open(vectors_path,
                                                                                       index_path).index_manifest
+    assert not list(index_path.parent.glob("*.refine.npy*"))  # nor its verification stamp
     built = run("build", "-i", vectors_path, "-o", index_path, "--force", "--refine", "yes", "--no-progress",
                 "--nlist", 16)
     assert built.exit_code == 0 and f"refine stage: 8-bit codes of {N} rows" in built.output
