@@ -30,8 +30,9 @@ import numpy as np
 
 from similar_images.db.integrity import check_file_sha, check_npy_structure
 from similar_images.db.ranking import decoded_scores, normalize
+from similar_images.db.vectors import write_npy
 from similar_images.errors import DatabaseError
-from similar_images.fileio.files import HashingWriter, manifest_path, refine_codes_path
+from similar_images.fileio.files import manifest_path, refine_codes_path
 
 # Up to 2,000,000 x 1280 the exact re-ranking of the whole pool measured 0.87 ms (the store
 # in memory); the stage costs one byte a value of memory, so it starts past twice that.
@@ -73,21 +74,8 @@ def quantizer_from(ranges, d: int):
 def write_codes(path: Path, sq, blocks, shape: tuple[int, int]) -> str:
     """Write the ``.npy`` of uint8 codes ``shape`` from ``blocks`` (each ``(c, d)`` uint8 codes
     already, or float rows to encode); return its sha256. Row by block: never all in memory."""
-    count = 0
-    with open(path, "wb") as f:
-        out = HashingWriter(f)
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
-                  "shape": tuple(int(s) for s in shape)}
-        np.lib.format.write_array_header_1_0(out, header)
-        for block in blocks:
-            codes = block if block.dtype == np.uint8 else sq.compute_codes(normalize(block))  # (c, d)
-            out.write(np.ascontiguousarray(codes).tobytes())
-            count += len(codes)
-        f.flush()
-        os.fsync(f.fileno())
-    if count != shape[0]:
-        raise ValueError(f"wrote {count} rows of codes, expected {shape[0]}")
-    return out.digest.hexdigest()
+    codes = (b if b.dtype == np.uint8 else sq.compute_codes(normalize(b)) for b in blocks)  # (c, d) each
+    return write_npy(path, shape, np.uint8, codes)
 
 
 def row_blocks(vectors, chunk: int = CHUNK):

@@ -64,13 +64,10 @@ def write_vectors_file(path: Path, shape: tuple[int, int], chunks, *, first_row:
 
     ``first_row`` is the id of the first row (a segment's), for the message about a bad row;
     a row finite in float32 but beyond float16's range is refused as non-finite too."""
-    count = 0
     dtype = np.dtype(dtype)
-    with open(path, "wb") as f:
-        out = HashingWriter(f)
-        header = {"descr": np.lib.format.dtype_to_descr(dtype),
-                  "fortran_order": False, "shape": tuple(int(s) for s in shape)}
-        np.lib.format.write_array_header_1_0(out, header)
+
+    def stored_blocks():
+        count = 0
         for block in chunks:
             block = np.ascontiguousarray(block, dtype=np.float32)  # (c, d)
             if block.ndim != 2 or block.shape[1] != shape[1]:
@@ -83,7 +80,23 @@ def write_vectors_file(path: Path, shape: tuple[int, int], chunks, *, first_row:
                 beyond = " (beyond float16's range, 65,504)" if np.isfinite(block[int(np.argmin(finite))]).all() else ""
                 raise DatabaseError(f"new vector {row} holds a non-finite value (NaN or infinity){beyond}; "
                                     "refused, nothing was written")
-            out.write(stored.tobytes())
+            count += len(block)
+            yield stored
+
+    return write_npy(path, shape, dtype, stored_blocks())
+
+
+def write_npy(path: Path, shape: tuple[int, int], dtype, blocks) -> str:
+    """Write a ``.npy`` file of ``shape`` and ``dtype`` from blocks of rows (already of that
+    dtype), hashed as written and flushed to disk; return its sha256."""
+    count = 0
+    with open(path, "wb") as f:
+        out = HashingWriter(f)
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                  "fortran_order": False, "shape": tuple(int(s) for s in shape)}
+        np.lib.format.write_array_header_1_0(out, header)
+        for block in blocks:
+            out.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
             count += len(block)
         f.flush()
         os.fsync(f.fileno())
