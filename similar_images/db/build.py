@@ -109,10 +109,10 @@ def build_index_files(
         pool_factor = choice.pool_factor
         pool_recalls = {str(t["pool_factor"]): t["recall"] for t in choice.trials
                         if t.get("nprobe") == choice.search_params.get("nprobe")}
-        stage_codes = write_refine_stage(stage, index_path, vectors, seed=seed) \
+        refined = write_refine_stage(stage, index_path, vectors, seed=seed) \
             if refine_wanted(refine, n) and ix.ivf_of(index) is not None else None
         recall = recall_mod.measure_recall(index, vectors, pool_factor=pool_factor, own=own,
-                                           refine=stage_codes[0] if stage_codes else None)
+                                           refine=refined[0] if refined else None)
         staged_index = stage.file(index_path)
         ix.write_index_to(index, staged_index)
         plan = {**info.get("plan", {}), **choice.search_params, "pool_factor": pool_factor,
@@ -122,8 +122,8 @@ def build_index_files(
                 "vectors": vectors_path.name, "pool_factor": pool_factor, "pool_recalls": pool_recalls,
                 "build_seconds": round(build_seconds, 3), "built": now_iso(), "recall": recall,
                 "trained_for": int(n),  # what the lists and the search were chosen for (index_manifest.outgrown)
-                **({"refine": stage_codes[1]} if stage_codes else {})}
-        if stage_codes is None and refine_codes_path(index_path).exists():  # an earlier build's: no longer named
+                **({"refine": refined[1]} if refined else {})}
+        if refined is None and refine_codes_path(index_path).exists():  # an earlier build's: no longer named
             stage.after_commit(lambda: (refine_codes_path(index_path).unlink(missing_ok=True),
                                         drop_stamp(refine_codes_path(index_path))))
         manifest = index_manifest_for(index_path, staged_index, vm, base)

@@ -158,19 +158,19 @@ def _stage_refine_codes(stage: journal.Stage, db: Database, live: np.ndarray) ->
     copied, the rows added since the index was written encoded with the same quantizer."""
     from similar_images.db import refine
 
-    stage_codes = db.refine
+    codes_stage = db.refine
     staged = stage.file(refine_codes_path(db.index_path))
 
     def blocks():
         for start in range(0, len(live), CHUNK):
             ids = live[start:start + CHUNK]  # ascending: the coded ids first
-            coded = ids[ids < stage_codes.rows]
+            coded = ids[ids < codes_stage.rows]
             if len(coded):
-                yield np.asarray(stage_codes.codes[coded])  # (c, d) uint8
+                yield np.asarray(codes_stage.codes[coded])  # (c, d) uint8
             if len(coded) < len(ids):
                 yield np.asarray(db.vectors[ids[len(coded):]], dtype=np.float32)  # encoded by write_codes
 
-    sha = refine.write_codes(staged, stage_codes.sq, blocks(), (len(live), db.dimension))
+    sha = refine.write_codes(staged, codes_stage.sq, blocks(), (len(live), db.dimension))
     stage.known_sha(staged, sha)
-    return refine.record(staged, stage_codes.sq, len(live), sha, stage_codes.exact_factor)
+    return refine.record(staged, codes_stage.sq, len(live), sha, codes_stage.exact_factor)
 
