@@ -190,9 +190,9 @@ def large(served, tmp_path_factory):
     return url_of(client), {i: one.search(i, k=5) for i in range(0, 400_000, 50_000)}, vectors
 
 
-def searching(url: str, expected: dict, outcomes: list, wrong: list, going) -> list[threading.Thread]:
-    """8 clients searching by id while ``going()``: ``(time, status, Retry-After)`` into ``outcomes``,
-    answers other than the one index's into ``wrong``; the started threads."""
+def searching(url: str, expected: dict, outcomes: list, wrong: list, going, clients: int = 8) -> list[threading.Thread]:
+    """``clients`` clients searching by id while ``going()``: ``(time, status, Retry-After)`` into
+    ``outcomes``, answers other than the one index's into ``wrong``; the started threads."""
 
     def run(number):
         with httpx.Client(base_url=url, timeout=patience(60)) as http:
@@ -206,7 +206,7 @@ def searching(url: str, expected: dict, outcomes: list, wrong: list, going) -> l
                                                                                      abs=1e-5):
                         wrong.append((i, got))
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
     for thread in threads:
         thread.start()
     return threads
@@ -258,15 +258,19 @@ def running(deployment: str) -> int:
     return states.get("RUNNING", 0)
 
 
-def test_replicas_1_to_2_scale_up_under_8_clients_without_an_error(large):
+def test_replicas_1_to_2_scale_up_under_16_clients_without_an_error(large):
     """``--replicas 1-2``: Ray Serve's autoscaler adds an ingress replica and a shard replica
-    when 8 clients keep more than 2 requests in flight a replica (after its 30 s delay)."""
+    when the clients keep more than 2 requests in flight a replica (after its 30 s delay).
+
+    16 clients, not 8: a shard holds a request only while the ingress waits on it, part of the
+    ingress's time; with 8 a busy moment (the ingress slow, the shard quick) kept the shard's
+    average at 2 and the shard at 1 replica for 240 s (a CI run of session 10)."""
     url, expected, vectors = large
     deploy(ServingSpec(str(vectors), None, str(vectors.parent), ServiceConfig(), replicas=1, max_replicas=2,
                        shards=1, cpus_per_replica=0.2, extractor=TinyExtractor))
     assert running("ingress") == 1 and running("shard-0") == 1
     outcomes, wrong, scaled = [], [], threading.Event()
-    threads = searching(url, expected, outcomes, wrong, lambda: not scaled.is_set())
+    threads = searching(url, expected, outcomes, wrong, lambda: not scaled.is_set(), clients=16)
     began, deadline = time.monotonic(), time.monotonic() + patience(240)
     while time.monotonic() < deadline and not (running("ingress") == 2 and running("shard-0") == 2):
         time.sleep(1)
@@ -276,7 +280,7 @@ def test_replicas_1_to_2_scale_up_under_8_clients_without_an_error(large):
     for thread in threads:
         thread.join()
     print(f"1-2 replicas: both deployments at 2 replicas {took:.0f} s into the load, {len(outcomes)} answers")
-    assert running("ingress") == 2 and running("shard-0") == 2
+    assert (running("ingress"), running("shard-0")) == (2, 2), f"{took:.0f} s, {len(outcomes)} answers"
     assert wrong == [] and {status for _, status, _ in outcomes} == {200}
 
 
