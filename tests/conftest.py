@@ -11,6 +11,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Nothing in the tests may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Ray starts its worker processes at nice 15 (Ray's ``worker_niceness``): beside 8 busy processes
+# at nice 0 (issue 26's load) each got about 1% of a CPU, and one Ray test took 10 minutes
+# (2026-12-03). The suite's Ray workers run at nice 0 like the suite itself, so a loaded machine
+# slows them as much as the rest of the suite, no more. Every Ray a test starts inherits this.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 @pytest.fixture(scope="session", autouse=True)
