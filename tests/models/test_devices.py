@@ -194,7 +194,8 @@ def test_serve_and_add_refuse_device_cuda_before_loading_a_model(made_on_cuda, f
 
 @needs_no_cuda
 def test_gpu_tests_skip_with_a_reason_on_a_cpu_only_machine():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # PYTEST_ADDOPTS left out: the caller's options (-v, --durations) would change the summary read here
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_ADDOPTS": ""}
     done = subprocess.run([sys.executable, "-m", "pytest", "tests/models/test_gpu.py", "-q", "-rs",
                            "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=patience(600))
