@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from similar_images.db import catalog, journal
+from similar_images.db.catalog_guard import GUARD
 from similar_images.db.integrity import read_npy_header
 from similar_images.fileio.files import write_json_atomic
 
@@ -53,10 +54,29 @@ def swap_rows(path: Path, a: int, b: int) -> None:
 
 
 def plant(vectors_path: Path, sql: str, *args) -> None:
-    """Run one statement on the catalog behind the program's back."""
+    """Run one statement on the catalog behind the program's back; where the catalog's guard
+    refuses it (an item renamed, replaced or deleted), remove the guard first, as a person
+    with sqlite3 would have to."""
+    con = sqlite3.connect(catalog.catalog_path(vectors_path))
+    try:
+        with con:
+            con.execute(sql, args)
+    except sqlite3.IntegrityError as exc:
+        if "an item keeps its id and name" not in str(exc):
+            raise
+        lift_guard(vectors_path)
+        with con:
+            con.execute(sql, args)
+    finally:
+        con.close()
+
+
+def lift_guard(vectors_path: Path) -> None:
+    """Drop the catalog's guard triggers (catalog_guard.GUARD)."""
     con = sqlite3.connect(catalog.catalog_path(vectors_path))
     with con:
-        con.execute(sql, args)
+        for name in GUARD:
+            con.execute(f"DROP TRIGGER IF EXISTS {name}")
     con.close()
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from similar_images.db.catalog_guard import put_guard
 from similar_images.db.file_stats import SHA_INDEX
 from similar_images.errors import DatabaseError
 
@@ -107,6 +108,7 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
         if create:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(SCHEMA)
+            put_guard(con)
             con.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(CATALOG_FORMAT),))
         _check_format(con, path)
         return con
@@ -132,6 +134,7 @@ def transaction(con: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connect
     except sqlite3.OperationalError as exc:
         raise DatabaseError(f"{path}: cannot start a change ({exc}); is another writer stuck?") from None
     try:
+        put_guard(con)  # a catalog made before the guard (catalog_guard.py), or one whose guard was removed
         yield con
     except BaseException:
         con.execute("ROLLBACK")
@@ -249,7 +252,7 @@ def drop_other_generations(con: sqlite3.Connection, keep: tuple[str, ...]) -> in
     """Delete the rows of every generation not in ``keep`` (leftovers of full writes); returns rows deleted."""
     before = con.total_changes
     marks = ",".join("?" * len(keep))
-    for table in ("items", "segments", "tombstones"):
+    for table in ("segments", "items", "tombstones"):  # segments first: the guard lets items go only then
         con.execute(f"DELETE FROM {table} WHERE gen NOT IN ({marks})", keep)
     return con.total_changes - before
 

@@ -44,12 +44,19 @@ from similar_images.db.index_manifest import (
     read_index_manifest,
     say_outgrown,
 )
-from similar_images.db.integrity import check_content, drop_stamp
+from similar_images.db.integrity import check_content
 from similar_images.db.refine import RefineStage, check_refine_codes, open_refine_stage
-from similar_images.db.segments import Generation, Rows, load_segment, open_generation
+from similar_images.db.segments import (
+    Generation,
+    Rows,
+    base_names_vouched,
+    check_base_names,
+    load_segment,
+    open_generation,
+)
 from similar_images.db.vectors import load_vectors_manifest, open_vectors
 from similar_images.errors import DatabaseError
-from similar_images.fileio.files import manifest_path, sha256_lines
+from similar_images.fileio.files import manifest_path
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +142,8 @@ class Database:
         if "generation" in manifest:
             db.generation = open_generation(vectors_path, manifest, array, trust=trust, fresh=fresh)
             db.vectors = db.generation.rows
-            if how == "checked":  # the base's content was hashed: its names too (both O(N), once per machine)
-                check_base_names(db)
+            if how == "checked" or (how == "stamp" and not base_names_vouched(vectors_path, manifest, db.generation)):
+                check_base_names(vectors_path, manifest, db.generation)  # O(N): spared while the catalog's guard holds
         if index is not None:
             db.index_path = Path(index)
             db.index_manifest = read_index_manifest(db.index_path)
@@ -213,8 +220,10 @@ class Database:
         if deep:
             check_content(self.vectors_path, self.manifest["vectors_sha256"], _data_offset(self.base_rows), fresh=True)
             if self.generation:
-                check_generation(self)
-                check_base_names(self)
+                for seg in self.generation.segments[1:]:  # every added segment re-hashed (no stamps)
+                    load_segment(self.vectors_path.parent, seg, self.dimension, trust=False, fresh=True,
+                                 store=self.manifest.get("store"))
+                check_base_names(self.vectors_path, self.manifest, self.generation)
         if self.index_path is not None:
             check_index_manifest(self.index_path, self.index_manifest, self.manifest)
             check_index_checksum(self.index_path, self.index_manifest, deep=deep, fresh=deep)
@@ -232,23 +241,6 @@ _NONE_DELETED = np.zeros(0, dtype=np.int64)
 def _contains(sorted_ids: np.ndarray, value: int) -> bool:
     at = int(np.searchsorted(sorted_ids, value))
     return at < len(sorted_ids) and int(sorted_ids[at]) == value
-
-
-def check_generation(db: Database) -> None:
-    """Every added segment of a format-2 database re-hashed (no stamps)."""
-    for seg in db.generation.segments[1:]:
-        load_segment(db.vectors_path.parent, seg, db.dimension, trust=False, fresh=True, store=db.manifest.get("store"))
-
-
-def check_base_names(db: Database) -> None:
-    """The base rows' names in the catalog against the manifest's ``names_sha256`` (what the
-    index was built from): O(N), so only where the base's content is hashed too."""
-    gen = db.generation
-    base_names = list(catalog.iter_names(gen.con, gen.gen, 0, len(db.base_rows)))
-    if sha256_lines(base_names) != db.manifest["names_sha256"]:
-        drop_stamp(db.vectors_path)  # hashed just before: its new stamp must not spare the next open this check
-        raise DatabaseError(f"{catalog.catalog_path(db.vectors_path)}: the names of generation {gen.gen} do not "
-                            "match the manifest's names_sha256 (edited); nothing was changed")
 
 
 def finish_interrupted_change(vectors_path: Path, index=None) -> None:

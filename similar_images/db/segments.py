@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from similar_images.db import catalog
-from similar_images.db.integrity import check_content
+from similar_images.db.catalog_guard import names_state, names_vouched, vouch_for_names
+from similar_images.db.integrity import check_content, drop_stamp
 from similar_images.db.vectors import open_vectors
 from similar_images.errors import DatabaseError
+from similar_images.fileio.files import sha256_lines
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +150,22 @@ def load_segment(folder: Path, segment: catalog.Segment, dimension: int, *, trus
     array = open_vectors(path, {"count": segment.rows, "dimension": dimension, **({"store": store} if store else {})})
     check_content(path, segment.sha256, 0, trust=trust, fresh=fresh)
     return np.array(array, dtype=np.float32)
+
+
+def base_names_vouched(vectors_path: Path, manifest: dict, gen: Generation) -> bool:
+    """Whether a names stamp vouches for the base rows' names as the catalog holds them now (O(1))."""
+    where = catalog.catalog_path(vectors_path)
+    return names_vouched(where, names_state(gen.con, where, gen.gen, manifest["names_sha256"]))
+
+
+def check_base_names(vectors_path: Path, manifest: dict, gen: Generation) -> None:
+    """The base rows' names in the catalog against the manifest's ``names_sha256`` (what the
+    index was built from): O(N), so only where the base is hashed or no names stamp matches."""
+    where = catalog.catalog_path(vectors_path)
+    state = names_state(gen.con, where, gen.gen, manifest["names_sha256"])  # read first: a later edit is not vouched for
+    if sha256_lines(catalog.iter_names(gen.con, gen.gen, 0, gen.segments[0].rows)) != manifest["names_sha256"]:
+        drop_stamp(vectors_path)  # hashed just before: its new stamp must not spare the next open this check
+        drop_stamp(where)
+        raise DatabaseError(f"{where}: the names of generation {gen.gen} do not match the manifest's names_sha256 "
+                            "(edited); nothing was changed")
+    vouch_for_names(where, state)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _corrupt import plant
 from _index_data import copy_database, indexed_database, vector_db
 from _waiting import patience
 
@@ -81,15 +82,8 @@ def test_open_refuses_an_index_of_another_dimension(tmp_path, db_files):
 
 
 def test_open_refuses_names_and_vectors_of_different_counts(db_files):
-    import sqlite3
-
-    from similar_images.db.catalog import catalog_path
-
     vectors_path, _, _ = db_files
-    con = sqlite3.connect(catalog_path(vectors_path))
-    with con:
-        con.execute("DELETE FROM items WHERE id=?", (N - 1,))
-    con.close()
+    plant(vectors_path, "DELETE FROM items WHERE id=?", N - 1)
     with pytest.raises(DatabaseError, match=f"names items up to id {N - 2}, its segments hold {N} rows"):
         Database.open(vectors_path)
     rewrite_manifest(vectors_path, count=N - 1)
