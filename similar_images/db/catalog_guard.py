@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from similar_images.db.integrity import drop_stamp, stamp_path
@@ -55,6 +56,16 @@ def put_guard(con: sqlite3.Connection) -> None:
     for name in _wrong_triggers(con):
         con.execute(f"DROP TRIGGER IF EXISTS {name}")
         con.execute(f"CREATE TRIGGER {name} {GUARD[name]}")
+
+
+@contextlib.contextmanager
+def inserting_a_new_generation(con: sqlite3.Connection) -> Iterator[None]:
+    """Inside the caller's transaction: the guard's per-row REPLACE check is off while a new
+    generation's items are inserted (none of them exists yet to be replaced, and the check
+    costs as much again as the insert at millions of rows), on again before the commit."""
+    con.execute("DROP TRIGGER IF EXISTS items_are_not_replaced")
+    yield
+    con.execute(f"CREATE TRIGGER items_are_not_replaced {GUARD['items_are_not_replaced']}")
 
 
 def names_state(con: sqlite3.Connection, catalog_file: Path, gen: str, names_sha256: str) -> dict | None:

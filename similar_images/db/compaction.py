@@ -106,7 +106,7 @@ def compact(vectors_path, index_path=None, *, store: str | None = None) -> dict:
         if db.index is not None:  # the open encoded the added rows already
             _remove_deleted(db.index, db.deleted, db.vectors, live)
             _stage_index(stage, db, vm, live)
-        stage.after_commit(lambda: finish_generation(base, vm["generation"], db.generation.gen))
+        stage.after_commit(lambda: finish_generation(base, vm["generation"], vm["names_sha256"], db.generation.gen))
     log.info("compacted %s: %d rows, %d deleted rows dropped", base, len(live), len(db.deleted))
     return vm
 
@@ -123,7 +123,7 @@ def migrate(vectors_path) -> bool:
         manifest["generation"] = write_generation(base, base, manifest["vectors_sha256"], names, rule_of(manifest))
         manifest["history"] = list(manifest.get("history", [])) + [{"op": "migrate", "at": now_iso()}]
         write_json_to(stage.file(manifest_path(base)), manifest)
-        stage.after_commit(lambda: finish_generation(base, manifest["generation"]))
+        stage.after_commit(lambda: finish_generation(base, manifest["generation"], manifest["names_sha256"]))
     log.info("migrated %s to the catalog format (%d names in %s)", base, len(names), catalog.catalog_path(base).name)
     return True
 

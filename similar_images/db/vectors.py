@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from similar_images.db import catalog, journal
+from similar_images.db.catalog_guard import inserting_a_new_generation, names_state, vouch_for_names
 from similar_images.db.integrity import check_npy_structure, read_npy_header, require_fields
 from similar_images.errors import DatabaseError
 from similar_images.fileio.files import (
@@ -155,7 +156,7 @@ def save_vectors(path: str | os.PathLike, vectors, manifest: dict[str, Any]) -> 
         }
         manifest["generation"] = write_generation(path, staged_vectors, sha, names, rule_of(manifest))
         write_json_to(staged_manifest, manifest)
-        stage.after_commit(lambda: finish_generation(path, manifest["generation"], previous))
+        stage.after_commit(lambda: finish_generation(path, manifest["generation"], manifest["names_sha256"], previous))
     return {**manifest, "names": names}  # the file holds no names: they are in the catalog
 
 
@@ -192,7 +193,7 @@ def write_generation(path: Path, base_file: Path, sha: str, names, rule: str, st
     gen = secrets.token_hex(8)
     con = catalog.connect(catalog.catalog_path(path), create=True)
     try:
-        with catalog.transaction(con, catalog.catalog_path(path)):
+        with catalog.transaction(con, catalog.catalog_path(path)), inserting_a_new_generation(con):
             catalog.insert_items(con, gen, 0, names, (catalog.item_key(rule, n) for n in names), stats)
             catalog.insert_segment(con, gen, catalog.Segment(0, path.name, 0, len(names), base_file.stat().st_size, sha))
     finally:
@@ -200,16 +201,19 @@ def write_generation(path: Path, base_file: Path, sha: str, names, rule: str, st
     return gen
 
 
-def finish_generation(path: Path, gen: str, previous: str | None = None) -> None:
-    """After ``gen`` was committed: delete the rows of other generations and unnamed segment files.
+def finish_generation(path: Path, gen: str, names_sha256: str, previous: str | None = None) -> None:
+    """After ``gen`` was committed: delete the rows of other generations and unnamed segment
+    files, and vouch for the names this writer inserted (``names_sha256``, their checksum).
 
     The ``previous`` generation's rows stay until the next full write, so a reader that
     opened it before this commit still finds its names (its rows are in its memory)."""
-    con = catalog.connect(catalog.catalog_path(path))
+    where = catalog.catalog_path(path)
+    con = catalog.connect(where)
     try:
-        with catalog.transaction(con, catalog.catalog_path(path)):
+        with catalog.transaction(con, where):
             catalog.drop_other_generations(con, (gen, previous) if previous else (gen,))
         catalog.remove_unnamed_segments(path, con, gen)
+        vouch_for_names(where, names_state(con, where, gen, names_sha256))  # as writers stamp the files they wrote
     finally:
         con.close()
 
