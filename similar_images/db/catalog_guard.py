@@ -58,6 +58,26 @@ def put_guard(con: sqlite3.Connection) -> None:
         con.execute(f"CREATE TRIGGER {name} {GUARD[name]}")
 
 
+def put_guard_if_free(con: sqlite3.Connection) -> bool:
+    """Put the guard into a catalog made before it, from a reader: only if the catalog can be
+    written at once (a read-only folder, or a writer at work, is not waited for: a later open
+    tries again). Returns whether the guard is whole now."""
+    if guarded(con):
+        return True
+    patience = con.execute("PRAGMA busy_timeout").fetchone()[0]
+    try:
+        con.execute("PRAGMA busy_timeout=0")
+        con.execute("BEGIN IMMEDIATE")
+        put_guard(con)
+        con.execute("COMMIT")
+    except sqlite3.Error:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+    finally:
+        con.execute(f"PRAGMA busy_timeout={int(patience)}")
+    return guarded(con)
+
+
 @contextlib.contextmanager
 def inserting_a_new_generation(con: sqlite3.Connection) -> Iterator[None]:
     """Inside the caller's transaction: the guard's per-row REPLACE check is off while a new

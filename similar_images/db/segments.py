@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from similar_images.db import catalog
-from similar_images.db.catalog_guard import names_state, names_vouched, vouch_for_names
+from similar_images.db.catalog_guard import names_state, names_vouched, put_guard_if_free, vouch_for_names
 from similar_images.db.integrity import check_content, drop_stamp
 from similar_images.db.vectors import open_vectors
 from similar_images.errors import DatabaseError
@@ -162,6 +162,7 @@ def check_base_names(vectors_path: Path, manifest: dict, gen: Generation) -> Non
     """The base rows' names in the catalog against the manifest's ``names_sha256`` (what the
     index was built from): O(N), so only where the base is hashed or no names stamp matches."""
     where = catalog.catalog_path(vectors_path)
+    put_guard_if_free(gen.con)  # a catalog made before the guard gets it from its first open that can write it
     state = names_state(gen.con, where, gen.gen, manifest["names_sha256"])  # read first: a later edit is not vouched for
     if sha256_lines(catalog.iter_names(gen.con, gen.gen, 0, gen.segments[0].rows)) != manifest["names_sha256"]:
         drop_stamp(vectors_path)  # hashed just before: its new stamp must not spare the next open this check
