@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import shutil
 import sqlite3
-import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 from _machine import machine_line
+from integrity import timed  # the median of repeats, page cache warm
 
 from similar_images.db import catalog
 from similar_images.db.catalog_guard import inserting_a_new_generation
@@ -51,15 +51,6 @@ DIM = 8
 
 def coco_names(n: int) -> list[str]:
     return [f"val2014/COCO_val2014_{i:012d}.jpg" for i in range(n)]
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def catalog_insert(path: Path, names: list[str], how: str) -> float:
@@ -104,16 +95,16 @@ def measure(n: int, work: Path, repeats: int) -> dict:
     Database.open(vectors)  # the first open: vectors hashed, names read, both stamped
     rows = np.ones((10, DIM), np.float32)
     added = iter(range(10**9))
-    add = median_seconds(lambda: add_rows(vectors, None, rows, [f"new/{next(added)}.jpg" for _ in range(10)],
+    add = timed(lambda: add_rows(vectors, None, rows, [f"new/{next(added)}.jpg" for _ in range(10)],
                                           auto_compact=False), repeats)
     Database.open(vectors)
-    vouched = median_seconds(lambda: Database.open(vectors), repeats)
+    vouched = timed(lambda: Database.open(vectors), repeats)
 
     def names_re_read():
         stamp_path(catalog.catalog_path(vectors)).unlink()
         Database.open(vectors)
 
-    re_read = median_seconds(names_re_read, repeats)
+    re_read = timed(names_re_read, repeats)
     shutil.rmtree(folder)
     return {"n": n, **inserts, "add": add, "vouched": vouched, "re_read": re_read}
 
