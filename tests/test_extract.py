@@ -98,7 +98,8 @@ def test_run_writes_vectors_and_manifest(tmp_path, small_cap):
         assert np.array_equal(row, load_for_model(folder / name, (4, 4)).reshape(-1))
     # no partial, no temp (the lock is the database's writers' lock, kept like the files it guards;
     # the verification stamp says the vectors just written match their checksum)
-    assert sorted(os.listdir(output.parent)) == ["vectors.npy", "vectors.npy.catalog.sqlite", "vectors.npy.lock",
+    assert sorted(os.listdir(output.parent)) == ["vectors.npy", "vectors.npy.catalog.sqlite",
+                                                 "vectors.npy.catalog.sqlite.verified.json", "vectors.npy.lock",
                                                  "vectors.npy.manifest.json", "vectors.npy.verified.json"]
     assert extraction_summary(manifest).startswith(f"done {len(kept(names))}, skipped {len(BAD)}, elapsed ")
 

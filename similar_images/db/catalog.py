@@ -37,14 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
-from similar_images.db.catalog_guard import put_guard
+from similar_images.db.catalog_guard import GUARDED_FORMAT, put_guard
 from similar_images.db.file_stats import SHA_INDEX
 from similar_images.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
 CATALOG_SUFFIX = ".catalog.sqlite"
-CATALOG_FORMAT = 1
+CATALOG_FORMAT = GUARDED_FORMAT  # what this version writes; it reads 1 too (catalog_guard.py)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items(gen TEXT NOT NULL, id INTEGER NOT NULL, name TEXT NOT NULL, key TEXT NOT NULL,
@@ -108,8 +108,8 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
         if create:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(SCHEMA)
-            put_guard(con)
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(CATALOG_FORMAT),))
+            if con.execute("SELECT 1 FROM meta WHERE key='format'").fetchone() is None:  # a new catalog
+                put_guard(con)
         _check_format(con, path)
         return con
     except sqlite3.DatabaseError as exc:
@@ -121,8 +121,8 @@ def _check_format(con: sqlite3.Connection, path: Path) -> None:
         row = con.execute("SELECT value FROM meta WHERE key='format'").fetchone()
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{path}: not a catalog of this program ({exc})") from None
-    if row is None or row[0] != str(CATALOG_FORMAT):
-        raise DatabaseError(f"{path}: catalog format {row[0] if row else None!r}, this version reads "
+    if row is None or row[0] not in ("1", str(CATALOG_FORMAT)):
+        raise DatabaseError(f"{path}: catalog format {row[0] if row else None!r}, this version reads 1 and "
                             f"{CATALOG_FORMAT}; nothing was changed")
 
 

@@ -28,6 +28,11 @@ from similar_images.db.integrity import drop_stamp, stamp_path
 from similar_images.errors import DatabaseError
 from similar_images.fileio.files import read_json, write_json_atomic
 
+# A catalog with the guard is format 2: an earlier version refuses it in one line ("catalog
+# format '2', this version reads 1") instead of tripping on the guard when it drops an old
+# generation's items before its segments. Format 1 (no guard) is read, and upgraded by the
+# first writer or open that can.
+GUARDED_FORMAT = 2
 _REFUSAL = "RAISE(ABORT, 'similar-images catalog: an item keeps its id and name; remove it and add it again')"
 GUARD = {  # trigger name -> its definition
     "items_keep_their_names": f"BEFORE UPDATE OF gen, id, name, key ON items BEGIN SELECT {_REFUSAL}; END",
@@ -46,16 +51,24 @@ def _wrong_triggers(con: sqlite3.Connection) -> list[str]:
     return [name for name, definition in GUARD.items() if found.get(name) != f"CREATE TRIGGER {name} {definition}"]
 
 
+def _format(con: sqlite3.Connection) -> str | None:
+    row = con.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+    return row[0] if row else None
+
+
 def guarded(con: sqlite3.Connection) -> bool:
-    """Whether the whole guard is in place (one look-up in the schema)."""
-    return not _wrong_triggers(con)
+    """Whether the whole guard is in place, and the catalog says so (two look-ups)."""
+    return not _wrong_triggers(con) and _format(con) == str(GUARDED_FORMAT)
 
 
 def put_guard(con: sqlite3.Connection) -> None:
-    """Create the guard's missing or altered triggers; a whole guard is left alone (the schema version stays)."""
+    """Create the guard's missing or altered triggers and mark the catalog format 2; a whole
+    guard is left alone (the schema version stays)."""
     for name in _wrong_triggers(con):
         con.execute(f"DROP TRIGGER IF EXISTS {name}")
         con.execute(f"CREATE TRIGGER {name} {GUARD[name]}")
+    if _format(con) != str(GUARDED_FORMAT):
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (str(GUARDED_FORMAT),))
 
 
 def put_guard_if_free(con: sqlite3.Connection) -> bool:

@@ -64,7 +64,8 @@ def test_vectors_download_check_install(vectors_site):
     assert "Next: similar-images build -d 1280" in result.stderr
     assert sorted(p.name for p in work.iterdir()) == [
         "ms_coco_file_list.txt", _output(work).name, _output(work).name + ".catalog.sqlite",
-        _output(work).name + ".lock", _output(work).name + ".manifest.json", _output(work).name + ".verified.json"]
+        _output(work).name + ".catalog.sqlite.verified.json", _output(work).name + ".lock",
+        _output(work).name + ".manifest.json", _output(work).name + ".verified.json"]
 
     before = len(server.requests)
     again = _run(VECTORS_SCRIPT, "--sha256", digest, cwd=work, env=env)

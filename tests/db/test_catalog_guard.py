@@ -169,19 +169,40 @@ def test_a_copy_re_reads_the_names_once(db, tmp_path, name_reads):
     assert name_reads.count(copy / "db.npy") == 1  # another inode: vouched for once it was read there
 
 
+def as_format_1(vectors_path) -> None:
+    """The catalog as the version before the guard wrote it: format 1, no triggers."""
+    lift_guard(vectors_path)
+    sql(vectors_path, "UPDATE meta SET value='1' WHERE key='format'")
+
+
 def test_a_catalog_made_before_the_guard_gets_it_from_its_first_open(db, name_reads):
-    lift_guard(db)
-    assert sql(db, "SELECT COUNT(*) FROM sqlite_master WHERE type='trigger'") == [(0,)]
+    as_format_1(db)
     Database.open(db)  # reads the names, puts the guard in, vouches for them
     assert sql(db, "SELECT name FROM sqlite_master WHERE type='trigger' ORDER BY name") == [(n,) for n in sorted(GUARD)]
+    assert sql(db, "SELECT value FROM meta WHERE key='format'") == [("2",)]  # an earlier version now refuses it
     Database.open(db)
     assert len(name_reads) == 1
     plant(db, "DELETE FROM tombstones")  # what the guard does not cover is checked elsewhere, as before
     assert len(Database.open(db)) == N
 
 
+def test_a_writer_puts_the_guard_into_a_format_1_catalog(db):
+    as_format_1(db)
+    remove_rows(db, None, ["v00002.jpg"], auto_compact=False)
+    assert sql(db, "SELECT value FROM meta WHERE key='format'") == [("2",)]
+    with pytest.raises(sqlite3.IntegrityError, match="an item keeps its id and name"):
+        sql(db, "DELETE FROM items WHERE id=4")
+
+
+@pytest.mark.parametrize("written", ["3", "x"])
+def test_a_catalog_of_a_later_format_is_refused_in_one_line(db, written):
+    sql(db, "UPDATE meta SET value=? WHERE key='format'", written)
+    with pytest.raises(DatabaseError, match=f"catalog format '{written}', this version reads 1 and 2; nothing was changed"):
+        Database.open(db)
+
+
 def test_an_open_does_not_wait_for_a_writer_to_put_the_guard_in(db, name_reads):
-    lift_guard(db)
+    as_format_1(db)
     writer = sqlite3.connect(catalog.catalog_path(db), isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # a writer at work (or a catalog this process may not write)
     try:
