@@ -8,9 +8,9 @@ catalog refuses, by itself, what no writer of this program does to an item (rena
 renumber, replace, delete one by one: the triggers in ``GUARD``; writers only insert
 items, update their file stats, and delete whole generations, segments first). A *names
 stamp* (``<catalog>.verified.json``) records that generation ``g``'s names matched
-``names_sha256`` while the guard stood at schema version ``v``: while ``(g, v)``, the
-checksum and the file's inode are unchanged, no SQL statement can have changed them.
-Removing the guard changes the schema version, even if it is put back.
+``names_sha256`` while the guard stood at schema version ``v``: as long as the generation,
+the checksum, the schema version and the file's inode are the same, no SQL statement can
+have changed them. Removing the guard changes the schema version, even if it is put back.
 
 What it does not see, like a verification stamp: a byte edit of the file itself, a forged
 stamp or schema version. ``verify`` and every open that re-reads (``fresh``, writers, the
